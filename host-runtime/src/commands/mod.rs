@@ -1,0 +1,4 @@
+//! What each subcommand does, apart from argument parsing (in the binary's `args` module).
+
+pub mod decide;
+pub mod simulate;

@@ -1,0 +1,206 @@
+//! `tlsfallback simulate`: the dance over simulated time against the built-in peer presets.
+
+use std::fmt::Write as _;
+
+use policy_core::sim::{self, DAY, Delivery, Preset, Scenario, Summary, Timeline};
+use policy_core::{Action, Outcome, Policy, Tier};
+
+use crate::engine::DecisionEngine;
+
+/// What to simulate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimulateOptions {
+    /// Days of mail.
+    pub days: u32,
+    /// New messages per day.
+    pub messages_per_day: u32,
+}
+
+/// One line about each preset, for the timeline's headers.
+#[must_use]
+pub const fn describe(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Modern => "TLS 1.3 with a valid certificate",
+        Preset::LegacyOnly => "speaks only TLS 1.0 with CBC-SHA1 suites",
+        Preset::NoStarttls => "offers no STARTTLS at all",
+        Preset::BrokenStarttls => "offers STARTTLS and answers it with 454",
+        Preset::FlakyNetwork => "a modern peer behind a network that resets 30% of attempts",
+        Preset::StrippingAttacker => {
+            "a modern peer; from day 3 an on-path attacker strips STARTTLS"
+        }
+        Preset::DaneProtected => {
+            "a modern peer with usable DANE TLSA records; from day 3 an attacker strips STARTTLS"
+        }
+        Preset::Upgrading => "speaks only TLS 1.0 until day 10, then TLS 1.3",
+    }
+}
+
+/// Runs one preset.
+///
+/// # Errors
+///
+/// When the engine fails.
+pub fn run(
+    engine: &mut dyn DecisionEngine,
+    policy: &Policy,
+    preset: Preset,
+    options: SimulateOptions,
+) -> anyhow::Result<Timeline> {
+    let scenario = Scenario {
+        days: options.days,
+        messages_per_day: options.messages_per_day,
+        ..Scenario::new(preset.peer(), *policy)
+    };
+    sim::run(&scenario, |input| {
+        engine.decide(
+            input.policy,
+            input.context,
+            input.history,
+            input.last.as_ref(),
+            input.now,
+        )
+    })
+}
+
+/// Renders a timeline for a terminal: one line per delivery try, runs of identical tries
+/// collapsed, then the totals.
+#[must_use]
+pub fn render(preset: Preset, policy: &Policy, timeline: &Timeline, start: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== {}: {} (profile {})",
+        preset.name(),
+        describe(preset),
+        policy.profile.name()
+    );
+    let mut previous: Option<String> = None;
+    let mut repeats = 0u32;
+    let mut last_repeat_at = 0u64;
+    for delivery in &timeline.deliveries {
+        let shape = describe_delivery(delivery);
+        if previous.as_deref() == Some(shape.as_str()) {
+            repeats += 1;
+            last_repeat_at = delivery.started_at;
+            continue;
+        }
+        flush_repeats(&mut out, repeats, last_repeat_at, start);
+        repeats = 0;
+        let _ = writeln!(
+            out,
+            "  {}  #{:<3} {}",
+            clock(delivery.started_at, start),
+            delivery.message,
+            shape
+        );
+        previous = Some(shape);
+    }
+    flush_repeats(&mut out, repeats, last_repeat_at, start);
+    let _ = writeln!(out, "  {}", summarize(&timeline.summary));
+    out
+}
+
+fn flush_repeats(out: &mut String, repeats: u32, until: u64, start: u64) {
+    if repeats > 0 {
+        let plural = if repeats == 1 { "try" } else { "tries" };
+        let _ = writeln!(
+            out,
+            "  {:>12}        … {repeats} more {plural} like this, until {}",
+            "",
+            clock(until, start)
+        );
+    }
+}
+
+fn clock(at: u64, start: u64) -> String {
+    let offset = at.saturating_sub(start);
+    let (day, rest) = (offset / DAY, offset % DAY);
+    format!(
+        "day {day:>2} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// One try as text, without its time or message number (so that identical tries compare equal).
+fn describe_delivery(delivery: &Delivery) -> String {
+    let mut parts = Vec::new();
+    for step in &delivery.steps {
+        match (step.decision.action, step.outcome) {
+            (
+                Action::Attempt {
+                    tier, delay_secs, ..
+                },
+                Some(outcome),
+            ) => {
+                let wait = if delay_secs > 0 {
+                    format!(" +{delay_secs}s")
+                } else {
+                    String::new()
+                };
+                parts.push(format!("{}{wait} {}", tier.name(), describe_outcome(tier, outcome)));
+            }
+            (Action::Done, _) => parts.push("done".to_owned()),
+            (Action::Defer { retry_after_secs }, _) => {
+                parts.push(format!("DEFER {retry_after_secs}s"));
+            }
+            (Action::Bounce { status }, _) => parts.push(format!("BOUNCE {status}")),
+            (Action::Attempt { .. }, None) => {}
+        }
+    }
+    let first = delivery.steps.first().map(|s| s.decision.reason.name());
+    let last = delivery.steps.last().map(|s| s.decision.reason.name());
+    let mut line = parts.join(" → ");
+    match (first, last) {
+        (Some(first), Some(last)) if first != last => {
+            let _ = write!(line, "  [{first} … {last}]");
+        }
+        (Some(only), _) => {
+            let _ = write!(line, "  [{only}]");
+        }
+        _ => {}
+    }
+    if delivery.attacker_active {
+        line.push_str("  (attacker on path)");
+    }
+    line
+}
+
+fn describe_outcome(tier: Tier, outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Success { version: Some(v) } => format!("✓ {}", v.name()),
+        Outcome::Success { version: None } if tier == Tier::Cleartext => "✓ (in clear)".to_owned(),
+        Outcome::Success { version: None } => "✓".to_owned(),
+        Outcome::StarttlsRejected { code } => format!("✗ STARTTLS rejected {code}"),
+        Outcome::StarttlsNotOffered => "✗ no STARTTLS".to_owned(),
+        Outcome::TlsAlert(alert) => format!("✗ alert {}", alert.name()),
+        Outcome::CertificateError(error) => format!("✗ certificate {}", error.name()),
+        other => format!("✗ {}", other.name()),
+    }
+}
+
+fn summarize(summary: &Summary) -> String {
+    let [clear, legacy, modern, authenticated] = summary.delivered_by_tier;
+    let delivered = clear + legacy + modern + authenticated;
+    let mut line = format!(
+        "{} messages: {delivered} delivered (authenticated-tls {authenticated}, modern-tls {modern}, \
+         legacy-tls {legacy}, cleartext {clear}), {} deferred tries, {} bounced, {} expired; \
+         {} attempts, {} failed, {} s of step-down delay",
+        summary.messages,
+        summary.deferrals,
+        summary.bounces,
+        summary.expired,
+        summary.attempts,
+        summary.failed_attempts,
+        summary.fallback_delay_secs
+    );
+    if summary.cleartext_to_attacker > 0 || summary.refused_to_attacker > 0 {
+        let _ = write!(
+            line,
+            "; attacker: {} messages handed over in cleartext, {} tries refused",
+            summary.cleartext_to_attacker, summary.refused_to_attacker
+        );
+    }
+    line
+}
