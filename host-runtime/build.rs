@@ -14,9 +14,20 @@ const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("host-runtime sits in the workspace");
-    for watched in ["policy-core/src", "policy-core/Cargo.toml", "bindings", "wit", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    let workspace = manifest_dir
+        .parent()
+        .expect("host-runtime sits in the workspace");
+    for watched in [
+        "policy-core/src",
+        "policy-core/Cargo.toml",
+        "bindings",
+        "wit",
+        "Cargo.lock",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let core_module = build_guest(workspace);
@@ -37,7 +48,14 @@ fn build_guest(workspace: &Path) -> PathBuf {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--quiet", "-p", "tlsfallback-bindings", "--profile", "guest"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "tlsfallback-bindings",
+            "--profile",
+            "guest",
+        ])
         .args(["--target", GUEST_TARGET])
         .arg("--target-dir")
         .arg(&target_dir);

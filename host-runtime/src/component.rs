@@ -24,7 +24,8 @@ fn wasm_error(error: wasmtime::Error, doing: &'static str) -> anyhow::Error {
 }
 
 /// The built-in policy component (`wasm32-unknown-unknown` guest wrapped by the build script).
-pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_engine.wasm"));
+pub static EMBEDDED_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/policy_engine.wasm"));
 
 /// Creates the wasmtime engine the host uses for policy components: synchronous calls only, no
 /// component-model-async (it doubles the per-call cost), Cranelift at `Speed`.
@@ -80,7 +81,8 @@ impl PolicyComponent {
     /// `tlsfallback:policy/engine@0.1.0`.
     pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
         let engine = new_wasmtime_engine()?;
-        let component = Component::new(&engine, bytes).map_err(|e| wasm_error(e, "compiling the policy component"))?;
+        let component = Component::new(&engine, bytes)
+            .map_err(|e| wasm_error(e, "compiling the policy component"))?;
         let imports = imports_of(&engine, bytes)?;
         if !imports.is_empty() {
             return Err(anyhow!(
@@ -93,7 +95,10 @@ impl PolicyComponent {
             .instantiate_pre(&component)
             .map_err(|e| wasm_error(e, "linking the policy component"))?;
         let pre = PolicyEnginePre::new(instance_pre).map_err(|e| {
-            wasm_error(e, "the component does not export tlsfallback:policy/engine@0.1.0")
+            wasm_error(
+                e,
+                "the component does not export tlsfallback:policy/engine@0.1.0",
+            )
         })?;
         Ok(Self {
             pre,

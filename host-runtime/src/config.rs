@@ -47,7 +47,9 @@ impl PolicyOverrides {
             profile: self.profile.unwrap_or(base.profile),
             allow_legacy_tls: self.allow_legacy_tls.unwrap_or(base.allow_legacy_tls),
             allow_cleartext: self.allow_cleartext.unwrap_or(base.allow_cleartext),
-            step_down_delay_secs: self.step_down_delay_secs.unwrap_or(base.step_down_delay_secs),
+            step_down_delay_secs: self
+                .step_down_delay_secs
+                .unwrap_or(base.step_down_delay_secs),
             reprobe_interval_secs: self
                 .reprobe_interval_secs
                 .unwrap_or(base.reprobe_interval_secs),
@@ -176,14 +178,32 @@ mod tests {
     #[test]
     fn the_most_specific_destination_wins() {
         let file = PolicyFile::parse(FILE).unwrap();
-        assert_eq!(file.policy_for("mx.other.org").profile, Profile::Opportunistic);
+        assert_eq!(
+            file.policy_for("mx.other.org").profile,
+            Profile::Opportunistic
+        );
         assert_eq!(file.policy_for("mx.other.org").pin_duration_secs, 100);
         assert_eq!(file.policy_for("example.net").profile, Profile::Mandatory);
-        assert_eq!(file.policy_for("MX.Example.NET.").profile, Profile::Mandatory);
-        assert_eq!(file.policy_for("mx.bank.example.net").profile, Profile::AuthenticatedOnly);
-        assert_eq!(file.policy_for("mx1.bank.example.net").profile, Profile::NoFallback);
-        assert_eq!(file.policy_for("notexample.net").profile, Profile::Opportunistic);
-        assert_eq!(file.policy_for("mx1.bank.example.net").pin_duration_secs, 100);
+        assert_eq!(
+            file.policy_for("MX.Example.NET.").profile,
+            Profile::Mandatory
+        );
+        assert_eq!(
+            file.policy_for("mx.bank.example.net").profile,
+            Profile::AuthenticatedOnly
+        );
+        assert_eq!(
+            file.policy_for("mx1.bank.example.net").profile,
+            Profile::NoFallback
+        );
+        assert_eq!(
+            file.policy_for("notexample.net").profile,
+            Profile::Opportunistic
+        );
+        assert_eq!(
+            file.policy_for("mx1.bank.example.net").pin_duration_secs,
+            100
+        );
     }
 
     #[test]

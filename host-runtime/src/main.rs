@@ -56,7 +56,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for preset in presets {
                 let timeline = simulate::run(engine.as_mut(), &policy, preset, options)?;
                 let start = policy_core::sim::Scenario::new(preset.peer(), policy).start;
-                writeln!(stdout, "{}", simulate::render(preset, &policy, &timeline, start))?;
+                writeln!(
+                    stdout,
+                    "{}",
+                    simulate::render(preset, &policy, &timeline, start)
+                )?;
             }
             Ok(())
         }

@@ -98,7 +98,10 @@ impl LastAttempt {
         ];
         for (key, present, belongs_to) in misplaced {
             if present && self.outcome != belongs_to {
-                bail!("\"{key}\" applies only to outcome {belongs_to}, not {}", self.outcome);
+                bail!(
+                    "\"{key}\" applies only to outcome {belongs_to}, not {}",
+                    self.outcome
+                );
             }
         }
         Ok(AttemptReport {
@@ -115,7 +118,7 @@ impl Request {
     ///
     /// Invalid JSON, an unknown key or value, or invalid base64 history.
     pub fn parse(line: &str) -> anyhow::Result<Self> {
-        Ok(serde_json::from_str(line)?)
+        serde_json::from_str(line).context("not a valid request")
     }
 
     /// The history blob's bytes.

@@ -180,15 +180,20 @@ impl Step<'_> {
             return self.end_defer(Reason::InconsistentOutcome);
         }
         self.report.insert(TlsRptResult::StarttlsNotSupported);
-        if self.state.memory.seen_tls {
+        let cleartext_allowed = self.bounds.allows(Tier::Cleartext);
+        let suspicious = self.state.memory.seen_tls && !honours_sender_relaxation(self.context);
+        if suspicious {
             // Legacy TLS cannot help a peer without STARTTLS: the only step is to cleartext.
-            let cleartext = self
-                .bounds
-                .allows(Tier::Cleartext)
-                .then_some(Tier::Cleartext);
-            return self.transient_towards(cleartext, Reason::StarttlsMissingAfterTls);
+            let next = cleartext_allowed.then_some(Tier::Cleartext);
+            return self.transient_towards(next, Reason::StarttlsMissingAfterTls);
         }
-        if self.bounds.allows(Tier::Cleartext) {
+        if cleartext_allowed && self.state.memory.seen_tls {
+            // The sender asked for delivery over anything (`TLS-Required: No`): go to cleartext
+            // now, but do not let this one message teach the peer's memory to skip TLS.
+            let delay = self.policy.step_down_delay_secs;
+            return self.next_attempt(Tier::Cleartext, delay, Reason::SteppedDownNoStarttls);
+        }
+        if cleartext_allowed {
             return self.step_down(Tier::Cleartext, Reason::SteppedDownNoStarttls);
         }
         self.cannot_continue(Reason::TlsRequiredNotOffered)

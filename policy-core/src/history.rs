@@ -2,7 +2,7 @@
 //!
 //! Layout of format version 1: one version byte (`1`), then the postcard encoding of [`History`]
 //! (varint integers, one byte per enum tag and `Option` tag). Every field is bounded, so the blob
-//! is at most [`MAX_HISTORY_LEN`] bytes whatever happens (42 with every field at its maximum); a
+//! is at most [`MAX_HISTORY_LEN`] bytes whatever happens (41 with every field at its maximum); a
 //! peer that always works at the top tier needs about 14.
 
 use serde::{Deserialize, Serialize};
@@ -26,11 +26,15 @@ pub enum HistoryError {
     #[error("the history blob is empty")]
     Empty,
     /// The blob is longer than any this engine writes.
-    #[error("the history blob is {0} bytes, more than the {MAX_HISTORY_LEN} this engine ever writes")]
+    #[error(
+        "the history blob is {0} bytes, more than the {MAX_HISTORY_LEN} this engine ever writes"
+    )]
     TooLong(usize),
     /// The first byte names a format this engine does not know (written by a newer engine, or not
     /// a history blob at all).
-    #[error("the history blob has format version {0}, this engine reads version {HISTORY_FORMAT_VERSION}")]
+    #[error(
+        "the history blob has format version {0}, this engine reads version {HISTORY_FORMAT_VERSION}"
+    )]
     UnsupportedVersion(u8),
     /// The blob ends in the middle of a field.
     #[error("the history blob is truncated")]
@@ -134,7 +138,7 @@ impl History {
             len: 1,
         };
         blob.bytes[0] = HISTORY_FORMAT_VERSION;
-        // Cannot fail: every field is bounded and the largest encoding is 42 bytes
+        // Cannot fail: every field is bounded and the largest encoding is 41 bytes
         // (`history::tests::largest_history_fits` proves it), so `len` stays at 1 only if the
         // impossible happened, and the blob then reads back as `Truncated`, never as a wrong peer.
         if let Ok(used) = postcard::to_slice(self, &mut blob.bytes[1..]) {
@@ -210,7 +214,7 @@ mod tests {
     #[test]
     fn largest_history_fits() {
         let blob = largest().encode();
-        assert_eq!(blob.as_bytes().len(), 42);
+        assert_eq!(blob.as_bytes().len(), 41);
         assert_eq!(History::decode(blob.as_bytes()), Ok(largest()));
     }
 

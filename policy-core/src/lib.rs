@@ -70,7 +70,7 @@ pub use decision::{Action, Decision, EnhancedStatus, Reason, TlsRptResult, TlsRp
 pub use engine::{MAX_ATTEMPTS_PER_DELIVERY, decide};
 pub use floor::{Bounds, floor};
 pub use history::{
-    HISTORY_FORMAT_VERSION, History, HistoryBlob, HistoryError, MAX_HISTORY_LEN, PeerMemory,
+    Dance, HISTORY_FORMAT_VERSION, History, HistoryBlob, HistoryError, MAX_HISTORY_LEN, PeerMemory,
 };
 pub use outcome::{AttemptReport, CertificateError, Outcome, TlsAlert, TlsVersion};
 pub use policy::{Policy, Profile};

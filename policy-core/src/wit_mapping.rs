@@ -15,30 +15,105 @@ macro_rules! wit_mapping {
     () => {
         use $crate as core_types;
 
-        $crate::__wit_enum_both_ways!(tier_to_wit, tier_from_wit, core_types::Tier, wit::Tier,
-            [Cleartext, LegacyTls, ModernTls, AuthenticatedTls]);
-        $crate::__wit_enum_both_ways!(profile_to_wit, profile_from_wit, core_types::Profile, wit::Profile,
-            [Opportunistic, Mandatory, AuthenticatedOnly, NoFallback, BrowserStyle]);
-        $crate::__wit_enum_both_ways!(dane_to_wit, dane_from_wit, core_types::Dane, wit::Dane,
-            [None, Usable, Unusable, LookupFailed]);
-        $crate::__wit_enum_both_ways!(mta_sts_to_wit, mta_sts_from_wit, core_types::MtaSts, wit::MtaSts,
-            [None, Testing, Enforce, FetchFailed]);
-        $crate::__wit_enum_both_ways!(alert_to_wit, alert_from_wit, core_types::TlsAlert, wit::TlsAlert,
-            [ProtocolVersion, HandshakeFailure, InsufficientSecurity, InappropriateFallback, Other]);
-        $crate::__wit_enum_both_ways!(cert_error_to_wit, cert_error_from_wit, core_types::CertificateError,
-            wit::CertificateError, [Expired, Untrusted, NameMismatch, DaneMismatch]);
-        $crate::__wit_enum_both_ways!(ciphers_to_wit, ciphers_from_wit, core_types::CipherPolicy, wit::CipherPolicy,
-            [Strong, LegacyCompatible]);
-        $crate::__wit_enum_both_ways!(verification_to_wit, verification_from_wit, core_types::Verification,
-            wit::Verification, [None, Dane, Webpki]);
-        $crate::__wit_enum_both_ways!(reason_to_wit, reason_from_wit, core_types::Reason, wit::Reason, [
-            StrongestTier, RememberedTier, ReprobeUpward, HistoryUnreadable,
-            SteppedDownAfterAlert, SteppedDownNoStarttls, SteppedDownRepeatedFailures,
-            SteppedUpPeerWantsStronger, Delivered, ConnectFailed, PolicyLookupFailed,
-            DaneLookupFailed, TransientFailure, DowngradeRefusedPinned, StarttlsMissingAfterTls,
-            TlsRequiredNotOffered, NoTierLeft, AuthenticationFailed, RequiretlsUnsatisfiable,
-            DowngradeAttackSuspected, NoFallbackProfile, AttemptLimit, InconsistentOutcome,
-        ]);
+        $crate::__wit_enum_both_ways!(
+            tier_to_wit,
+            tier_from_wit,
+            core_types::Tier,
+            wit::Tier,
+            [Cleartext, LegacyTls, ModernTls, AuthenticatedTls]
+        );
+        $crate::__wit_enum_both_ways!(
+            profile_to_wit,
+            profile_from_wit,
+            core_types::Profile,
+            wit::Profile,
+            [
+                Opportunistic,
+                Mandatory,
+                AuthenticatedOnly,
+                NoFallback,
+                BrowserStyle
+            ]
+        );
+        $crate::__wit_enum_both_ways!(
+            dane_to_wit,
+            dane_from_wit,
+            core_types::Dane,
+            wit::Dane,
+            [None, Usable, Unusable, LookupFailed]
+        );
+        $crate::__wit_enum_both_ways!(
+            mta_sts_to_wit,
+            mta_sts_from_wit,
+            core_types::MtaSts,
+            wit::MtaSts,
+            [None, Testing, Enforce, FetchFailed]
+        );
+        $crate::__wit_enum_both_ways!(
+            alert_to_wit,
+            alert_from_wit,
+            core_types::TlsAlert,
+            wit::TlsAlert,
+            [
+                ProtocolVersion,
+                HandshakeFailure,
+                InsufficientSecurity,
+                InappropriateFallback,
+                Other
+            ]
+        );
+        $crate::__wit_enum_both_ways!(
+            cert_error_to_wit,
+            cert_error_from_wit,
+            core_types::CertificateError,
+            wit::CertificateError,
+            [Expired, Untrusted, NameMismatch, DaneMismatch]
+        );
+        $crate::__wit_enum_both_ways!(
+            ciphers_to_wit,
+            ciphers_from_wit,
+            core_types::CipherPolicy,
+            wit::CipherPolicy,
+            [Strong, LegacyCompatible]
+        );
+        $crate::__wit_enum_both_ways!(
+            verification_to_wit,
+            verification_from_wit,
+            core_types::Verification,
+            wit::Verification,
+            [None, Dane, Webpki]
+        );
+        $crate::__wit_enum_both_ways!(
+            reason_to_wit,
+            reason_from_wit,
+            core_types::Reason,
+            wit::Reason,
+            [
+                StrongestTier,
+                RememberedTier,
+                ReprobeUpward,
+                HistoryUnreadable,
+                SteppedDownAfterAlert,
+                SteppedDownNoStarttls,
+                SteppedDownRepeatedFailures,
+                SteppedUpPeerWantsStronger,
+                Delivered,
+                ConnectFailed,
+                PolicyLookupFailed,
+                DaneLookupFailed,
+                TransientFailure,
+                DowngradeRefusedPinned,
+                StarttlsMissingAfterTls,
+                TlsRequiredNotOffered,
+                NoTierLeft,
+                AuthenticationFailed,
+                RequiretlsUnsatisfiable,
+                DowngradeAttackSuspected,
+                NoFallbackProfile,
+                AttemptLimit,
+                InconsistentOutcome,
+            ]
+        );
 
         #[allow(dead_code)]
         pub(crate) fn version_to_wit(value: core_types::TlsVersion) -> wit::TlsVersion {
@@ -125,14 +200,19 @@ macro_rules! wit_mapping {
                 O::PostHandshakeFailure => wit::Outcome::PostHandshakeFailure,
                 O::PolicyLookupFailed => wit::Outcome::PolicyLookupFailed,
             };
-            wit::AttemptReport { tier: tier_to_wit(r.tier), outcome }
+            wit::AttemptReport {
+                tier: tier_to_wit(r.tier),
+                outcome,
+            }
         }
 
         #[allow(dead_code)]
         pub(crate) fn report_from_wit(r: wit::AttemptReport) -> core_types::AttemptReport {
             use core_types::Outcome as O;
             let outcome = match r.outcome {
-                wit::Outcome::Success(version) => O::Success { version: version.map(version_from_wit) },
+                wit::Outcome::Success(version) => O::Success {
+                    version: version.map(version_from_wit),
+                },
                 wit::Outcome::ConnectFailed => O::ConnectFailed,
                 wit::Outcome::StarttlsNotOffered => O::StarttlsNotOffered,
                 wit::Outcome::StarttlsRejected(code) => O::StarttlsRejected { code },
@@ -143,7 +223,10 @@ macro_rules! wit_mapping {
                 wit::Outcome::PostHandshakeFailure => O::PostHandshakeFailure,
                 wit::Outcome::PolicyLookupFailed => O::PolicyLookupFailed,
             };
-            core_types::AttemptReport { tier: tier_from_wit(r.tier), outcome }
+            core_types::AttemptReport {
+                tier: tier_from_wit(r.tier),
+                outcome,
+            }
         }
 
         /// The RFC 8460 result types and their WIT flags, in one table for both directions.
@@ -151,15 +234,30 @@ macro_rules! wit_mapping {
         fn report_flags() -> [(core_types::TlsRptResult, wit::TlsRptResults); 11] {
             use core_types::TlsRptResult as R;
             [
-                (R::StarttlsNotSupported, wit::TlsRptResults::STARTTLS_NOT_SUPPORTED),
-                (R::CertificateHostMismatch, wit::TlsRptResults::CERTIFICATE_HOST_MISMATCH),
-                (R::CertificateExpired, wit::TlsRptResults::CERTIFICATE_EXPIRED),
-                (R::CertificateNotTrusted, wit::TlsRptResults::CERTIFICATE_NOT_TRUSTED),
+                (
+                    R::StarttlsNotSupported,
+                    wit::TlsRptResults::STARTTLS_NOT_SUPPORTED,
+                ),
+                (
+                    R::CertificateHostMismatch,
+                    wit::TlsRptResults::CERTIFICATE_HOST_MISMATCH,
+                ),
+                (
+                    R::CertificateExpired,
+                    wit::TlsRptResults::CERTIFICATE_EXPIRED,
+                ),
+                (
+                    R::CertificateNotTrusted,
+                    wit::TlsRptResults::CERTIFICATE_NOT_TRUSTED,
+                ),
                 (R::ValidationFailure, wit::TlsRptResults::VALIDATION_FAILURE),
                 (R::TlsaInvalid, wit::TlsRptResults::TLSA_INVALID),
                 (R::DnssecInvalid, wit::TlsRptResults::DNSSEC_INVALID),
                 (R::DaneRequired, wit::TlsRptResults::DANE_REQUIRED),
-                (R::StsPolicyFetchError, wit::TlsRptResults::STS_POLICY_FETCH_ERROR),
+                (
+                    R::StsPolicyFetchError,
+                    wit::TlsRptResults::STS_POLICY_FETCH_ERROR,
+                ),
                 (R::StsPolicyInvalid, wit::TlsRptResults::STS_POLICY_INVALID),
                 (R::StsWebpkiInvalid, wit::TlsRptResults::STS_WEBPKI_INVALID),
             ]
@@ -168,21 +266,25 @@ macro_rules! wit_mapping {
         #[allow(dead_code)]
         pub(crate) fn decision_to_wit(d: &core_types::Decision) -> wit::Decision {
             let action = match d.action {
-                core_types::Action::Attempt { tier, tls, delay_secs } => {
-                    wit::Action::Attempt(wit::Attempt {
-                        tier: tier_to_wit(tier),
-                        tls: tls.map(|t| wit::TlsParameters {
-                            min_version: version_to_wit(t.min_version),
-                            max_version: version_to_wit(t.max_version),
-                            ciphers: ciphers_to_wit(t.ciphers),
-                            security_level: t.security_level,
-                            verification: verification_to_wit(t.verification),
-                            fallback_scsv: t.fallback_scsv,
-                        }),
-                        delay_secs,
-                    })
+                core_types::Action::Attempt {
+                    tier,
+                    tls,
+                    delay_secs,
+                } => wit::Action::Attempt(wit::Attempt {
+                    tier: tier_to_wit(tier),
+                    tls: tls.map(|t| wit::TlsParameters {
+                        min_version: version_to_wit(t.min_version),
+                        max_version: version_to_wit(t.max_version),
+                        ciphers: ciphers_to_wit(t.ciphers),
+                        security_level: t.security_level,
+                        verification: verification_to_wit(t.verification),
+                        fallback_scsv: t.fallback_scsv,
+                    }),
+                    delay_secs,
+                }),
+                core_types::Action::Defer { retry_after_secs } => {
+                    wit::Action::Defer(retry_after_secs)
                 }
-                core_types::Action::Defer { retry_after_secs } => wit::Action::Defer(retry_after_secs),
                 core_types::Action::Bounce { status } => wit::Action::Bounce(wit::EnhancedStatus {
                     class: status.class,
                     subject: status.subject,
@@ -200,7 +302,9 @@ macro_rules! wit_mapping {
                 core_types::HistoryError::TooLong(n) => {
                     wit::HistoryError::TooLong(u32::try_from(n).unwrap_or(u32::MAX))
                 }
-                core_types::HistoryError::UnsupportedVersion(v) => wit::HistoryError::UnsupportedVersion(v),
+                core_types::HistoryError::UnsupportedVersion(v) => {
+                    wit::HistoryError::UnsupportedVersion(v)
+                }
                 core_types::HistoryError::Truncated => wit::HistoryError::Truncated,
                 core_types::HistoryError::TrailingBytes(n) => {
                     wit::HistoryError::TrailingBytes(u32::try_from(n).unwrap_or(u32::MAX))
@@ -237,9 +341,15 @@ macro_rules! wit_mapping {
                     }),
                     delay_secs: a.delay_secs,
                 },
-                wit::Action::Defer(retry_after_secs) => core_types::Action::Defer { retry_after_secs },
+                wit::Action::Defer(retry_after_secs) => {
+                    core_types::Action::Defer { retry_after_secs }
+                }
                 wit::Action::Bounce(s) => core_types::Action::Bounce {
-                    status: core_types::EnhancedStatus { class: s.class, subject: s.subject, detail: s.detail },
+                    status: core_types::EnhancedStatus {
+                        class: s.class,
+                        subject: s.subject,
+                        detail: s.detail,
+                    },
                 },
                 wit::Action::Done => core_types::Action::Done,
             };
@@ -252,10 +362,14 @@ macro_rules! wit_mapping {
             let history_error = d.history_error.map(|e| match e {
                 wit::HistoryError::Empty => core_types::HistoryError::Empty,
                 wit::HistoryError::TooLong(n) => core_types::HistoryError::TooLong(n as usize),
-                wit::HistoryError::UnsupportedVersion(v) => core_types::HistoryError::UnsupportedVersion(v),
+                wit::HistoryError::UnsupportedVersion(v) => {
+                    core_types::HistoryError::UnsupportedVersion(v)
+                }
                 wit::HistoryError::Truncated => core_types::HistoryError::Truncated,
                 wit::HistoryError::Malformed => core_types::HistoryError::Malformed,
-                wit::HistoryError::TrailingBytes(n) => core_types::HistoryError::TrailingBytes(n as usize),
+                wit::HistoryError::TrailingBytes(n) => {
+                    core_types::HistoryError::TrailingBytes(n as usize)
+                }
             });
             Ok(core_types::Decision {
                 action,

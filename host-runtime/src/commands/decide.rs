@@ -83,5 +83,8 @@ pub fn answer(
         last.as_ref(),
         request.now,
     )?;
-    Ok(serde_json::to_string(&Response::new(&request.peer, &decision))?)
+    Ok(serde_json::to_string(&Response::new(
+        &request.peer,
+        &decision,
+    ))?)
 }

@@ -139,7 +139,11 @@ fn describe_delivery(delivery: &Delivery) -> String {
                 } else {
                     String::new()
                 };
-                parts.push(format!("{}{wait} {}", tier.name(), describe_outcome(tier, outcome)));
+                parts.push(format!(
+                    "{}{wait} {}",
+                    tier.name(),
+                    describe_outcome(tier, outcome)
+                ));
             }
             (Action::Done, _) => parts.push("done".to_owned()),
             (Action::Defer { retry_after_secs }, _) => {

@@ -1,0 +1,12 @@
+//! policy-core's behaviour, as users rely on it. One test binary; each module says what it covers.
+
+// A simulated peer whose clock is a field the test advances, one delivery at a time.
+mod harness;
+// Every built-in peer preset over weeks of simulated mail.
+mod scenarios;
+// The floor: DANE, MTA-STS, REQUIRETLS, TLS-Required: No, SASL and the operator profiles.
+mod floors;
+// Invariants over random policies, contexts, histories and outcome sequences.
+mod properties;
+// Version-1 history blobs that must keep decoding, and unreadable blobs.
+mod history;
