@@ -1,0 +1,41 @@
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `tlsfallback` with `args`, feeding `stdin`.
+pub(crate) fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The stdout of a successful run, as text.
+pub(crate) fn stdout_of(args: &[&str], stdin: &str) -> String {
+    let output = run(args, stdin);
+    assert!(
+        output.status.success(),
+        "tlsfallback {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Each stdout line of a `decide` run, parsed.
+pub(crate) fn decide(args: &[&str], stdin: &str) -> Vec<serde_json::Value> {
+    let mut all = vec!["decide"];
+    all.extend_from_slice(args);
+    stdout_of(&all, stdin)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
