@@ -76,8 +76,8 @@ fn build_guest(workspace: &Path) -> PathBuf {
         .unwrap_or_else(|e| panic!("running cargo for the guest component: {e}"));
     if !status.success() {
         panic!(
-            "building the guest component failed. Is the target installed? \
-             Run `rustup target add {GUEST_TARGET}` (scripts/setup does it)."
+            "building the guest component failed (the errors are above); if the target is \
+             missing, run `rustup target add {GUEST_TARGET}` (scripts/setup does it)"
         );
     }
     target_dir

@@ -9,7 +9,10 @@ fn request(now: u64, history: &Value, last: Value) -> String {
 #[test]
 fn a_legacy_peer_is_danced_down_and_remembered_across_requests_in_one_process() {
     // One process, many requests: each response's history feeds the next request, like an MTA.
-    let first = decide(&[], &(request(1_767_225_600, &Value::Null, Value::Null) + "\n"));
+    let first = decide(
+        &[],
+        &(request(1_767_225_600, &Value::Null, Value::Null) + "\n"),
+    );
     assert_eq!(first[0]["action"], "attempt");
     assert_eq!(first[0]["tier"], "modern-tls");
     assert_eq!(first[0]["delay_secs"], 0);
@@ -25,11 +28,22 @@ fn a_legacy_peer_is_danced_down_and_remembered_across_requests_in_one_process() 
     let success = json!({"tier": "legacy-tls", "outcome": "success", "version": "TLSv1", "cipher": "ECDHE-RSA-AES128-SHA"});
     let third = decide(&[], &request(1_767_225_607, &second[0]["history"], success));
     assert_eq!(third[0]["action"], "done");
-    assert!(third[0].get("tier").is_none(), "detail keys only where they apply");
-    let next_day = decide(&[], &request(1_767_312_000, &third[0]["history"], Value::Null));
+    assert!(
+        third[0].get("tier").is_none(),
+        "detail keys only where they apply"
+    );
+    let next_day = decide(
+        &[],
+        &request(1_767_312_000, &third[0]["history"], Value::Null),
+    );
     assert_eq!(next_day[0]["tier"], "legacy-tls");
     assert_eq!(next_day[0]["reason"], "remembered-tier");
-    assert!(next_day[0]["explanation"].as_str().unwrap().contains("remembered"));
+    assert!(
+        next_day[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("remembered")
+    );
 }
 
 #[test]
@@ -75,7 +89,12 @@ fn a_corrupt_history_is_answered_as_an_unknown_peer_and_says_why() {
     assert_eq!(lines[0]["action"], "attempt");
     assert_eq!(lines[0]["tier"], "modern-tls");
     assert_eq!(lines[0]["reason"], "history-unreadable");
-    assert!(lines[0]["history_error"].as_str().unwrap().contains("truncated"));
+    assert!(
+        lines[0]["history_error"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
 }
 
 #[test]
@@ -128,5 +147,8 @@ fn a_bad_policy_file_stops_with_a_clear_message() {
     let output = run(&["decide", "--policy", path.to_str().unwrap()], "");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("policy.toml") && stderr.contains("paranoid"), "{stderr}");
+    assert!(
+        stderr.contains("policy.toml") && stderr.contains("paranoid"),
+        "{stderr}"
+    );
 }

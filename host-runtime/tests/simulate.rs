@@ -9,16 +9,33 @@ fn legacy_only_timeline_shows_the_dance_then_the_memory() {
         lines[1].contains("modern-tls ✗ alert protocol-version → legacy-tls +5s ✓ TLSv1 → done"),
         "{out}"
     );
-    assert!(lines[2].contains("legacy-tls ✓ TLSv1 → done") && lines[2].contains("remembered-tier"), "{out}");
+    assert!(
+        lines[2].contains("legacy-tls ✓ TLSv1 → done") && lines[2].contains("remembered-tier"),
+        "{out}"
+    );
     assert!(out.contains("12 messages: 12 delivered"), "{out}");
 }
 
 #[test]
 fn stripping_attacker_timeline_shows_refusals_and_no_cleartext() {
-    let out = stdout_of(&["simulate", "--preset", "stripping-attacker", "--days", "6", "--engine", "native"], "");
+    let out = stdout_of(
+        &[
+            "simulate",
+            "--preset",
+            "stripping-attacker",
+            "--days",
+            "6",
+            "--engine",
+            "native",
+        ],
+        "",
+    );
     assert!(out.contains("(attacker on path)"), "{out}");
     assert!(out.contains("downgrade-refused-pinned"), "{out}");
-    assert!(out.contains("attacker: 0 messages handed over in cleartext"), "{out}");
+    assert!(
+        out.contains("attacker: 0 messages handed over in cleartext"),
+        "{out}"
+    );
     assert!(!out.contains("cleartext +"), "no step to cleartext: {out}");
 }
 
@@ -28,7 +45,11 @@ fn every_preset_runs_by_default_and_engines_agree() {
     let native = stdout_of(&["simulate", "--days", "5", "--engine", "native"], "");
     assert_eq!(component, native);
     for preset in policy_core::sim::Preset::ALL {
-        assert!(component.contains(&format!("== {}:", preset.name())), "{}", preset.name());
+        assert!(
+            component.contains(&format!("== {}:", preset.name())),
+            "{}",
+            preset.name()
+        );
     }
 }
 
@@ -37,5 +58,8 @@ fn an_unknown_preset_is_a_usage_error_listing_the_known_ones() {
     let output = run(&["simulate", "--preset", "sneaky"], "");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("sneaky") && stderr.contains("legacy-only"), "{stderr}");
+    assert!(
+        stderr.contains("sneaky") && stderr.contains("legacy-only"),
+        "{stderr}"
+    );
 }

@@ -263,7 +263,8 @@ macro_rules! wit_mapping {
             ]
         }
 
-        #[allow(dead_code)]
+        // wit-bindgen's flags (without its bitflags feature) have `|` but no `|=`.
+        #[allow(dead_code, clippy::assign_op_pattern)]
         pub(crate) fn decision_to_wit(d: &core_types::Decision) -> wit::Decision {
             let action = match d.action {
                 core_types::Action::Attempt {

@@ -66,7 +66,12 @@ fn random_last(rng: &mut Rng, tier: &str) -> Value {
     }
 }
 
-fn random_request(rng: &mut Rng, now: &mut u64, history: &mut Option<String>, tier: &mut String) -> String {
+fn random_request(
+    rng: &mut Rng,
+    now: &mut u64,
+    history: &mut Option<String>,
+    tier: &mut String,
+) -> String {
     *now += rng.below(3 * 86_400);
     if rng.chance(10) {
         let len = rng.below(70) as usize;
@@ -142,5 +147,9 @@ fn component_and_native_give_byte_identical_responses_on_10000_random_requests()
             "no {action} among {actions:?}"
         );
     }
-    assert!(actions.len() >= 20, "only {} action/reason pairs: {actions:?}", actions.len());
+    assert!(
+        actions.len() >= 20,
+        "only {} action/reason pairs: {actions:?}",
+        actions.len()
+    );
 }

@@ -1,4 +1,6 @@
-use tlsfallback_host::component::{EMBEDDED_COMPONENT, PolicyComponent, imports_of, new_wasmtime_engine};
+use tlsfallback_host::component::{
+    EMBEDDED_COMPONENT, PolicyComponent, imports_of, new_wasmtime_engine,
+};
 
 #[test]
 fn the_built_component_imports_nothing() {
@@ -12,9 +14,18 @@ fn the_built_component_instantiates_with_an_empty_linker() {
     // PolicyComponent links against an empty Linker: any import would fail here.
     let mut component = PolicyComponent::builtin().unwrap();
     let decision = component
-        .decide(&Default::default(), &Default::default(), None, None, 1_767_225_600)
+        .decide(
+            &Default::default(),
+            &Default::default(),
+            None,
+            None,
+            1_767_225_600,
+        )
         .unwrap();
-    assert!(matches!(decision.action, policy_core::Action::Attempt { .. }));
+    assert!(matches!(
+        decision.action,
+        policy_core::Action::Attempt { .. }
+    ));
 }
 
 #[test]
@@ -24,7 +35,9 @@ fn a_component_that_imports_something_is_rejected_with_the_import_named() {
         (import "host-clock" (func $clock (result u64)))
     )"#;
     let bytes = wat_to_component(wat);
-    let error = PolicyComponent::from_bytes(&bytes).err().expect("must be rejected");
+    let error = PolicyComponent::from_bytes(&bytes)
+        .err()
+        .expect("must be rejected");
     let message = format!("{error:#}");
     assert!(message.contains("host-clock"), "{message}");
     assert!(message.contains("must import nothing"), "{message}");
