@@ -8,12 +8,23 @@
 //!   native policy-core, so that every caller can pick either and compare them.
 //! - [`config`]: the operator's TOML policy file with per-destination overrides.
 //! - [`wire`]: the JSON Lines request and response of `tlsfallback decide`.
+//! - [`smtp`], [`tls`]: one delivery attempt at one tier, with OpenSSL configured per tier and its
+//!   failures classified into the engine's outcomes.
+//! - [`delivery`]: the loop decide → attempt → report, MX hosts in preference order.
+//! - [`store`]: peer history in SQLite. [`clock`]: the one place the clock is read.
+//! - [`peers`]: local SMTP peers (modern, legacy, no STARTTLS, 454, reset) for tests and the demo.
 //! - [`commands`]: what each subcommand does (the binary's `main.rs` only parses arguments).
 //!
 //! The host owns everything with an effect; the engine only decides.
 
+pub mod clock;
 pub mod commands;
 pub mod component;
 pub mod config;
+pub mod delivery;
 pub mod engine;
+pub mod peers;
+pub mod smtp;
+pub mod store;
+pub mod tls;
 pub mod wire;

@@ -1,0 +1,28 @@
+//! The one place the host reads the clock: everything else receives `now` as a value.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Time as the delivery loop sees it.
+pub trait Clock {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> u64;
+    /// Waits `secs` seconds (the engine's not-before delay).
+    fn sleep(&mut self, secs: u32);
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // This is the one place the clock is read.
+    fn now(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn sleep(&mut self, secs: u32) {
+        std::thread::sleep(Duration::from_secs(u64::from(secs)));
+    }
+}

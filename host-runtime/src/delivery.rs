@@ -1,0 +1,218 @@
+//! The delivery loop: decide, attempt, report the outcome, decide again, MX hosts in preference
+//! order, history stored per peer.
+
+use std::net::SocketAddr;
+
+use policy_core::{Action, AttemptReport, DeliveryContext, Outcome, Tier};
+
+use crate::clock::Clock;
+use crate::config::PolicyFile;
+use crate::engine::DecisionEngine;
+use crate::smtp::{self, Message, Timeouts};
+use crate::store::HistoryStore;
+use crate::tls::TrustAnchors;
+
+/// One MX host to try.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    /// The MX host name (the peer's key in the history, and the name certificates must match).
+    pub host: String,
+    /// Where to connect.
+    pub address: SocketAddr,
+}
+
+/// Everything one delivery needs besides the engine, the store and the clock.
+#[derive(Clone, Debug)]
+pub struct DeliveryJob<'a> {
+    /// The message.
+    pub message: Message<'a>,
+    /// MX hosts in preference order.
+    pub destinations: Vec<Destination>,
+    /// What the host resolved (DANE, MTA-STS, REQUIRETLS, TLS-Required: No, SASL).
+    pub context: DeliveryContext,
+    /// Our EHLO name.
+    pub helo_name: String,
+    /// Trust anchors for verified tiers.
+    pub anchors: TrustAnchors,
+    /// Network timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// One line of the delivery log: an attempt and what came of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptLine {
+    /// The MX host.
+    pub peer: String,
+    /// The tier attempted.
+    pub tier: Tier,
+    /// Seconds waited before it.
+    pub delay_secs: u32,
+    /// The outcome's kebab-case name, with its detail (alert, code, error).
+    pub outcome: String,
+    /// The negotiated version and cipher, if TLS was up.
+    pub negotiated: Option<(String, String)>,
+    /// Why the engine chose this tier.
+    pub reason: &'static str,
+    /// The peer's or OpenSSL's own words.
+    pub detail: String,
+}
+
+/// How the delivery ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryResult {
+    /// Accepted by `peer` at `tier`.
+    Delivered {
+        /// The MX host that accepted it.
+        peer: String,
+        /// The tier it went at.
+        tier: Tier,
+    },
+    /// Keep the message and retry later.
+    Deferred {
+        /// The earliest retry any MX asked for, in seconds.
+        retry_after_secs: u32,
+        /// Why, per MX host.
+        reasons: Vec<String>,
+    },
+    /// Return the message to its sender.
+    Bounced {
+        /// The enhanced status code.
+        status: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The name of an outcome with its detail, as the log and the CLI's JSON write it.
+#[must_use]
+pub fn describe_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::TlsAlert(alert) => format!("tls-alert {}", alert.name()),
+        Outcome::CertificateError(error) => format!("certificate-error {}", error.name()),
+        Outcome::StarttlsRejected { code } => format!("starttls-rejected {code}"),
+        other => other.name().to_owned(),
+    }
+}
+
+/// Delivers one message.
+///
+/// # Errors
+///
+/// A database or engine failure; the message is then neither delivered nor lost (the caller keeps
+/// it, as for a deferral).
+pub fn deliver(
+    engine: &mut dyn DecisionEngine,
+    store: &mut HistoryStore,
+    policy_file: &PolicyFile,
+    clock: &mut dyn Clock,
+    job: &DeliveryJob<'_>,
+    log: &mut dyn FnMut(&AttemptLine),
+) -> anyhow::Result<DeliveryResult> {
+    let mut retry_after_secs = u32::MAX;
+    let mut reasons = Vec::new();
+    for destination in &job.destinations {
+        let policy = policy_file.policy_for(&destination.host);
+        let mut last: Option<AttemptReport> = None;
+        let mut smtp_verdict: Option<DeliveryResult> = None;
+        loop {
+            let now = clock.now();
+            let decision = store.update(&destination.host, now, |history| {
+                let decision = engine.decide(&policy, &job.context, history, last.as_ref(), now)?;
+                Ok((decision, decision.history.as_bytes().to_vec()))
+            })?;
+            match decision.action {
+                Action::Attempt {
+                    tier,
+                    tls,
+                    delay_secs,
+                } => {
+                    clock.sleep(delay_secs);
+                    let result = smtp::attempt(
+                        destination.address,
+                        &destination.host,
+                        &job.helo_name,
+                        tls.as_ref(),
+                        &job.anchors,
+                        job.timeouts,
+                        &job.message,
+                    );
+                    log(&AttemptLine {
+                        peer: destination.host.clone(),
+                        tier,
+                        delay_secs,
+                        outcome: describe_outcome(&result.outcome),
+                        negotiated: result
+                            .negotiated
+                            .as_ref()
+                            .map(|n| (n.version_name.clone(), n.cipher.clone())),
+                        reason: decision.reason.name(),
+                        detail: result.detail.clone(),
+                    });
+                    // The session worked but the message itself was refused: the engine still
+                    // learns what the tier did; the SMTP verdict decides the message's fate.
+                    if let Some(text) = &result.rejected {
+                        smtp_verdict = Some(DeliveryResult::Bounced {
+                            status: "5.0.0".to_owned(),
+                            reason: format!("{} refused the message: {text}", destination.host),
+                        });
+                    } else if let Some(text) = &result.deferred {
+                        smtp_verdict = Some(DeliveryResult::Deferred {
+                            retry_after_secs: policy.retry_after_secs,
+                            reasons: vec![format!("{}: {text}", destination.host)],
+                        });
+                    }
+                    last = Some(AttemptReport {
+                        tier,
+                        outcome: result.outcome,
+                    });
+                }
+                Action::Done => {
+                    if let Some(verdict) = smtp_verdict {
+                        if let DeliveryResult::Deferred { reasons: r, .. } = &verdict {
+                            reasons.extend(r.iter().cloned());
+                            retry_after_secs = retry_after_secs.min(policy.retry_after_secs);
+                            break;
+                        }
+                        return Ok(verdict);
+                    }
+                    let tier = last.map_or(Tier::Cleartext, |l| l.tier);
+                    return Ok(DeliveryResult::Delivered {
+                        peer: destination.host.clone(),
+                        tier,
+                    });
+                }
+                Action::Defer {
+                    retry_after_secs: after,
+                } => {
+                    retry_after_secs = retry_after_secs.min(after);
+                    reasons.push(format!(
+                        "{}: {} ({})",
+                        destination.host,
+                        decision.reason.name(),
+                        decision.reason.explanation()
+                    ));
+                    break;
+                }
+                Action::Bounce { status } => {
+                    return Ok(DeliveryResult::Bounced {
+                        status: status.to_string(),
+                        reason: format!(
+                            "{}: {} ({})",
+                            destination.host,
+                            decision.reason.name(),
+                            decision.reason.explanation()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(DeliveryResult::Deferred {
+        retry_after_secs: if retry_after_secs == u32::MAX {
+            0
+        } else {
+            retry_after_secs
+        },
+        reasons,
+    })
+}

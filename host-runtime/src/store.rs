@@ -1,0 +1,160 @@
+//! Peer history in SQLite: one row per peer, the engine's opaque blob and when it changed.
+//!
+//! WAL mode so that readers never block the writer; each decide step runs in an `IMMEDIATE`
+//! transaction (read the blob, decide, write the new blob), so concurrent deliveries to the same
+//! peer serialise on the write lock instead of losing each other's updates.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// A stored peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerRow {
+    /// The MX host name.
+    pub peer: String,
+    /// The engine's history blob.
+    pub history: Vec<u8>,
+    /// When the row last changed, in seconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// The history database.
+pub struct HistoryStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl HistoryStore {
+    /// The default location: `$TLSFALLBACK_DB`, else `$XDG_STATE_HOME/tlsfallback/peers.sqlite3`,
+    /// else `~/.local/state/tlsfallback/peers.sqlite3`.
+    #[must_use]
+    pub fn default_path() -> PathBuf {
+        if let Some(path) = std::env::var_os("TLSFALLBACK_DB") {
+            return PathBuf::from(path);
+        }
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        state.join("tlsfallback").join("peers.sqlite3")
+    }
+
+    /// Opens (creating if needed) the database at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created or is not a tlsfallback database.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let connection = Connection::open(path)
+            .with_context(|| format!("opening the history database {}", path.display()))?;
+        connection.busy_timeout(Duration::from_secs(30))?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| {
+                connection.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS peers (
+                         peer TEXT PRIMARY KEY NOT NULL,
+                         history BLOB NOT NULL,
+                         updated_at INTEGER NOT NULL
+                     ) STRICT;",
+                )
+            })
+            .with_context(|| format!("{} is not a usable tlsfallback database", path.display()))?;
+        Ok(Self {
+            connection,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Where the database is.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `step` on the peer's stored history inside one write transaction and stores the
+    /// history it returns. Nothing is written when `step` fails.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the error of `step`.
+    pub fn update<T>(
+        &mut self,
+        peer: &str,
+        now: u64,
+        step: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(T, Vec<u8>)>,
+    ) -> anyhow::Result<T> {
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored: Option<Vec<u8>> = tx
+            .query_row("SELECT history FROM peers WHERE peer = ?1", [peer], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let (value, history) = step(stored.as_deref())?;
+        tx.execute(
+            "INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at",
+            params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
+        )?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Every stored peer, by name.
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn list(&self) -> anyhow::Result<Vec<PeerRow>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT peer, history, updated_at FROM peers ORDER BY peer")?;
+        let rows = statement.query_map([], row_to_peer)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One peer.
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn get(&self, peer: &str) -> anyhow::Result<Option<PeerRow>> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT peer, history, updated_at FROM peers WHERE peer = ?1",
+                [peer],
+                row_to_peer,
+            )
+            .optional()?)
+    }
+
+    /// Forgets a peer; whether it was there.
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn forget(&self, peer: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .connection
+            .execute("DELETE FROM peers WHERE peer = ?1", [peer])?
+            > 0)
+    }
+}
+
+fn row_to_peer(row: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRow> {
+    let updated_at: i64 = row.get(2)?;
+    Ok(PeerRow {
+        peer: row.get(0)?,
+        history: row.get(1)?,
+        updated_at: u64::try_from(updated_at).unwrap_or(0),
+    })
+}

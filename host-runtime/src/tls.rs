@@ -1,0 +1,213 @@
+//! TLS for each tier with OpenSSL (the stack that still has the legacy tier), and the
+//! classification of what went wrong into the engine's outcomes.
+
+use std::io;
+use std::net::TcpStream;
+use std::path::PathBuf;
+
+use openssl::error::ErrorStack;
+use openssl::ssl::{
+    self, HandshakeError, SslConnector, SslMethod, SslMode, SslStream, SslVerifyMode, SslVersion,
+};
+use policy_core::{
+    CertificateError, CipherPolicy, Outcome, TlsAlert, TlsParameters, TlsVersion, Verification,
+};
+
+/// The cipher list for the strong suites (TLS 1.2; TLS 1.3 suites are all AEAD and kept).
+const STRONG_CIPHERS: &str = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL";
+/// Everything the stack still has, at security level 0 (CBC-SHA1, static RSA).
+const LEGACY_CIPHERS: &str = "ALL:!aNULL:!eNULL:@SECLEVEL=0";
+
+/// What a successful handshake negotiated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The protocol version.
+    pub version: Option<TlsVersion>,
+    /// The version as OpenSSL names it (`TLSv1.3`).
+    pub version_name: String,
+    /// The cipher suite as OpenSSL names it.
+    pub cipher: String,
+}
+
+/// Where certificate verification gets its trust anchors.
+#[derive(Clone, Debug, Default)]
+pub struct TrustAnchors {
+    /// A PEM file of extra CA certificates (tests, private PKIs); the system roots otherwise.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A failed handshake, classified.
+#[derive(Debug)]
+pub struct HandshakeFailure {
+    /// The engine's view of the failure.
+    pub outcome: Outcome,
+    /// OpenSSL's own words, for the log.
+    pub detail: String,
+}
+
+fn version(v: TlsVersion) -> SslVersion {
+    match v {
+        TlsVersion::Tls1_0 => SslVersion::TLS1,
+        TlsVersion::Tls1_1 => SslVersion::TLS1_1,
+        TlsVersion::Tls1_2 => SslVersion::TLS1_2,
+        TlsVersion::Tls1_3 => SslVersion::TLS1_3,
+    }
+}
+
+/// Builds the connector for one attempt's parameters.
+///
+/// # Errors
+///
+/// When OpenSSL rejects the settings (for example a cipher list it cannot satisfy).
+pub fn connector(
+    params: &TlsParameters,
+    anchors: &TrustAnchors,
+) -> Result<SslConnector, ErrorStack> {
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    builder.set_min_proto_version(Some(version(params.min_version)))?;
+    builder.set_max_proto_version(Some(version(params.max_version)))?;
+    builder.set_cipher_list(match params.ciphers {
+        CipherPolicy::Strong => STRONG_CIPHERS,
+        CipherPolicy::LegacyCompatible => LEGACY_CIPHERS,
+    })?;
+    // The cipher string of the legacy tier carries @SECLEVEL=0 itself; set it for both so the
+    // engine's number is what OpenSSL applies.
+    builder.set_security_level(u32::from(params.security_level));
+    if params.fallback_scsv {
+        builder.set_mode(SslMode::SEND_FALLBACK_SCSV);
+    }
+    match params.verification {
+        Verification::None => builder.set_verify(SslVerifyMode::NONE),
+        Verification::Webpki | Verification::Dane => {
+            builder.set_verify(SslVerifyMode::PEER);
+            match &anchors.ca_file {
+                Some(file) => builder.set_ca_file(file)?,
+                None => builder.set_default_verify_paths()?,
+            }
+        }
+    }
+    Ok(builder.build())
+}
+
+/// Runs the client handshake on an SMTP connection after `220` to STARTTLS.
+///
+/// `mx_host` is the name the certificate must match when the parameters ask to verify.
+///
+/// # Errors
+///
+/// The classified failure.
+pub fn handshake(
+    params: &TlsParameters,
+    anchors: &TrustAnchors,
+    mx_host: &str,
+    stream: TcpStream,
+) -> Result<(SslStream<TcpStream>, Negotiated), HandshakeFailure> {
+    let setup = |e: ErrorStack| HandshakeFailure {
+        outcome: Outcome::TlsAlert(TlsAlert::Other),
+        detail: format!("TLS set-up failed: {e}"),
+    };
+    let connector = connector(params, anchors).map_err(setup)?;
+    let mut config = connector.configure().map_err(setup)?;
+    if params.verification == Verification::None {
+        config.set_verify_hostname(false);
+        config.set_verify(SslVerifyMode::NONE);
+    }
+    // SNI only for names, never for address literals.
+    config.set_use_server_name_indication(mx_host.parse::<std::net::IpAddr>().is_err());
+    match config.connect(mx_host, stream) {
+        Ok(stream) => {
+            let ssl = stream.ssl();
+            let negotiated = Negotiated {
+                version: TlsVersion::from_name(ssl.version_str()),
+                version_name: ssl.version_str().to_owned(),
+                cipher: ssl
+                    .current_cipher()
+                    .map_or_else(String::new, |c| c.name().to_owned()),
+            };
+            Ok((stream, negotiated))
+        }
+        Err(HandshakeError::SetupFailure(e)) => Err(setup(e)),
+        Err(HandshakeError::WouldBlock(_)) => Err(HandshakeFailure {
+            outcome: Outcome::HandshakeTimeout,
+            detail: "the TLS handshake timed out".to_owned(),
+        }),
+        Err(HandshakeError::Failure(mid)) => {
+            let verify = mid.ssl().verify_result();
+            Err(classify(
+                mid.error(),
+                verify.as_raw(),
+                verify.error_string(),
+            ))
+        }
+    }
+}
+
+/// OpenSSL reports an alert received from the peer as reason 1000 + the alert number.
+const ALERT_OFFSET: i32 = 1000;
+const ALERT_HANDSHAKE_FAILURE: i32 = 40;
+const ALERT_PROTOCOL_VERSION: i32 = 70;
+const ALERT_INSUFFICIENT_SECURITY: i32 = 71;
+const ALERT_INAPPROPRIATE_FALLBACK: i32 = 86;
+/// Local reasons: the peer's hello named a version or suite outside what we offered.
+const SSL_R_UNSUPPORTED_PROTOCOL: i32 = 258;
+const SSL_R_WRONG_VERSION_NUMBER: i32 = 267;
+const SSL_R_NO_PROTOCOLS_AVAILABLE: i32 = 191;
+const SSL_R_WRONG_CIPHER_RETURNED: i32 = 261;
+const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
+/// X509 verify results (`X509_V_ERR_*`).
+const X509_V_ERR_CERT_HAS_EXPIRED: i32 = 10;
+const X509_V_ERR_HOSTNAME_MISMATCH: i32 = 62;
+
+/// Maps an OpenSSL handshake error (and the verify result) to the engine's outcome.
+fn classify(error: &ssl::Error, verify_result: i32, verify_text: &str) -> HandshakeFailure {
+    let detail = error.to_string();
+    if let Some(io) = error.io_error() {
+        let outcome = match io.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Outcome::HandshakeTimeout,
+            _ => Outcome::ConnectionReset,
+        };
+        return HandshakeFailure { outcome, detail };
+    }
+    let reasons: Vec<i32> = error
+        .ssl_error()
+        .map(|stack| {
+            stack
+                .errors()
+                .iter()
+                .map(openssl::error::Error::reason_code)
+                .collect()
+        })
+        .unwrap_or_default();
+    let outcome = if reasons.contains(&SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        let kind = match verify_result {
+            X509_V_ERR_CERT_HAS_EXPIRED => CertificateError::Expired,
+            X509_V_ERR_HOSTNAME_MISMATCH => CertificateError::NameMismatch,
+            _ => CertificateError::Untrusted,
+        };
+        return HandshakeFailure {
+            outcome: Outcome::CertificateError(kind),
+            detail: format!("{detail} ({verify_text})"),
+        };
+    } else if reasons.contains(&(ALERT_OFFSET + ALERT_PROTOCOL_VERSION))
+        || reasons.contains(&SSL_R_UNSUPPORTED_PROTOCOL)
+        || reasons.contains(&SSL_R_WRONG_VERSION_NUMBER)
+        || reasons.contains(&SSL_R_NO_PROTOCOLS_AVAILABLE)
+    {
+        Outcome::TlsAlert(TlsAlert::ProtocolVersion)
+    } else if reasons.contains(&(ALERT_OFFSET + ALERT_HANDSHAKE_FAILURE))
+        || reasons.contains(&SSL_R_WRONG_CIPHER_RETURNED)
+    {
+        Outcome::TlsAlert(TlsAlert::HandshakeFailure)
+    } else if reasons.contains(&(ALERT_OFFSET + ALERT_INSUFFICIENT_SECURITY)) {
+        Outcome::TlsAlert(TlsAlert::InsufficientSecurity)
+    } else if reasons.contains(&(ALERT_OFFSET + ALERT_INAPPROPRIATE_FALLBACK)) {
+        Outcome::TlsAlert(TlsAlert::InappropriateFallback)
+    } else if error.code() == ssl::ErrorCode::SYSCALL || error.code() == ssl::ErrorCode::ZERO_RETURN
+    {
+        // The peer closed the connection in the middle of the handshake.
+        Outcome::ConnectionReset
+    } else {
+        Outcome::TlsAlert(TlsAlert::Other)
+    };
+    HandshakeFailure { outcome, detail }
+}

@@ -1,0 +1,220 @@
+use std::sync::OnceLock;
+
+use policy_core::{
+    CertificateError, DeliveryContext, Outcome, Tier, TlsAlert, TlsVersion, Verification,
+};
+use tlsfallback_host::peers::{Identity, LocalPeer, PeerKind};
+use tlsfallback_host::smtp::{self, AttemptResult, Message, Timeouts};
+use tlsfallback_host::tls::TrustAnchors;
+
+pub(crate) fn identity() -> &'static Identity {
+    static IDENTITY: OnceLock<Identity> = OnceLock::new();
+    IDENTITY.get_or_init(|| Identity::self_signed("mx.test").expect("a test certificate"))
+}
+
+fn attempt(
+    peer: &LocalPeer,
+    tier: Tier,
+    verification: Verification,
+    anchors: &TrustAnchors,
+) -> AttemptResult {
+    let to = vec!["rcpt@example.test".to_owned()];
+    let message = Message {
+        from: "sender@example.test",
+        to: &to,
+        data: b"Subject: hi\n\n.leading dot\nbody\n",
+    };
+    let tls = tier.parameters(verification);
+    smtp::attempt(
+        peer.address,
+        "mx.test",
+        "client.test",
+        tls.as_ref(),
+        anchors,
+        Timeouts::default(),
+        &message,
+    )
+}
+
+fn plain(peer: &LocalPeer, tier: Tier) -> AttemptResult {
+    attempt(peer, tier, Verification::None, &TrustAnchors::default())
+}
+
+#[test]
+fn modern_tier_against_a_modern_peer_negotiates_tls_1_3_and_delivers_intact() {
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let result = plain(&peer, Tier::ModernTls);
+    assert_eq!(
+        result.outcome,
+        Outcome::Success {
+            version: Some(TlsVersion::Tls1_3)
+        },
+        "{}",
+        result.detail
+    );
+    let messages = peer.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].tls.as_ref().unwrap().0, "TLSv1.3");
+    assert_eq!(
+        messages[0].data,
+        b"Subject: hi\r\n\r\n.leading dot\r\nbody\r\n"
+    );
+    assert_eq!(messages[0].to, ["rcpt@example.test"]);
+}
+
+#[test]
+fn modern_tier_against_a_tls_1_0_peer_is_a_protocol_version_alert() {
+    let peer = LocalPeer::start(PeerKind::LegacyOnly, identity()).unwrap();
+    let result = plain(&peer, Tier::ModernTls);
+    assert_eq!(
+        result.outcome,
+        Outcome::TlsAlert(TlsAlert::ProtocolVersion),
+        "{}",
+        result.detail
+    );
+    assert!(peer.messages().is_empty());
+}
+
+#[test]
+fn legacy_tier_reaches_a_tls_1_0_peer_with_a_cbc_sha1_suite() {
+    let peer = LocalPeer::start(PeerKind::LegacyOnly, identity()).unwrap();
+    let result = plain(&peer, Tier::LegacyTls);
+    assert_eq!(
+        result.outcome,
+        Outcome::Success {
+            version: Some(TlsVersion::Tls1_0)
+        },
+        "{}",
+        result.detail
+    );
+    let (version, cipher) = peer.messages()[0].tls.clone().unwrap();
+    assert_eq!(version, "TLSv1");
+    assert!(
+        cipher.contains("SHA") && !cipher.contains("GCM"),
+        "{cipher}"
+    );
+}
+
+#[test]
+fn legacy_tier_against_a_modern_peer_is_refused_as_inappropriate_fallback() {
+    // Our legacy offer caps at TLS 1.2 and carries the fallback SCSV (RFC 7507).
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let result = plain(&peer, Tier::LegacyTls);
+    assert_eq!(
+        result.outcome,
+        Outcome::TlsAlert(TlsAlert::InappropriateFallback),
+        "{}",
+        result.detail
+    );
+}
+
+#[test]
+fn a_peer_without_starttls_and_one_answering_454_are_told_apart() {
+    let none = LocalPeer::start(PeerKind::NoStarttls, identity()).unwrap();
+    assert_eq!(
+        plain(&none, Tier::ModernTls).outcome,
+        Outcome::StarttlsNotOffered
+    );
+    let refusing = LocalPeer::start(PeerKind::Starttls454, identity()).unwrap();
+    assert_eq!(
+        plain(&refusing, Tier::ModernTls).outcome,
+        Outcome::StarttlsRejected { code: 454 }
+    );
+    // Cleartext still works on both.
+    assert_eq!(
+        plain(&refusing, Tier::Cleartext).outcome,
+        Outcome::Success { version: None }
+    );
+    assert_eq!(refusing.messages()[0].tls, None);
+}
+
+#[test]
+fn a_reset_during_the_handshake_is_a_connection_reset() {
+    let peer = LocalPeer::start(PeerKind::ResetInHandshake, identity()).unwrap();
+    assert_eq!(
+        plain(&peer, Tier::ModernTls).outcome,
+        Outcome::ConnectionReset
+    );
+}
+
+#[test]
+fn a_closed_port_is_a_connect_failure() {
+    let address = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let to = vec!["r@example.test".to_owned()];
+    let message = Message {
+        from: "s@example.test",
+        to: &to,
+        data: b"x\n",
+    };
+    let result = smtp::attempt(
+        address,
+        "mx.test",
+        "c.test",
+        None,
+        &TrustAnchors::default(),
+        Timeouts::default(),
+        &message,
+    );
+    assert_eq!(result.outcome, Outcome::ConnectFailed);
+}
+
+#[test]
+fn authenticated_tier_reports_certificate_errors_by_kind() {
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    // The system roots do not know our self-signed certificate.
+    let untrusted = attempt(
+        &peer,
+        Tier::AuthenticatedTls,
+        Verification::Webpki,
+        &TrustAnchors::default(),
+    );
+    assert_eq!(
+        untrusted.outcome,
+        Outcome::CertificateError(CertificateError::Untrusted),
+        "{}",
+        untrusted.detail
+    );
+    // Trusted, but for another name.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, identity().certificate.to_pem().unwrap()).unwrap();
+    let anchors = TrustAnchors { ca_file: Some(ca) };
+    let to = vec!["r@example.test".to_owned()];
+    let message = Message {
+        from: "s@example.test",
+        to: &to,
+        data: b"x\n",
+    };
+    let params = Tier::AuthenticatedTls.parameters(Verification::Webpki);
+    let wrong_name = smtp::attempt(
+        peer.address,
+        "other.test",
+        "c.test",
+        params.as_ref(),
+        &anchors,
+        Timeouts::default(),
+        &message,
+    );
+    assert_eq!(
+        wrong_name.outcome,
+        Outcome::CertificateError(CertificateError::NameMismatch),
+        "{}",
+        wrong_name.detail
+    );
+    // Trusted and for the right name: delivered.
+    let good = attempt(
+        &peer,
+        Tier::AuthenticatedTls,
+        Verification::Webpki,
+        &anchors,
+    );
+    assert!(
+        matches!(good.outcome, Outcome::Success { .. }),
+        "{}",
+        good.detail
+    );
+    let _ = DeliveryContext::default();
+}

@@ -1,0 +1,14 @@
+//! The host as operators and scripts use it. One test binary; each module says what it covers.
+
+// Shared helpers: run the binary with arguments and input.
+mod util;
+// `tlsfallback decide`: the JSON Lines contract, errors per line, engines, policy files.
+mod decide;
+// `tlsfallback simulate`: the readable timeline over simulated time.
+mod simulate;
+// One SMTP attempt per tier against local OpenSSL peers: what is negotiated, how failures classify.
+mod attempts;
+// The SQLite history store: round trips, concurrent updates, corrupt rows.
+mod store;
+// `tlsfallback deliver` and `peers`: the full loop against local peers, exit codes, bad input.
+mod deliver;
