@@ -19,6 +19,106 @@ pub(crate) enum Command {
     Decide(EngineArgs),
     /// Run the fallback dance over simulated time against built-in peer presets.
     Simulate(SimulateArgs),
+    /// Deliver the message on stdin, with the dance, to the given MX hosts.
+    Deliver(DeliverArgs),
+    /// Show or forget what is remembered about peers.
+    Peers(PeersArgs),
+    /// Start local peers and deliver to them twice with real sockets and handshakes.
+    Demo(DemoArgs),
+}
+
+/// Where peer history lives.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// The history database (default: $TLSFALLBACK_DB, else ~/.local/state/tlsfallback/peers.sqlite3).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub(crate) db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeliverArgs {
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The envelope sender (empty for the null reverse path).
+    #[arg(long)]
+    pub(crate) from: String,
+    /// An envelope recipient (repeatable).
+    #[arg(long, required = true)]
+    pub(crate) to: Vec<String>,
+    /// An MX host as HOST[:PORT], in preference order (repeatable).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(crate) mx: Vec<String>,
+    /// Our EHLO name.
+    #[arg(long, default_value = "localhost")]
+    pub(crate) helo: String,
+    /// A PEM file of CA certificates for verified tiers (default: the system roots).
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// The DANE TLSA state of the MX hosts, as the caller resolved it.
+    #[arg(long, default_value = "none", value_parser = parse_dane)]
+    pub(crate) dane: policy_core::Dane,
+    /// The MTA-STS state of the recipient domain, as the caller resolved it.
+    #[arg(long, default_value = "none", value_parser = parse_mta_sts)]
+    pub(crate) mta_sts: policy_core::MtaSts,
+    /// The message was received with REQUIRETLS.
+    #[arg(long)]
+    pub(crate) requiretls: bool,
+    /// The message carries TLS-Required: No.
+    #[arg(long)]
+    pub(crate) tls_required_no: bool,
+    /// SASL credentials will be sent.
+    #[arg(long)]
+    pub(crate) sasl: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PeersArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// JSON instead of one line per peer.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) action: PeersAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeersAction {
+    /// Every remembered peer.
+    List,
+    /// One peer.
+    Show {
+        /// The MX host name.
+        peer: String,
+    },
+    /// Forget a peer.
+    Forget {
+        /// The MX host name.
+        peer: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    /// Keep the history here (default: a fresh temporary database, so every run starts unknown).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+}
+
+fn parse_dane(name: &str) -> Result<policy_core::Dane, String> {
+    policy_core::Dane::from_name(name).ok_or_else(|| {
+        format!("unknown DANE state {name:?}: none, usable, unusable or lookup-failed")
+    })
+}
+
+fn parse_mta_sts(name: &str) -> Result<policy_core::MtaSts, String> {
+    policy_core::MtaSts::from_name(name).ok_or_else(|| {
+        format!("unknown MTA-STS state {name:?}: none, testing, enforce or fetch-failed")
+    })
 }
 
 /// Options shared by every command that decides.

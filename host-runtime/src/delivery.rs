@@ -15,7 +15,9 @@ use crate::tls::TrustAnchors;
 /// One MX host to try.
 #[derive(Clone, Debug)]
 pub struct Destination {
-    /// The MX host name (the peer's key in the history, and the name certificates must match).
+    /// The peer's key in the history: the MX host name, with `:port` when the port is not 25.
+    pub peer: String,
+    /// The MX host name certificates must match.
     pub host: String,
     /// Where to connect.
     pub address: SocketAddr,
@@ -116,7 +118,7 @@ pub fn deliver(
         let mut smtp_verdict: Option<DeliveryResult> = None;
         loop {
             let now = clock.now();
-            let decision = store.update(&destination.host, now, |history| {
+            let decision = store.update(&destination.peer, now, |history| {
                 let decision = engine.decide(&policy, &job.context, history, last.as_ref(), now)?;
                 Ok((decision, decision.history.as_bytes().to_vec()))
             })?;
@@ -137,7 +139,7 @@ pub fn deliver(
                         &job.message,
                     );
                     log(&AttemptLine {
-                        peer: destination.host.clone(),
+                        peer: destination.peer.clone(),
                         tier,
                         delay_secs,
                         outcome: describe_outcome(&result.outcome),
@@ -153,12 +155,12 @@ pub fn deliver(
                     if let Some(text) = &result.rejected {
                         smtp_verdict = Some(DeliveryResult::Bounced {
                             status: "5.0.0".to_owned(),
-                            reason: format!("{} refused the message: {text}", destination.host),
+                            reason: format!("{} refused the message: {text}", destination.peer),
                         });
                     } else if let Some(text) = &result.deferred {
                         smtp_verdict = Some(DeliveryResult::Deferred {
                             retry_after_secs: policy.retry_after_secs,
-                            reasons: vec![format!("{}: {text}", destination.host)],
+                            reasons: vec![format!("{}: {text}", destination.peer)],
                         });
                     }
                     last = Some(AttemptReport {
@@ -177,7 +179,7 @@ pub fn deliver(
                     }
                     let tier = last.map_or(Tier::Cleartext, |l| l.tier);
                     return Ok(DeliveryResult::Delivered {
-                        peer: destination.host.clone(),
+                        peer: destination.peer.clone(),
                         tier,
                     });
                 }
@@ -187,7 +189,7 @@ pub fn deliver(
                     retry_after_secs = retry_after_secs.min(after);
                     reasons.push(format!(
                         "{}: {} ({})",
-                        destination.host,
+                        destination.peer,
                         decision.reason.name(),
                         decision.reason.explanation()
                     ));
@@ -198,7 +200,7 @@ pub fn deliver(
                         status: status.to_string(),
                         reason: format!(
                             "{}: {} ({})",
-                            destination.host,
+                            destination.peer,
                             decision.reason.name(),
                             decision.reason.explanation()
                         ),

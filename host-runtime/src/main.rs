@@ -10,11 +10,18 @@ use tlsfallback_host::commands::{decide, simulate};
 use tlsfallback_host::config::PolicyFile;
 use tlsfallback_host::engine;
 
-use args::{Cli, Command, EngineArgs};
+use args::{Cli, Command, DeliverArgs, EngineArgs, PeersAction, PeersArgs};
+use tlsfallback_host::commands::deliver::{PeerView, exit};
+use tlsfallback_host::store::HistoryStore;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = match cli.command {
+        Command::Deliver(args) => return ExitCode::from(deliver(&args)),
+        Command::Peers(args) => peers(&args),
+        command => run(command),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tlsfallback: {error:#}");
@@ -23,14 +30,166 @@ fn main() -> ExitCode {
     }
 }
 
+/// Delivers the message on stdin; the exit code tells the caller whether to keep it.
+fn deliver(args: &DeliverArgs) -> u8 {
+    use std::io::Read as _;
+    use tlsfallback_host::commands::deliver::{check_address, format_attempt, parse_mx, summarize};
+    use tlsfallback_host::delivery::{DeliveryJob, deliver};
+    let fail = |code: u8, error: anyhow::Error| {
+        eprintln!("tlsfallback: {error:#}");
+        code
+    };
+    if let Err(e) = check_address(&args.from, false) {
+        return fail(exit::USAGE, e.context("--from"));
+    }
+    for to in &args.to {
+        if let Err(e) = check_address(to, true) {
+            return fail(exit::USAGE, e.context("--to"));
+        }
+    }
+    if args.mx.is_empty() {
+        return fail(
+            exit::USAGE,
+            anyhow::anyhow!(
+                "MX lookup from DNS is not built yet: pass the MX hosts with --mx HOST[:PORT]"
+            ),
+        );
+    }
+    let mut destinations = Vec::new();
+    for spec in &args.mx {
+        match parse_mx(spec) {
+            Ok(destination) => destinations.push(destination),
+            // A name that does not resolve now may resolve later: keep the message.
+            Err(e) => eprintln!("tlsfallback: skipping --mx {spec}: {e:#}"),
+        }
+    }
+    if destinations.is_empty() {
+        return fail(
+            exit::TEMPFAIL,
+            anyhow::anyhow!("no MX host could be resolved"),
+        );
+    }
+    let mut data = Vec::new();
+    if let Err(e) = io::stdin().lock().read_to_end(&mut data) {
+        return fail(
+            74,
+            anyhow::Error::from(e).context("reading the message from stdin"),
+        );
+    }
+    if let Err(line) = tlsfallback_host::smtp::check_message(&data) {
+        return fail(
+            exit::DATA_ERROR,
+            anyhow::anyhow!(
+                "line {line} of the message is longer than SMTP allows (998 characters)"
+            ),
+        );
+    }
+    let setup = (|| -> anyhow::Result<_> {
+        let policy_file = load_policy(&args.engine)?;
+        let engine = engine::open(args.engine.engine)?;
+        let path = args
+            .store
+            .db
+            .clone()
+            .unwrap_or_else(HistoryStore::default_path);
+        let store = HistoryStore::open(&path)?;
+        Ok((policy_file, engine, store))
+    })();
+    let (policy_file, mut engine, mut store) = match setup {
+        Ok(parts) => parts,
+        Err(e) => return fail(exit::TEMPFAIL, e),
+    };
+    let job = DeliveryJob {
+        message: tlsfallback_host::smtp::Message {
+            from: &args.from,
+            to: &args.to,
+            data: &data,
+        },
+        destinations,
+        context: policy_core::DeliveryContext {
+            dane: args.dane,
+            mta_sts: args.mta_sts,
+            requiretls: args.requiretls,
+            tls_required_no: args.tls_required_no,
+            sasl: args.sasl,
+        },
+        helo_name: args.helo.clone(),
+        anchors: tlsfallback_host::tls::TrustAnchors {
+            ca_file: args.ca_file.clone(),
+        },
+        timeouts: tlsfallback_host::smtp::Timeouts::default(),
+    };
+    let mut clock = tlsfallback_host::clock::SystemClock;
+    let mut log =
+        |line: &tlsfallback_host::delivery::AttemptLine| eprintln!("{}", format_attempt(line));
+    match deliver(
+        engine.as_mut(),
+        &mut store,
+        &policy_file,
+        &mut clock,
+        &job,
+        &mut log,
+    ) {
+        Ok(result) => {
+            let (summary, code) = summarize(&result);
+            eprintln!("{summary}");
+            code
+        }
+        // The store or the engine failed: nothing was lost, the caller keeps the message.
+        Err(e) => fail(exit::TEMPFAIL, e),
+    }
+}
+
+fn peers(args: &PeersArgs) -> anyhow::Result<()> {
+    let path = args
+        .store
+        .db
+        .clone()
+        .unwrap_or_else(HistoryStore::default_path);
+    let store = HistoryStore::open(&path)?;
+    let mut stdout = io::stdout().lock();
+    match &args.action {
+        PeersAction::List => {
+            let views: Vec<_> = store.list()?.iter().map(PeerView::new).collect();
+            if args.json {
+                serde_json::to_writer(&mut stdout, &views)?;
+                writeln!(stdout)?;
+            } else {
+                for view in views {
+                    writeln!(stdout, "{}", view.line())?;
+                }
+            }
+        }
+        PeersAction::Show { peer } => {
+            let row = store
+                .get(peer)?
+                .ok_or_else(|| anyhow::anyhow!("no history for {peer} in {}", path.display()))?;
+            let view = PeerView::new(&row);
+            if args.json {
+                serde_json::to_writer(&mut stdout, &view)?;
+                writeln!(stdout)?;
+            } else {
+                writeln!(stdout, "{}", view.line())?;
+            }
+        }
+        PeersAction::Forget { peer } => {
+            if !store.forget(peer)? {
+                anyhow::bail!("no history for {peer} in {}", path.display());
+            }
+            writeln!(stdout, "forgot {peer}")?;
+        }
+    }
+    Ok(())
+}
+
 fn load_policy(args: &EngineArgs) -> anyhow::Result<PolicyFile> {
     args.policy
         .as_deref()
         .map_or_else(|| Ok(PolicyFile::default()), PolicyFile::load)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Decide(args) => {
             let policy_file = load_policy(&args)?;
             let mut engine = engine::open(args.engine)?;
@@ -64,5 +223,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Demo(args) => {
+            let mut engine = engine::open(args.engine.engine)?;
+            let temporary = tempfile_dir()?;
+            let path = args
+                .db
+                .clone()
+                .unwrap_or_else(|| temporary.join("peers.sqlite3"));
+            let mut store = HistoryStore::open(&path)?;
+            let mut stdout = io::stdout().lock();
+            let result =
+                tlsfallback_host::commands::demo::run(engine.as_mut(), &mut store, &mut stdout);
+            if args.db.is_none() {
+                let _ = std::fs::remove_dir_all(&temporary);
+            }
+            result
+        }
+        Command::Deliver(_) | Command::Peers(_) => unreachable!("handled in main"),
     }
+}
+
+/// A fresh private directory for the demo's throw-away history.
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tlsfallback-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -353,3 +353,95 @@ fn angle(path: &str) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// A TCP proxy in front of a peer that can start stripping STARTTLS from EHLO replies at any
+/// moment: the on-path attacker of the demo.
+pub struct StrippingProxy {
+    /// Where it listens.
+    pub address: SocketAddr,
+    stripping: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StrippingProxy {
+    /// Starts a proxy to `upstream`, passing everything through until [`strip`](Self::strip).
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be bound.
+    pub fn start(upstream: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let stripping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stripping, stop) = (stripping.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            let strip = stripping.load(Ordering::Relaxed);
+                            std::thread::spawn(move || {
+                                let _ = relay(client, upstream, strip);
+                            });
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(_) => break,
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            address,
+            stripping,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// From now on, new connections get EHLO replies without STARTTLS.
+    pub fn strip(&self) {
+        self.stripping.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for StrippingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn relay(client: TcpStream, upstream: SocketAddr, strip: bool) -> io::Result<()> {
+    client.set_nonblocking(false)?;
+    let server = TcpStream::connect(upstream)?;
+    let (mut client_in, mut server_out) = (client.try_clone()?, server.try_clone()?);
+    let upward = std::thread::spawn(move || {
+        let _ = io::copy(&mut client_in, &mut server_out);
+        let _ = server_out.shutdown(std::net::Shutdown::Write);
+    });
+    let mut client_out = client;
+    if strip {
+        // The session stays in plain text (STARTTLS is never offered), so lines are safe to filter.
+        let mut reader = BufReader::new(server);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line)? > 0 {
+            if !line.eq_ignore_ascii_case(b"250-STARTTLS\r\n") {
+                client_out.write_all(&line)?;
+            }
+            line.clear();
+        }
+    } else {
+        let mut server = server;
+        io::copy(&mut server, &mut client_out)?;
+    }
+    let _ = client_out.shutdown(std::net::Shutdown::Write);
+    let _ = upward.join();
+    Ok(())
+}

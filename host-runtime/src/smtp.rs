@@ -201,7 +201,10 @@ pub fn attempt(
     let stream = match TcpStream::connect_timeout(&address, timeouts.connect) {
         Ok(stream) => stream,
         Err(e) => {
-            return AttemptResult::failed(Outcome::ConnectFailed, format!("connect {address}: {e}"));
+            return AttemptResult::failed(
+                Outcome::ConnectFailed,
+                format!("connect {address}: {e}"),
+            );
         }
     };
     let configured = stream

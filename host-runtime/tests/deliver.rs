@@ -1,1 +1,254 @@
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
 
+use tlsfallback_host::peers::{LocalPeer, PeerKind};
+
+use crate::attempts::identity;
+
+const MESSAGE: &str =
+    "From: a@example.test\nTo: b@example.test\nSubject: test\n\n.dot line\nbody\n";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // No step-down delay in tests: the dance, not the waiting, is under test.
+        std::fs::write(
+            dir.path().join("policy.toml"),
+            "[policy]\nstep_down_delay_secs = 0\n",
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let db = self.dir.path().join("peers.sqlite3");
+        let policy = self.dir.path().join("policy.toml");
+        let mut full: Vec<&str> = args.to_vec();
+        if args[0] == "deliver" {
+            full.extend(["--policy", policy.to_str().unwrap()]);
+        }
+        full.extend(["--db", db.to_str().unwrap()]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
+            .args(&full)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn deliver(&self, mx: &str) -> (i32, String) {
+        let output = self.run(
+            &[
+                "deliver",
+                "--from",
+                "a@example.test",
+                "--to",
+                "b@example.test",
+                "--mx",
+                mx,
+            ],
+            MESSAGE,
+        );
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn peers(&self, args: &[&str]) -> String {
+        let mut full = vec!["peers"];
+        full.extend_from_slice(args);
+        let output = self.run(&full, "");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+fn mx(peer: &LocalPeer) -> String {
+    format!("127.0.0.1:{}", peer.address.port())
+}
+
+#[test]
+fn a_modern_peer_gets_the_message_intact_over_tls_1_3_and_is_pinned() {
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let (code, log) = env.deliver(&mx(&peer));
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("tier=modern-tls outcome=success version=TLSv1.3"),
+        "{log}"
+    );
+    let messages = peer.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].data, MESSAGE.replace('\n', "\r\n").into_bytes());
+    let show: serde_json::Value =
+        serde_json::from_str(&env.peers(&["show", &mx(&peer), "--json"])).unwrap();
+    assert_eq!(show["last_success_tier"], "modern-tls");
+    assert!(show["pinned_until"].as_u64().is_some(), "{show}");
+}
+
+#[test]
+fn a_legacy_peer_is_danced_down_once_then_reached_directly() {
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::LegacyOnly, identity()).unwrap();
+    let (code, first) = env.deliver(&mx(&peer));
+    assert_eq!(code, 0, "{first}");
+    assert!(
+        first.contains("tier=modern-tls outcome=tls-alert protocol-version"),
+        "{first}"
+    );
+    assert!(
+        first.contains("tier=legacy-tls outcome=success version=TLSv1 "),
+        "{first}"
+    );
+    let (code, second) = env.deliver(&mx(&peer));
+    assert_eq!(code, 0, "{second}");
+    assert!(!second.contains("tier=modern-tls"), "{second}");
+    assert!(second.contains("reason=remembered-tier"), "{second}");
+    assert!(env.peers(&["list"]).contains("starts-at=legacy-tls"));
+    assert_eq!(peer.messages().len(), 2);
+}
+
+#[test]
+fn an_unreachable_host_defers_with_exit_75() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let env = Env::new();
+    let (code, log) = env.deliver(&format!("127.0.0.1:{}", closed.port()));
+    assert_eq!(code, 75, "{log}");
+    assert!(log.contains("outcome=connect-failed"), "{log}");
+}
+
+#[test]
+fn a_peer_that_sends_garbage_defers_and_keeps_the_message() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream.unwrap();
+            let _ = stream.write_all(b"\x16\x03\x01garbage that is not SMTP\r\n");
+        }
+    });
+    let env = Env::new();
+    let (code, log) = env.deliver(&format!("127.0.0.1:{port}"));
+    assert_eq!(code, 75, "{log}");
+    assert!(log.contains("not an SMTP reply"), "{log}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_the_right_exit_code() {
+    let env = Env::new();
+    let bad_address = env.run(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            "no at sign",
+            "--mx",
+            "127.0.0.1:9",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(bad_address.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad_address.stderr).contains("--to"));
+    let long_line = format!("Subject: x\n\n{}\n", "x".repeat(1200));
+    let too_long = env.run(
+        &[
+            "deliver",
+            "--from",
+            "",
+            "--to",
+            "b@example.test",
+            "--mx",
+            "127.0.0.1:9",
+        ],
+        &long_line,
+    );
+    assert_eq!(too_long.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&too_long.stderr).contains("line 3"));
+    let no_mx = env.run(
+        &["deliver", "--from", "", "--to", "b@example.test"],
+        MESSAGE,
+    );
+    assert_eq!(no_mx.status.code(), Some(64));
+}
+
+#[test]
+fn a_corrupt_history_row_is_shown_as_unreadable_and_healed_by_the_next_delivery() {
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    {
+        let mut store =
+            tlsfallback_host::store::HistoryStore::open(&env.dir.path().join("peers.sqlite3"))
+                .unwrap();
+        store
+            .update(&mx(&peer), 1, |_| Ok(((), vec![9, 9, 9])))
+            .unwrap();
+    }
+    assert!(env.peers(&["list"]).contains("UNREADABLE HISTORY"));
+    let (code, log) = env.deliver(&mx(&peer));
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("reason=history-unreadable"), "{log}");
+    assert!(!env.peers(&["list"]).contains("UNREADABLE"));
+    assert!(env.peers(&["forget", &mx(&peer)]).contains("forgot"));
+}
+
+#[test]
+fn the_demo_shows_the_dance_then_memory_and_refuses_the_stripped_peer() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = String::from_utf8(output.stdout).unwrap();
+    let round2 = out.split("== round 2").nth(1).expect("two rounds");
+    let section = |name: &str| -> String {
+        round2
+            .split("-- ")
+            .find(|s| s.starts_with(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        section("legacy.demo.test").contains("tier=legacy-tls outcome=success"),
+        "{out}"
+    );
+    assert!(
+        !section("legacy.demo.test").contains("tier=modern-tls"),
+        "{out}"
+    );
+    assert!(
+        section("modern.demo.test").contains("tier=modern-tls outcome=success"),
+        "{out}"
+    );
+    assert!(section("stripped.demo.test").contains("deferred"), "{out}");
+    assert!(
+        !section("stripped.demo.test").contains("tier=cleartext"),
+        "{out}"
+    );
+    assert!(out.contains("received in cleartext: 0"), "{out}");
+}

@@ -1,4 +1,6 @@
 //! What each subcommand does, apart from argument parsing (in the binary's `args` module).
 
 pub mod decide;
+pub mod deliver;
+pub mod demo;
 pub mod simulate;
