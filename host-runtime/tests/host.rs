@@ -12,3 +12,5 @@ mod attempts;
 mod store;
 // `tlsfallback deliver` and `peers`: the full loop against local peers, exit codes, bad input.
 mod deliver;
+// End to end against a real Postfix (Debian's package) with differently configured listeners.
+mod postfix;
