@@ -47,6 +47,14 @@ fn deliver(args: &DeliverArgs) -> u8 {
             return fail(exit::USAGE, e.context("--to"));
         }
     }
+    if args.dane == policy_core::Dane::Usable && !args.tls_required_no {
+        return fail(
+            exit::USAGE,
+            anyhow::anyhow!(
+                "--dane usable needs DANE-TLSA verification, which this host does not have yet"
+            ),
+        );
+    }
     if args.mx.is_empty() {
         return fail(
             exit::USAGE,

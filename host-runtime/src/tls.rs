@@ -106,6 +106,15 @@ pub fn handshake(
         outcome: Outcome::TlsAlert(TlsAlert::Other),
         detail: format!("TLS set-up failed: {e}"),
     };
+    if params.verification == Verification::Dane {
+        // OpenSSL has DANE (SSL_dane_enable, SSL_dane_tlsa_add) but the openssl crate does not
+        // bind it yet; verifying with WebPKI instead would silently change the policy. Say so, as
+        // a policy-input failure (not TLS evidence about the peer), and let the engine defer.
+        return Err(HandshakeFailure {
+            outcome: Outcome::PolicyLookupFailed,
+            detail: "DANE-TLSA verification is not available in this host yet".to_owned(),
+        });
+    }
     let connector = connector(params, anchors).map_err(setup)?;
     let mut config = connector.configure().map_err(setup)?;
     if params.verification == Verification::None {

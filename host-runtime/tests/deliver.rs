@@ -252,3 +252,100 @@ fn the_demo_shows_the_dance_then_memory_and_refuses_the_stripped_peer() {
     );
     assert!(out.contains("received in cleartext: 0"), "{out}");
 }
+
+/// A fake peer: on every connection, sends the first scripted reply, then answers each client line
+/// with the next one, then hangs up.
+fn scripted(replies: &[&str]) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let replies: Vec<String> = replies.iter().map(|r| (*r).to_owned()).collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8).flatten() {
+            let replies = replies.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut replies = replies.iter();
+                if let Some(banner) = replies.next() {
+                    let _ = writer.write_all(banner.as_bytes());
+                }
+                let mut line = String::new();
+                for reply in replies {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let _ = writer.write_all(reply.as_bytes());
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_peer_that_closes_mid_data_defers_and_keeps_the_message() {
+    // No STARTTLS, so the engine steps down to cleartext; there the peer drops the connection
+    // after 354, before its verdict on the message.
+    let port = scripted(&[
+        "220 x ESMTP\r\n",
+        "250 x\r\n",
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+    ]);
+    let env = Env::new();
+    let (code, log) = env.deliver(&format!("127.0.0.1:{port}"));
+    assert_eq!(code, 75, "{log}");
+    assert!(
+        log.contains("tier=cleartext outcome=connection-reset"),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_oversized_reply_line_is_refused_not_buffered() {
+    let huge = format!("220 {}\r\n", "x".repeat(100_000));
+    let port = scripted(&[&huge]);
+    let env = Env::new();
+    let (code, log) = env.deliver(&format!("127.0.0.1:{port}"));
+    assert_eq!(code, 75, "{log}");
+    assert!(log.contains("reply line too long"), "{log}");
+}
+
+#[test]
+fn a_permanent_rejection_of_the_recipient_bounces_with_exit_69() {
+    let port = scripted(&[
+        "220 x ESMTP\r\n",
+        "250 x\r\n",
+        "250 ok\r\n",
+        "550 5.1.1 no such user\r\n",
+        "221 bye\r\n",
+    ]);
+    let env = Env::new();
+    let (code, log) = env.deliver(&format!("127.0.0.1:{port}"));
+    assert_eq!(code, 69, "{log}");
+    assert!(log.contains("no such user"), "{log}");
+}
+
+#[test]
+fn dane_without_a_dane_capable_host_is_refused_up_front() {
+    let env = Env::new();
+    let output = env.run(
+        &[
+            "deliver",
+            "--from",
+            "",
+            "--to",
+            "b@example.test",
+            "--mx",
+            "127.0.0.1:9",
+            "--dane",
+            "usable",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DANE-TLSA"));
+}
