@@ -56,7 +56,11 @@ pub(crate) struct DeliverArgs {
     /// A PEM file of CA certificates for verified tiers (default: the system roots).
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_file: Option<PathBuf>,
-    /// The DANE TLSA state of the MX hosts, as the caller resolved it.
+    /// A DNSSEC-validated TLSA record of the MX host, "USAGE SELECTOR MTYPE HEX" (repeatable);
+    /// sets the DANE state to usable (or unusable when none is DANE-TA/DANE-EE).
+    #[arg(long, value_name = "RECORD", value_parser = tlsfallback_host::tls::TlsaRecord::parse)]
+    pub(crate) tlsa: Vec<tlsfallback_host::tls::TlsaRecord>,
+    /// The DANE TLSA state of the MX hosts, as the caller resolved it (`usable` needs --tlsa).
     #[arg(long, default_value = "none", value_parser = parse_dane)]
     pub(crate) dane: policy_core::Dane,
     /// The MTA-STS state of the recipient domain, as the caller resolved it.

@@ -47,14 +47,30 @@ fn deliver(args: &DeliverArgs) -> u8 {
             return fail(exit::USAGE, e.context("--to"));
         }
     }
-    if args.dane == policy_core::Dane::Usable && !args.tls_required_no {
+    let dane = if args.tlsa.is_empty() {
+        if args.dane == policy_core::Dane::Usable {
+            return fail(
+                exit::USAGE,
+                anyhow::anyhow!(
+                    "--dane usable needs the TLSA records to verify with: pass them with --tlsa"
+                ),
+            );
+        }
+        args.dane
+    } else if args.dane != policy_core::Dane::None {
         return fail(
             exit::USAGE,
-            anyhow::anyhow!(
-                "--dane usable needs DANE-TLSA verification, which this host does not have yet"
-            ),
+            anyhow::anyhow!("give either --tlsa records or --dane, not both"),
         );
-    }
+    } else if args
+        .tlsa
+        .iter()
+        .any(tlsfallback_host::tls::TlsaRecord::usable_for_smtp)
+    {
+        policy_core::Dane::Usable
+    } else {
+        policy_core::Dane::Unusable
+    };
     if args.mx.is_empty() {
         return fail(
             exit::USAGE,
@@ -115,7 +131,7 @@ fn deliver(args: &DeliverArgs) -> u8 {
         },
         destinations,
         context: policy_core::DeliveryContext {
-            dane: args.dane,
+            dane,
             mta_sts: args.mta_sts,
             requiretls: args.requiretls,
             tls_required_no: args.tls_required_no,
@@ -124,6 +140,7 @@ fn deliver(args: &DeliverArgs) -> u8 {
         helo_name: args.helo.clone(),
         anchors: tlsfallback_host::tls::TrustAnchors {
             ca_file: args.ca_file.clone(),
+            tlsa: args.tlsa.clone(),
         },
         timeouts: tlsfallback_host::smtp::Timeouts::default(),
     };

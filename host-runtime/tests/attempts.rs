@@ -181,7 +181,10 @@ fn authenticated_tier_reports_certificate_errors_by_kind() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, identity().certificate.to_pem().unwrap()).unwrap();
-    let anchors = TrustAnchors { ca_file: Some(ca) };
+    let anchors = TrustAnchors {
+        ca_file: Some(ca),
+        ..TrustAnchors::default()
+    };
     let to = vec!["r@example.test".to_owned()];
     let message = Message {
         from: "s@example.test",
@@ -217,4 +220,74 @@ fn authenticated_tier_reports_certificate_errors_by_kind() {
         good.detail
     );
     let _ = DeliveryContext::default();
+}
+
+/// A DANE-EE SPKI SHA-256 record ("3 1 1") for a certificate.
+pub(crate) fn tlsa_3_1_1(certificate: &openssl::x509::X509) -> String {
+    let spki = certificate
+        .public_key()
+        .unwrap()
+        .public_key_to_der()
+        .unwrap();
+    let digest: String = openssl::sha::sha256(&spki)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("3 1 1 {digest}")
+}
+
+#[test]
+fn dane_ee_records_authenticate_a_self_signed_peer_and_a_mismatch_is_a_dane_error() {
+    use tlsfallback_host::tls::TlsaRecord;
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let good = TrustAnchors {
+        tlsa: vec![TlsaRecord::parse(&tlsa_3_1_1(&identity().certificate)).unwrap()],
+        ..TrustAnchors::default()
+    };
+    let result = attempt(&peer, Tier::AuthenticatedTls, Verification::Dane, &good);
+    assert!(
+        matches!(result.outcome, Outcome::Success { .. }),
+        "{}",
+        result.detail
+    );
+    let wrong = TrustAnchors {
+        tlsa: vec![TlsaRecord::parse(&format!("3 1 1 {}", "ab".repeat(32))).unwrap()],
+        ..TrustAnchors::default()
+    };
+    let result = attempt(&peer, Tier::AuthenticatedTls, Verification::Dane, &wrong);
+    assert_eq!(
+        result.outcome,
+        Outcome::CertificateError(CertificateError::DaneMismatch),
+        "{}",
+        result.detail
+    );
+    // Without records there is nothing to verify with: a policy-input failure, not peer evidence.
+    let none = attempt(
+        &peer,
+        Tier::AuthenticatedTls,
+        Verification::Dane,
+        &TrustAnchors::default(),
+    );
+    assert_eq!(none.outcome, Outcome::PolicyLookupFailed);
+}
+
+#[test]
+fn tlsa_records_parse_strictly() {
+    use tlsfallback_host::tls::TlsaRecord;
+    let record = TlsaRecord::parse("3 1 1 0A0b").unwrap();
+    assert_eq!(
+        (
+            record.usage,
+            record.selector,
+            record.matching_type,
+            record.data
+        ),
+        (3, 1, 1, vec![10, 11])
+    );
+    assert!(!TlsaRecord::parse("1 1 1 00").unwrap().usable_for_smtp());
+    for bad in [
+        "", "3 1 1", "4 1 1 00", "3 2 1 00", "3 1 3 00", "3 1 1 0", "3 1 1 zz",
+    ] {
+        assert!(TlsaRecord::parse(bad).is_err(), "{bad:?}");
+    }
 }

@@ -330,7 +330,7 @@ fn a_permanent_rejection_of_the_recipient_bounces_with_exit_69() {
 }
 
 #[test]
-fn dane_without_a_dane_capable_host_is_refused_up_front() {
+fn dane_needs_its_records_and_a_matching_record_delivers_at_authenticated_tls() {
     let env = Env::new();
     let output = env.run(
         &[
@@ -347,5 +347,27 @@ fn dane_without_a_dane_capable_host_is_refused_up_front() {
         MESSAGE,
     );
     assert_eq!(output.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("DANE-TLSA"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--tlsa"));
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let record = crate::attempts::tlsa_3_1_1(&identity().certificate);
+    let output = env.run(
+        &[
+            "deliver",
+            "--from",
+            "",
+            "--to",
+            "b@example.test",
+            "--mx",
+            &mx(&peer),
+            "--tlsa",
+            &record,
+        ],
+        MESSAGE,
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("tier=authenticated-tls outcome=success"),
+        "{log}"
+    );
 }

@@ -1,6 +1,8 @@
 //! TLS for each tier with OpenSSL (the stack that still has the legacy tier), and the
 //! classification of what went wrong into the engine's outcomes.
 
+mod dane;
+
 use std::io;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -29,11 +31,71 @@ pub struct Negotiated {
     pub cipher: String,
 }
 
+/// One TLSA record (RFC 6698), as the caller resolved it with DNSSEC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsaRecord {
+    /// Certificate usage: 2 DANE-TA, 3 DANE-EE (0 and 1 are unusable for SMTP, RFC 7672 3.1.3).
+    pub usage: u8,
+    /// Selector: 0 full certificate, 1 SubjectPublicKeyInfo.
+    pub selector: u8,
+    /// Matching type: 0 exact, 1 SHA-256, 2 SHA-512.
+    pub matching_type: u8,
+    /// The association data.
+    pub data: Vec<u8>,
+}
+
+impl TlsaRecord {
+    /// Parses `USAGE SELECTOR MTYPE HEX` (the presentation format's fields).
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with the text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let [usage, selector, mtype, rest @ ..] = fields.as_slice() else {
+            return Err(format!(
+                "a TLSA record is \"USAGE SELECTOR MTYPE HEX\", not {text:?}"
+            ));
+        };
+        let number = |field: &str, name: &str, max: u8| -> Result<u8, String> {
+            field
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("TLSA {name} must be 0 to {max}, not {field:?}"))
+        };
+        let hex: String = rest.concat();
+        if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "TLSA data must be an even number of hex digits, not {hex:?}"
+            ));
+        }
+        let data = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<u8>, String>>()?;
+        Ok(Self {
+            usage: number(usage, "usage", 3)?,
+            selector: number(selector, "selector", 1)?,
+            matching_type: number(mtype, "matching type", 2)?,
+            data,
+        })
+    }
+
+    /// Whether the record is usable for SMTP (DANE-TA or DANE-EE, RFC 7672 section 3.1.3).
+    #[must_use]
+    pub const fn usable_for_smtp(&self) -> bool {
+        self.usage >= 2
+    }
+}
+
 /// Where certificate verification gets its trust anchors.
 #[derive(Clone, Debug, Default)]
 pub struct TrustAnchors {
     /// A PEM file of extra CA certificates (tests, private PKIs); the system roots otherwise.
     pub ca_file: Option<PathBuf>,
+    /// TLSA records for DANE verification (the `dane` verification mode).
+    pub tlsa: Vec<TlsaRecord>,
 }
 
 /// A failed handshake, classified.
@@ -78,7 +140,11 @@ pub fn connector(
     }
     match params.verification {
         Verification::None => builder.set_verify(SslVerifyMode::NONE),
-        Verification::Webpki | Verification::Dane => {
+        Verification::Dane => {
+            builder.set_verify(SslVerifyMode::PEER);
+            dane::enable_on_context(&mut builder).map_err(|_| ErrorStack::get())?;
+        }
+        Verification::Webpki => {
             builder.set_verify(SslVerifyMode::PEER);
             match &anchors.ca_file {
                 Some(file) => builder.set_ca_file(file)?,
@@ -106,13 +172,18 @@ pub fn handshake(
         outcome: Outcome::TlsAlert(TlsAlert::Other),
         detail: format!("TLS set-up failed: {e}"),
     };
-    if params.verification == Verification::Dane {
-        // OpenSSL has DANE (SSL_dane_enable, SSL_dane_tlsa_add) but the openssl crate does not
-        // bind it yet; verifying with WebPKI instead would silently change the policy. Say so, as
-        // a policy-input failure (not TLS evidence about the peer), and let the engine defer.
+    let usable: Vec<TlsaRecord> = anchors
+        .tlsa
+        .iter()
+        .filter(|r| r.usable_for_smtp())
+        .cloned()
+        .collect();
+    if params.verification == Verification::Dane && usable.is_empty() {
+        // The engine asked for DANE but the host has no usable records to verify with: a failure
+        // of the policy inputs, not evidence about the peer.
         return Err(HandshakeFailure {
             outcome: Outcome::PolicyLookupFailed,
-            detail: "DANE-TLSA verification is not available in this host yet".to_owned(),
+            detail: "DANE verification asked for, but no usable TLSA records were given".to_owned(),
         });
     }
     let connector = connector(params, anchors).map_err(setup)?;
@@ -120,6 +191,16 @@ pub fn handshake(
     if params.verification == Verification::None {
         config.set_verify_hostname(false);
         config.set_verify(SslVerifyMode::NONE);
+    }
+    if params.verification == Verification::Dane {
+        // DANE does its own name checks (none for DANE-EE, RFC 7672 section 3.2.1).
+        config.set_verify_hostname(false);
+        dane::enable_on_connection(&mut config, mx_host, &usable).map_err(|detail| {
+            HandshakeFailure {
+                outcome: Outcome::PolicyLookupFailed,
+                detail,
+            }
+        })?;
     }
     // SNI only for names, never for address literals.
     config.set_use_server_name_indication(mx_host.parse::<std::net::IpAddr>().is_err());
@@ -166,6 +247,7 @@ const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
 /// X509 verify results (`X509_V_ERR_*`).
 const X509_V_ERR_CERT_HAS_EXPIRED: i32 = 10;
 const X509_V_ERR_HOSTNAME_MISMATCH: i32 = 62;
+const X509_V_ERR_DANE_NO_MATCH: i32 = 65;
 
 /// Maps an OpenSSL handshake error (and the verify result) to the engine's outcome.
 fn classify(error: &ssl::Error, verify_result: i32, verify_text: &str) -> HandshakeFailure {
@@ -191,6 +273,7 @@ fn classify(error: &ssl::Error, verify_result: i32, verify_text: &str) -> Handsh
         let kind = match verify_result {
             X509_V_ERR_CERT_HAS_EXPIRED => CertificateError::Expired,
             X509_V_ERR_HOSTNAME_MISMATCH => CertificateError::NameMismatch,
+            X509_V_ERR_DANE_NO_MATCH => CertificateError::DaneMismatch,
             _ => CertificateError::Untrusted,
         };
         return HandshakeFailure {
