@@ -47,9 +47,13 @@ pub(crate) struct DeliverArgs {
     /// An envelope recipient (repeatable).
     #[arg(long, required = true)]
     pub(crate) to: Vec<String>,
-    /// An MX host as HOST[:PORT], in preference order (repeatable).
+    /// An MX host as HOST[:PORT], in preference order (repeatable); without it, the MX hosts
+    /// of the recipients' domain are looked up in the DNS.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub(crate) mx: Vec<String>,
+    /// The SMTP port of MX hosts found in the DNS.
+    #[arg(long, default_value_t = 25)]
+    pub(crate) port: u16,
     /// Our EHLO name.
     #[arg(long, default_value = "localhost")]
     pub(crate) helo: String,

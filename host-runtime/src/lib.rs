@@ -11,6 +11,7 @@
 //! - [`smtp`], [`tls`]: one delivery attempt at one tier, with OpenSSL configured per tier and its
 //!   failures classified into the engine's outcomes.
 //! - [`delivery`]: the loop decide → attempt → report, MX hosts in preference order.
+//! - [`mx`]: MX lookup for deliveries without `--mx`.
 //! - [`store`]: peer history in SQLite. [`clock`]: the one place the clock is read.
 //! - [`peers`]: local SMTP peers (modern, legacy, no STARTTLS, 454, reset) for tests and the demo.
 //! - [`commands`]: what each subcommand does (the binary's `main.rs` only parses arguments).
@@ -23,6 +24,7 @@ pub mod component;
 pub mod config;
 pub mod delivery;
 pub mod engine;
+pub mod mx;
 pub mod peers;
 pub mod smtp;
 pub mod store;

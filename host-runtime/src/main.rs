@@ -71,16 +71,16 @@ fn deliver(args: &DeliverArgs) -> u8 {
     } else {
         policy_core::Dane::Unusable
     };
-    if args.mx.is_empty() {
-        return fail(
-            exit::USAGE,
-            anyhow::anyhow!(
-                "MX lookup from DNS is not built yet: pass the MX hosts with --mx HOST[:PORT]"
-            ),
-        );
-    }
+    let mx_specs = if args.mx.is_empty() {
+        match mx_from_dns(args) {
+            Ok(specs) => specs,
+            Err((code, error)) => return fail(code, error),
+        }
+    } else {
+        args.mx.clone()
+    };
     let mut destinations = Vec::new();
-    for spec in &args.mx {
+    for spec in &mx_specs {
         match parse_mx(spec) {
             Ok(destination) => destinations.push(destination),
             // A name that does not resolve now may resolve later: keep the message.
@@ -162,6 +162,43 @@ fn deliver(args: &DeliverArgs) -> u8 {
         }
         // The store or the engine failed: nothing was lost, the caller keeps the message.
         Err(e) => fail(exit::TEMPFAIL, e),
+    }
+}
+
+/// The MX hosts of the recipients' domain, as `HOST:PORT` specs.
+fn mx_from_dns(args: &DeliverArgs) -> Result<Vec<String>, (u8, anyhow::Error)> {
+    use tlsfallback_host::mx::{MxAnswer, lookup, nameserver};
+    let domains: std::collections::BTreeSet<String> = args
+        .to
+        .iter()
+        .filter_map(|to| to.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
+        .collect();
+    let mut domains = domains.into_iter();
+    let (Some(domain), None) = (domains.next(), domains.next()) else {
+        return Err((
+            exit::USAGE,
+            anyhow::anyhow!("recipients in several domains: deliver once per domain, or pass --mx"),
+        ));
+    };
+    match lookup(&domain, nameserver(), std::time::Duration::from_secs(10)) {
+        Ok(MxAnswer::Hosts(hosts)) => Ok(hosts
+            .into_iter()
+            .map(|h| format!("{h}:{}", args.port))
+            .collect()),
+        Ok(MxAnswer::NullMx) => Err((
+            exit::UNAVAILABLE,
+            anyhow::anyhow!(
+                "bounced 5.1.10: {domain} publishes a null MX and accepts no mail (RFC 7505)"
+            ),
+        )),
+        Ok(MxAnswer::NoSuchDomain) => Err((
+            exit::UNAVAILABLE,
+            anyhow::anyhow!("bounced 5.1.2: the domain {domain} does not exist"),
+        )),
+        Err(error) => Err((
+            exit::TEMPFAIL,
+            error.context(format!("looking up the MX of {domain}")),
+        )),
     }
 }
 

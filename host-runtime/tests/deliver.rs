@@ -26,6 +26,10 @@ impl Env {
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {
+        self.run_with_env(args, stdin, &[])
+    }
+
+    fn run_with_env(&self, args: &[&str], stdin: &str, env: &[(&str, String)]) -> Output {
         let db = self.dir.path().join("peers.sqlite3");
         let policy = self.dir.path().join("policy.toml");
         let mut full: Vec<&str> = args.to_vec();
@@ -35,6 +39,7 @@ impl Env {
         full.extend(["--db", db.to_str().unwrap()]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
             .args(&full)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -186,11 +191,19 @@ fn bad_input_gets_a_clear_error_and_the_right_exit_code() {
     );
     assert_eq!(too_long.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&too_long.stderr).contains("line 3"));
-    let no_mx = env.run(
-        &["deliver", "--from", "", "--to", "b@example.test"],
+    let two_domains = env.run(
+        &[
+            "deliver",
+            "--from",
+            "",
+            "--to",
+            "b@one.test",
+            "--to",
+            "c@two.test",
+        ],
         MESSAGE,
     );
-    assert_eq!(no_mx.status.code(), Some(64));
+    assert_eq!(two_domains.status.code(), Some(64));
 }
 
 #[test]
@@ -370,4 +383,108 @@ fn dane_needs_its_records_and_a_matching_record_delivers_at_authenticated_tls() 
         log.contains("tier=authenticated-tls outcome=success"),
         "{log}"
     );
+}
+
+/// The response code and the (preference, exchange) pairs a fake DNS server answers.
+type DnsAnswer = (hickory_proto::op::ResponseCode, Vec<(u16, &'static str)>);
+
+/// A fake DNS server on 127.0.0.1 answering every MX query with `answer(domain)`.
+fn dns_server(answer: fn(&str) -> DnsAnswer) -> String {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::rdata::MX;
+    use hickory_proto::rr::{Name, RData, Record};
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 1500];
+        while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+            let Ok(query) = Message::from_vec(&buffer[..len]) else {
+                continue;
+            };
+            let name = query.queries[0].name().clone();
+            let (code, exchangers) = answer(name.to_ascii().trim_end_matches('.'));
+            let mut response = Message::new(
+                query.metadata.id,
+                MessageType::Response,
+                query.metadata.op_code,
+            );
+            response.metadata.response_code = code;
+            response.add_query(query.queries[0].clone());
+            for (preference, host) in exchangers {
+                let exchange = Name::from_ascii(host).unwrap();
+                response.add_answer(Record::from_rdata(
+                    name.clone(),
+                    60,
+                    RData::MX(MX::new(preference, exchange)),
+                ));
+            }
+            let _ = socket.send_to(&response.to_vec().unwrap(), from);
+        }
+    });
+    address.to_string()
+}
+
+fn deliver_by_dns(env: &Env, dns: String, to: &str, port: u16) -> (i32, String) {
+    let port = port.to_string();
+    let output = env.run_with_env(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            to,
+            "--port",
+            &port,
+        ],
+        MESSAGE,
+        &[("TLSFALLBACK_DNS_SERVER", dns)],
+    );
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn without_mx_the_dns_mx_hosts_are_tried_in_preference_order() {
+    use hickory_proto::op::ResponseCode;
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    // The preferred MX does not resolve; the next one is this machine.
+    let dns = dns_server(|_| {
+        (
+            ResponseCode::NoError,
+            vec![(20, "localhost."), (10, "mx1.invalid.")],
+        )
+    });
+    let env = Env::new();
+    let (code, log) = deliver_by_dns(&env, dns, "b@example.test", peer.address.port());
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("skipping --mx mx1.invalid"), "{log}");
+    assert!(log.contains("delivered to localhost:"), "{log}");
+    assert_eq!(peer.messages().len(), 1);
+}
+
+#[test]
+fn a_null_mx_or_a_missing_domain_bounces_and_a_dns_failure_defers() {
+    use hickory_proto::op::ResponseCode;
+    let env = Env::new();
+    let null = dns_server(|_| (ResponseCode::NoError, vec![(0, ".")]));
+    let (code, log) = deliver_by_dns(&env, null, "b@example.test", 25);
+    assert_eq!(code, 69, "{log}");
+    assert!(log.contains("null MX"), "{log}");
+    let missing = dns_server(|_| (ResponseCode::NXDomain, vec![]));
+    assert_eq!(deliver_by_dns(&env, missing, "b@example.test", 25).0, 69);
+    let broken = dns_server(|_| (ResponseCode::ServFail, vec![]));
+    let (code, log) = deliver_by_dns(&env, broken, "b@example.test", 25);
+    assert_eq!(code, 75, "{log}");
+}
+
+#[test]
+fn a_domain_without_mx_records_is_its_own_mx() {
+    use hickory_proto::op::ResponseCode;
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let dns = dns_server(|_| (ResponseCode::NoError, vec![]));
+    let env = Env::new();
+    let (code, log) = deliver_by_dns(&env, dns, "b@localhost", peer.address.port());
+    assert_eq!(code, 0, "{log}");
 }

@@ -65,7 +65,10 @@ impl TlsaRecord {
                 .ok_or_else(|| format!("TLSA {name} must be 0 to {max}, not {field:?}"))
         };
         let hex: String = rest.concat();
-        if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if hex.is_empty()
+            || !hex.len().is_multiple_of(2)
+            || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(format!(
                 "TLSA data must be an even number of hex digits, not {hex:?}"
             ));
