@@ -1,6 +1,6 @@
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use tlsfallback_host::peers::{LocalPeer, PeerKind};
 
@@ -37,21 +37,7 @@ impl Env {
             full.extend(["--policy", policy.to_str().unwrap()]);
         }
         full.extend(["--db", db.to_str().unwrap()]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
-            .args(&full)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        crate::util::run_with_env(&full, stdin, env)
     }
 
     fn deliver(&self, mx: &str) -> (i32, String) {

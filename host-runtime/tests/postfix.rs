@@ -1,8 +1,7 @@
-use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tlsfallback_host::peers::Identity;
@@ -189,19 +188,7 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
             policy.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let output = crate::util::run(&args, body);
         (
             output.status.code().unwrap(),
             String::from_utf8_lossy(&output.stderr).into_owned(),

@@ -3,8 +3,14 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs `tlsfallback` with `args`, feeding `stdin`.
 pub(crate) fn run(args: &[&str], stdin: &str) -> Output {
+    run_with_env(args, stdin, &[])
+}
+
+/// Runs `tlsfallback` with `args` and extra environment variables, feeding `stdin`.
+pub(crate) fn run_with_env(args: &[&str], stdin: &str, env: &[(&str, String)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
