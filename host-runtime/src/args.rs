@@ -35,6 +35,15 @@ pub(crate) struct StoreArgs {
     pub(crate) db: Option<PathBuf>,
 }
 
+impl StoreArgs {
+    /// The database path: `--db`, else the default location.
+    pub(crate) fn path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(tlsfallback_host::store::HistoryStore::default_path)
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct DeliverArgs {
     #[command(flatten)]

@@ -111,12 +111,7 @@ fn deliver(args: &DeliverArgs) -> u8 {
     let setup = (|| -> anyhow::Result<_> {
         let policy_file = load_policy(&args.engine)?;
         let engine = engine::open(args.engine.engine)?;
-        let path = args
-            .store
-            .db
-            .clone()
-            .unwrap_or_else(HistoryStore::default_path);
-        let store = HistoryStore::open(&path)?;
+        let store = HistoryStore::open(&args.store.path())?;
         Ok((policy_file, engine, store))
     })();
     let (policy_file, mut engine, mut store) = match setup {
@@ -203,11 +198,7 @@ fn mx_from_dns(args: &DeliverArgs) -> Result<Vec<String>, (u8, anyhow::Error)> {
 }
 
 fn peers(args: &PeersArgs) -> anyhow::Result<()> {
-    let path = args
-        .store
-        .db
-        .clone()
-        .unwrap_or_else(HistoryStore::default_path);
+    let path = args.store.path();
     let store = HistoryStore::open(&path)?;
     let mut stdout = io::stdout().lock();
     match &args.action {

@@ -112,23 +112,10 @@ impl LocalPeer {
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (received, stop) = (received.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let (acceptor, received) = (acceptor.clone(), received.clone());
-                            std::thread::spawn(move || {
-                                // A client that misbehaves only ends its own session.
-                                let _ = serve(kind, &acceptor, stream, &received);
-                            });
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Err(_) => break,
-                    }
-                }
+            let received = received.clone();
+            accept_loop(listener, stop.clone(), move |stream| {
+                // A client that misbehaves only ends its own session.
+                let _ = serve(kind, &acceptor, stream, &received);
             })
         };
         Ok(Self {
@@ -153,6 +140,29 @@ impl Drop for LocalPeer {
             let _ = thread.join();
         }
     }
+}
+
+/// Accepts connections on a non-blocking listener until `stop`, serving each on its own thread.
+fn accept_loop(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    serve: impl Fn(TcpStream) + Send + Sync + 'static,
+) -> JoinHandle<()> {
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let serve = serve.clone();
+                    std::thread::spawn(move || serve(stream));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => break,
+            }
+        }
+    })
 }
 
 fn acceptor(
@@ -377,22 +387,9 @@ impl StrippingProxy {
         let stripping = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (stripping, stop) = (stripping.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((client, _)) => {
-                            let strip = stripping.load(Ordering::Relaxed);
-                            std::thread::spawn(move || {
-                                let _ = relay(client, upstream, strip);
-                            });
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Err(_) => break,
-                    }
-                }
+            let stripping = stripping.clone();
+            accept_loop(listener, stop.clone(), move |client| {
+                let _ = relay(client, upstream, stripping.load(Ordering::Relaxed));
             })
         };
         Ok(Self {
