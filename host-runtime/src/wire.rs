@@ -139,9 +139,6 @@ impl Request {
     }
 }
 
-/// The TLS parameters of an `attempt` response.
-pub type TlsParametersJson = policy_core::TlsParameters;
-
 /// One response line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Response<'a> {
@@ -154,7 +151,7 @@ pub struct Response<'a> {
     pub tier: Option<Tier>,
     /// For `attempt` at a TLS tier: the TLS settings to apply.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsParametersJson>,
+    pub tls: Option<policy_core::TlsParameters>,
     /// For `attempt`: seconds to wait before connecting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_secs: Option<u32>,

@@ -1,8 +1,6 @@
 use std::sync::OnceLock;
 
-use policy_core::{
-    CertificateError, DeliveryContext, Outcome, Tier, TlsAlert, TlsVersion, Verification,
-};
+use policy_core::{CertificateError, Outcome, Tier, TlsAlert, TlsVersion, Verification};
 use tlsfallback_host::peers::{Identity, LocalPeer, PeerKind};
 use tlsfallback_host::smtp::{self, AttemptResult, Message, Timeouts};
 use tlsfallback_host::tls::TrustAnchors;
@@ -219,7 +217,6 @@ fn authenticated_tier_reports_certificate_errors_by_kind() {
         "{}",
         good.detail
     );
-    let _ = DeliveryContext::default();
 }
 
 /// A DANE-EE SPKI SHA-256 record ("3 1 1") for a certificate.
