@@ -23,6 +23,8 @@ fn main() {
         "bindings",
         "wit",
         "Cargo.lock",
+        // The guest profile lives in the workspace manifest.
+        "Cargo.toml",
     ] {
         println!(
             "cargo:rerun-if-changed={}",

@@ -25,6 +25,15 @@ pub(crate) enum Command {
     Peers(PeersArgs),
     /// Start local peers and deliver to them twice with real sockets and handshakes.
     Demo(DemoArgs),
+    /// Write the embedded policy component (.wasm) to a file, for jco, wasmtime-py or a C host.
+    ExportComponent(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Where to write the component.
+    #[arg(value_name = "PATH")]
+    pub(crate) output: PathBuf,
 }
 
 /// Where peer history lives.

@@ -1,8 +1,29 @@
 //! The policy component, embedded and run with wasmtime.
+//!
+//! One [`PolicyComponent`] compiles (or loads precompiled) a component once and pre-links it
+//! against an empty [`Linker`]: a component that imports anything is refused before any call. Each
+//! distinct [`Policy`] becomes one `decider` resource in the instance, made on first use and kept,
+//! so a decision is one call carrying only what changes per attempt.
+//!
+//! Instances come from wasmtime's pooling allocator. A call runs either on one warm instance
+//! (replaced after a trap: a trapped instance is poisoned) or, with
+//! [`ComponentConfig::fresh_instance_per_call`], on a new instance every time. Optional
+//! [`CallLimits`] bound each call's CPU (fuel and an epoch deadline) and memory.
 
-use anyhow::anyhow;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
 
 use policy_core::{AttemptReport, Decision, DeliveryContext, Policy, UnixSeconds};
 
@@ -18,6 +39,9 @@ mod mapping {
     policy_core::wit_mapping!();
 }
 
+/// The WIT interface every policy component must export, with the version this host speaks.
+pub const EXPORTED_INTERFACE: &str = "tlsfallback:policy/engine@0.2.0";
+
 /// wasmtime has its own error type; the host speaks anyhow.
 fn wasm_error(error: wasmtime::Error, doing: &'static str) -> anyhow::Error {
     anyhow::Error::from(error).context(doing)
@@ -27,15 +51,79 @@ fn wasm_error(error: wasmtime::Error, doing: &'static str) -> anyhow::Error {
 pub static EMBEDDED_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/policy_engine.wasm"));
 
+/// Bounds on one call into a component that is not trusted to behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Fuel for one call (about one unit per WebAssembly instruction); running out traps.
+    pub fuel: u64,
+    /// Wall-clock bound on one call, enforced by wasmtime's epoch interruption (granularity
+    /// [`EPOCH_TICK`]); a call past it traps.
+    pub deadline: Duration,
+    /// The most linear memory an instance may have, in bytes; `memory.grow` past it fails.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for CallLimits {
+    /// Generous for any sane policy and small enough that a hostile one is stopped within
+    /// milliseconds.
+    fn default() -> Self {
+        Self {
+            fuel: 10_000_000,
+            deadline: Duration::from_millis(100),
+            max_memory_bytes: 16 << 20,
+        }
+    }
+}
+
+/// How often the epoch advances when [`CallLimits`] are on.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// How a [`PolicyComponent`] runs its calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ComponentConfig {
+    /// Bound every call (for components from outside this build); `None` trusts the component.
+    pub limits: Option<CallLimits>,
+    /// Instantiate anew for every call instead of keeping one warm instance: nothing a call
+    /// leaves in the instance can reach the next one.
+    pub fresh_instance_per_call: bool,
+}
+
 /// Creates the wasmtime engine the host uses for policy components: synchronous calls only, no
-/// component-model-async (it doubles the per-call cost), Cranelift at `Speed`.
+/// component-model-async (it doubles the per-call cost), Cranelift at `Speed`, the pooling
+/// allocator, and fuel and epoch interruption when `limits` are wanted (they cost every call, so
+/// they are off for the trusted built-in component).
 ///
 /// # Errors
 ///
 /// When wasmtime rejects the configuration.
-pub fn new_wasmtime_engine() -> anyhow::Result<Engine> {
+pub fn new_wasmtime_engine(limits: Option<&CallLimits>) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    let mut pooling = PoolingAllocationConfig::default();
+    // A policy component is a module or a few (the built-in one: one memory, two tables, counting
+    // the resource shim): these slots leave room for components from other languages while
+    // keeping the pool's virtual reservation modest.
+    pooling
+        .total_component_instances(64)
+        .total_core_instances(512)
+        .total_memories(128)
+        .total_tables(512)
+        .max_memories_per_component(2)
+        .max_tables_per_component(8)
+        .max_memory_size(limits.map_or(64 << 20, |l| l.max_memory_bytes))
+        // Resetting a slot for reuse by zeroing its first pages beats returning them to the
+        // kernel (page faults and TLB shootdowns on the next use): the built-in instance's whole
+        // memory fits in this.
+        .linear_memory_keep_resident(128 << 10)
+        .table_keep_resident(4 << 10);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    // The guest's data is a few KiB: copying it in is cheaper than mapping a copy-on-write image
+    // per instance (measured in the fresh-instance benchmark).
+    config.memory_init_cow(false);
+    if limits.is_some() {
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+    }
     Ok(Engine::new(&config)?)
 }
 
@@ -46,24 +134,83 @@ pub fn new_wasmtime_engine() -> anyhow::Result<Engine> {
 /// When the bytes are not a valid component.
 pub fn imports_of(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Vec<String>> {
     let component = Component::new(engine, bytes)?;
-    let imports = component
+    Ok(names_of_imports(engine, &component))
+}
+
+fn names_of_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
         .component_type()
         .imports(engine)
         .map(|(name, _)| name.to_owned())
-        .collect();
-    Ok(imports)
+        .collect()
 }
 
-/// A policy component ready to answer `decide` calls: compiled and pre-linked once, with one warm
-/// instance that is replaced after a trap (a trapped instance is poisoned).
+/// Per-store state: the memory limiter.
+struct StoreState {
+    limits: StoreLimits,
+}
+
+/// Advances an engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let engine = engine.clone();
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+        };
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            // The thread only sleeps and ticks; it cannot have panicked in a way worth reporting.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A live instance and the `decider` it holds for each policy seen.
+struct LiveInstance {
+    store: Store<StoreState>,
+    instance: PolicyEngine,
+    deciders: HashMap<Policy, ResourceAny>,
+    /// The decider used last: most hosts use one policy, and comparing it beats hashing.
+    last: Option<(Policy, ResourceAny)>,
+}
+
+/// Distinct policies kept as deciders in one instance before they are all dropped and made anew
+/// (a host has one per `[[destination]]` override at most; this only bounds a pathological one).
+const MAX_DECIDERS: usize = 256;
+
+/// A policy component ready to answer `decide` calls.
 pub struct PolicyComponent {
-    pre: PolicyEnginePre<()>,
+    pre: PolicyEnginePre<StoreState>,
     engine: Engine,
-    live: Option<(Store<()>, PolicyEngine)>,
+    config: ComponentConfig,
+    live: Option<LiveInstance>,
+    // Declared last: dropped after the instance, stops the engine's epoch thread.
+    _ticker: Option<EpochTicker>,
 }
 
 impl PolicyComponent {
-    /// Loads the built-in component.
+    /// Loads the built-in component, trusted: one warm instance, no call limits.
     ///
     /// # Errors
     ///
@@ -72,18 +219,36 @@ impl PolicyComponent {
         Self::from_bytes(EMBEDDED_COMPONENT)
     }
 
-    /// Loads a component from its bytes. The linker is empty: a component that imports anything
-    /// fails here, before any call, with the import named.
+    /// Loads a component from its bytes, with the default configuration.
+    ///
+    /// # Errors
+    ///
+    /// See [`PolicyComponent::load`].
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
+        Self::load(bytes, ComponentConfig::default(), None)
+    }
+
+    /// Loads a component from its bytes: compiled, or with `cache_dir` deserialized from a
+    /// precompiled artifact there (written on first load; see [`precompiled_path`]). The linker
+    /// is empty: a component that imports anything fails here, before any call, with the imports
+    /// named.
     ///
     /// # Errors
     ///
     /// When the bytes are not a component, or the component imports something or does not export
-    /// `tlsfallback:policy/engine@0.1.0`.
-    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
-        let engine = new_wasmtime_engine()?;
-        let component = Component::new(&engine, bytes)
-            .map_err(|e| wasm_error(e, "compiling the policy component"))?;
-        let imports = imports_of(&engine, bytes)?;
+    /// [`EXPORTED_INTERFACE`] with the right types.
+    pub fn load(
+        bytes: &[u8],
+        config: ComponentConfig,
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let engine = new_wasmtime_engine(config.limits.as_ref())?;
+        let component = match cache_dir {
+            Some(dir) => load_cached(&engine, bytes, dir)?,
+            None => Component::new(&engine, bytes)
+                .map_err(|e| wasm_error(e, "compiling the policy component"))?,
+        };
+        let imports = names_of_imports(&engine, &component);
         if !imports.is_empty() {
             return Err(anyhow!(
                 "the policy component imports {}; a policy component must import nothing",
@@ -95,24 +260,67 @@ impl PolicyComponent {
             .instantiate_pre(&component)
             .map_err(|e| wasm_error(e, "linking the policy component"))?;
         let pre = PolicyEnginePre::new(instance_pre).map_err(|e| {
-            wasm_error(
-                e,
-                "the component does not export tlsfallback:policy/engine@0.1.0",
-            )
+            anyhow::Error::from(e).context(format!(
+                "the component does not export {EXPORTED_INTERFACE} with the types this host \
+                 knows"
+            ))
         })?;
+        let ticker = config.limits.is_some().then(|| EpochTicker::start(&engine));
         Ok(Self {
             pre,
             engine,
+            config,
             live: None,
+            _ticker: ticker,
         })
+    }
+
+    /// The configuration this component runs with.
+    #[must_use]
+    pub fn config(&self) -> ComponentConfig {
+        self.config
+    }
+
+    fn instantiate(&self) -> anyhow::Result<LiveInstance> {
+        let memory = self
+            .config
+            .limits
+            .map_or(usize::MAX, |limits| limits.max_memory_bytes);
+        let limits = StoreLimitsBuilder::new().memory_size(memory).build();
+        let mut store = Store::new(&self.engine, StoreState { limits });
+        store.limiter(|state| &mut state.limits);
+        self.arm(&mut store)?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| wasm_error(e, "instantiating the policy component"))?;
+        Ok(LiveInstance {
+            store,
+            instance,
+            deciders: HashMap::new(),
+            last: None,
+        })
+    }
+
+    /// Refills the fuel and resets the deadline before a call, when limits are on.
+    fn arm(&self, store: &mut Store<StoreState>) -> anyhow::Result<()> {
+        if let Some(limits) = self.config.limits {
+            store
+                .set_fuel(limits.fuel)
+                .map_err(|e| wasm_error(e, "setting the call's fuel"))?;
+            let ticks = limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+            store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+        }
+        Ok(())
     }
 
     /// Asks the component for a decision.
     ///
     /// # Errors
     ///
-    /// When the component traps (the instance is then discarded and the next call gets a fresh
-    /// one), or returns a history longer than any engine writes.
+    /// When the component traps, runs out of fuel or time, or exceeds its memory (the instance
+    /// is then discarded and the next call gets a fresh one), or returns a decision that is not
+    /// valid (an over-long history blob, say).
     pub fn decide(
         &mut self,
         policy: &Policy,
@@ -121,32 +329,118 @@ impl PolicyComponent {
         last: Option<&AttemptReport>,
         now: UnixSeconds,
     ) -> anyhow::Result<Decision> {
-        let (store, instance) = match &mut self.live {
-            Some(live) => live,
-            live @ None => {
-                let mut store = Store::new(&self.engine, ());
-                let instance = self
-                    .pre
-                    .instantiate(&mut store)
-                    .map_err(|e| wasm_error(e, "instantiating the policy component"))?;
-                live.insert((store, instance))
+        let mut live = match self.live.take() {
+            Some(live) if !self.config.fresh_instance_per_call => live,
+            _ => self.instantiate()?,
+        };
+        let result = self.decide_on(&mut live, policy, context, history, last, now);
+        if result.is_ok() && !self.config.fresh_instance_per_call {
+            self.live = Some(live);
+        }
+        let decision = result?;
+        mapping::decision_from_wit(decision)
+            .map_err(|e| anyhow!("the policy component returned an invalid decision: {e}"))
+    }
+
+    fn decide_on(
+        &self,
+        live: &mut LiveInstance,
+        policy: &Policy,
+        context: &DeliveryContext,
+        history: Option<&[u8]>,
+        last: Option<&AttemptReport>,
+        now: UnixSeconds,
+    ) -> anyhow::Result<wit::Decision> {
+        let guest = live.instance.tlsfallback_policy_engine().decider();
+        self.arm(&mut live.store)?;
+        let decider = match (live.last, live.deciders.get(policy)) {
+            (Some((last_policy, decider)), _) if last_policy == *policy => decider,
+            (_, Some(decider)) => *decider,
+            (_, None) => {
+                if live.deciders.len() >= MAX_DECIDERS {
+                    live.last = None;
+                    for (_, decider) in live.deciders.drain() {
+                        decider
+                            .resource_drop(&mut live.store)
+                            .map_err(|e| wasm_error(e, "dropping a policy's decider"))?;
+                    }
+                }
+                let decider = guest
+                    .call_constructor(&mut live.store, mapping::policy_to_wit(policy))
+                    .map_err(|e| wasm_error(e, "the policy component trapped configuring"))?;
+                live.deciders.insert(*policy, decider);
+                decider
             }
         };
-        let result = instance.tlsfallback_policy_engine().call_decide(
-            &mut *store,
-            mapping::policy_to_wit(policy),
-            mapping::context_to_wit(context),
-            history,
-            last.map(mapping::report_to_wit),
-            now,
-        );
-        match result {
-            Ok(decision) => mapping::decision_from_wit(decision)
-                .map_err(|e| anyhow!("the policy component returned an invalid decision: {e}")),
-            Err(trap) => {
-                self.live = None;
-                Err(wasm_error(trap, "the policy component trapped"))
-            }
+        live.last = Some((*policy, decider));
+        guest
+            .call_decide(
+                &mut live.store,
+                decider,
+                mapping::context_to_wit(context),
+                history,
+                last.map(mapping::report_to_wit),
+                now,
+            )
+            .map_err(|e| wasm_error(e, "the policy component trapped"))
+    }
+}
+
+/// Where the precompiled artifact of `wasm` for `engine` lives in `cache_dir`: named by the
+/// SHA-256 of the component and the engine's compatibility hash (it covers the wasmtime version
+/// and every setting that changes the machine code, such as fuel), so a stale or foreign artifact
+/// is never picked up. wasmtime checks the version and settings again when deserializing.
+#[must_use]
+pub fn precompiled_path(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> PathBuf {
+    let mut settings = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut settings);
+    let digest = openssl::sha::sha256(wasm);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    cache_dir.join(format!("{hex}-{:016x}.cwasm", settings.finish()))
+}
+
+/// Compiles a component to the precompiled form [`PolicyComponent::load`] caches.
+///
+/// # Errors
+///
+/// When the bytes are not a valid component.
+pub fn precompile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+    engine
+        .precompile_component(wasm)
+        .map_err(|e| wasm_error(e, "compiling the policy component"))
+}
+
+/// Deserializes a precompiled component written by this host.
+///
+/// # Errors
+///
+/// When wasmtime refuses the artifact (another version or configuration).
+#[allow(unsafe_code)]
+pub fn deserialize_precompiled(engine: &Engine, artifact: &[u8]) -> anyhow::Result<Component> {
+    // SAFETY: wasmtime requires the bytes to come from its own `serialize`/`precompile` (it
+    // checks the version and configuration itself, not the machine code). Callers pass only
+    // artifacts this host wrote: `load_cached` reads files it created in the operator's cache
+    // directory, under a name derived from the component's hash and the engine's settings.
+    unsafe { Component::deserialize(engine, artifact) }
+        .map_err(|e| wasm_error(e, "loading the precompiled policy component"))
+}
+
+fn load_cached(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> anyhow::Result<Component> {
+    let path = precompiled_path(engine, wasm, cache_dir);
+    if let Ok(artifact) = std::fs::read(&path) {
+        match deserialize_precompiled(engine, &artifact) {
+            Ok(component) => return Ok(component),
+            // A truncated or foreign file: recompile and overwrite it rather than fail.
+            Err(error) => eprintln!("tlsfallback: ignoring {}: {error:#}", path.display()),
         }
     }
+    let artifact = precompile(engine, wasm)?;
+    std::fs::create_dir_all(cache_dir)
+        .with_context(|| format!("creating the cache directory {}", cache_dir.display()))?;
+    // Written under a temporary name and renamed, so a concurrent reader never sees half a file.
+    let partial = path.with_extension(format!("partial{}", std::process::id()));
+    std::fs::write(&partial, &artifact)
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .with_context(|| format!("writing {}", path.display()))?;
+    deserialize_precompiled(engine, &artifact)
 }

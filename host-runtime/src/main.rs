@@ -292,6 +292,11 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             result
         }
+        Command::ExportComponent(args) => std::fs::write(
+            &args.output,
+            tlsfallback_host::component::EMBEDDED_COMPONENT,
+        )
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", args.output.display())),
         Command::Deliver(_) | Command::Peers(_) => unreachable!("handled in main"),
     }
 }

@@ -1,12 +1,18 @@
 //! The JSON Lines contract of `tlsfallback decide` (stable: scripts and non-Rust callers rely on
 //! it). Names are the kebab-case names of the WIT contract; keys are snake_case.
+//!
+//! Requests borrow their strings from the line and responses borrow theirs from the decision and
+//! from buffers the caller reuses, so answering a line allocates nothing in the common case (the
+//! `decide` throughput benchmark).
+
+use std::borrow::Cow;
 
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use policy_core::{
     Action, AttemptReport, CertificateError, Decision, DeliveryContext, Outcome, Tier, TlsAlert,
-    TlsVersion, UnixSeconds,
+    TlsRptResults, TlsVersion, UnixSeconds,
 };
 use serde::{Deserialize, Serialize};
 
@@ -15,17 +21,18 @@ use crate::config::PolicyOverrides;
 /// One request line.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Request {
+pub struct Request<'a> {
     /// The peer (MX host name): selects per-destination overrides, echoed in the response.
-    pub peer: String,
+    #[serde(borrow)]
+    pub peer: Cow<'a, str>,
     /// Seconds since the Unix epoch.
     pub now: UnixSeconds,
     /// The history blob the previous response returned for this peer, base64; null for none.
-    #[serde(default)]
-    pub history: Option<String>,
+    #[serde(default, borrow)]
+    pub history: Option<Cow<'a, str>>,
     /// The outcome of the attempt the previous response asked for; null when a delivery starts.
-    #[serde(default)]
-    pub last: Option<LastAttempt>,
+    #[serde(default, borrow)]
+    pub last: Option<LastAttempt<'a>>,
     /// What the host resolved for this delivery; missing fields are none/false.
     #[serde(default)]
     pub context: DeliveryContext,
@@ -37,11 +44,12 @@ pub struct Request {
 /// The `last` object: the outcome plus the detail keys that apply to it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LastAttempt {
+pub struct LastAttempt<'a> {
     /// The tier attempted.
     pub tier: Tier,
     /// The outcome's kebab-case name.
-    pub outcome: String,
+    #[serde(borrow)]
+    pub outcome: Cow<'a, str>,
     /// For `tls-alert`: which alert.
     pub alert: Option<TlsAlert>,
     /// For `certificate-error`: which error.
@@ -51,17 +59,18 @@ pub struct LastAttempt {
     /// For `success`: the negotiated version (`TLSv1` … `TLSv1.3`), if TLS was used.
     pub version: Option<TlsVersion>,
     /// For `success`: the negotiated cipher (informational: logged, not used by the engine).
-    pub cipher: Option<String>,
+    #[serde(borrow)]
+    pub cipher: Option<Cow<'a, str>>,
 }
 
-impl LastAttempt {
+impl LastAttempt<'_> {
     /// The engine's view of the attempt, checking that each detail key belongs to the outcome.
     ///
     /// # Errors
     ///
     /// An unknown outcome, a missing required detail, or a detail that does not apply.
     pub fn to_report(&self) -> anyhow::Result<AttemptReport> {
-        let outcome = match self.outcome.as_str() {
+        let outcome = match self.outcome.as_ref() {
             "success" => Outcome::Success {
                 version: self.version,
             },
@@ -111,31 +120,31 @@ impl LastAttempt {
     }
 }
 
-impl Request {
+impl<'a> Request<'a> {
     /// Parses one request line.
     ///
     /// # Errors
     ///
-    /// Invalid JSON, an unknown key or value, or invalid base64 history.
-    pub fn parse(line: &str) -> anyhow::Result<Self> {
-        serde_json::from_str(line).context("not a valid request")
+    /// Invalid JSON (or UTF-8), an unknown key or value.
+    pub fn parse(line: &'a [u8]) -> anyhow::Result<Self> {
+        serde_json::from_slice(line).context("not a valid request")
     }
 
-    /// The history blob's bytes.
+    /// The history blob's bytes, decoded into `buffer` (cleared first; reuse it across requests).
     ///
     /// # Errors
     ///
     /// When `history` is not base64. (Bytes that are not a history blob are not an error here:
     /// the engine reports them in its decision and treats the peer as unknown.)
-    pub fn history_bytes(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        self.history
-            .as_deref()
-            .map(|text| {
-                BASE64
-                    .decode(text)
-                    .map_err(|e| anyhow!("\"history\" is not valid base64: {e}"))
-            })
-            .transpose()
+    pub fn history_bytes<'b>(&self, buffer: &'b mut Vec<u8>) -> anyhow::Result<Option<&'b [u8]>> {
+        let Some(text) = self.history.as_deref() else {
+            return Ok(None);
+        };
+        buffer.clear();
+        BASE64
+            .decode_vec(text, buffer)
+            .map_err(|e| anyhow!("\"history\" is not valid base64: {e}"))?;
+        Ok(Some(buffer.as_slice()))
     }
 }
 
@@ -162,22 +171,32 @@ pub struct Response<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// The peer's new history, base64: pass it back in the next request for this peer.
-    pub history: String,
+    pub history: &'a str,
     /// The reason code.
     pub reason: &'static str,
     /// One line for a human.
     pub explanation: &'static str,
     /// RFC 8460 result types to report.
-    pub report: Vec<&'static str>,
+    #[serde(serialize_with = "serialize_report")]
+    pub report: TlsRptResults,
     /// Why the history passed in was unreadable, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_error: Option<String>,
 }
 
+/// The result types by name, as a JSON array.
+fn serialize_report<S: serde::Serializer>(
+    report: &TlsRptResults,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(report.iter().map(|result| result.name()))
+}
+
 impl<'a> Response<'a> {
-    /// The response for a decision.
+    /// The response for a decision; the base64 history is written into `history_text` (cleared
+    /// first; reuse it across responses).
     #[must_use]
-    pub fn new(peer: &'a str, decision: &Decision) -> Self {
+    pub fn new(peer: &'a str, decision: &Decision, history_text: &'a mut String) -> Self {
         let (tier, tls, delay_secs, retry_after_secs, status) = match decision.action {
             Action::Attempt {
                 tier,
@@ -196,10 +215,14 @@ impl<'a> Response<'a> {
             delay_secs,
             retry_after_secs,
             status,
-            history: BASE64.encode(decision.history.as_bytes()),
+            history: {
+                history_text.clear();
+                BASE64.encode_string(decision.history.as_bytes(), history_text);
+                history_text
+            },
             reason: decision.reason.name(),
             explanation: decision.reason.explanation(),
-            report: decision.report.iter().map(|r| r.name()).collect(),
+            report: decision.report,
             history_error: decision.history_error.map(|e| e.to_string()),
         }
     }

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::util::{decide, run};
+use crate::util::{decide, run, run_bytes, stdout_of};
 
 fn request(now: u64, history: &Value, last: Value) -> String {
     json!({"peer": "mx.legacy.example", "now": now, "history": history, "last": last}).to_string()
@@ -151,4 +151,37 @@ fn a_bad_policy_file_stops_with_a_clear_message() {
         stderr.contains("policy.toml") && stderr.contains("paranoid"),
         "{stderr}"
     );
+}
+
+#[test]
+fn export_component_writes_the_embedded_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy_engine.wasm");
+    stdout_of(&["export-component", path.to_str().unwrap()], "");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        tlsfallback_host::component::EMBEDDED_COMPONENT
+    );
+}
+
+#[test]
+fn a_line_with_invalid_utf8_gets_an_error_line_and_the_stream_goes_on() {
+    // The request reader works on bytes; a bad byte in one line must not end the run.
+    let mut input = b"{\"peer\":\"mx\xff.example\",\"now\":1}\n".to_vec();
+    input.extend_from_slice(b"{\"peer\":\"mx.example\",\"now\":1}\n");
+    let output = run_bytes(&["decide"], &input);
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines[0]["line"], 1, "{lines:?}");
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid request")
+    );
+    assert_eq!(lines[1]["action"], "attempt");
 }

@@ -6,8 +6,17 @@ pub(crate) fn run(args: &[&str], stdin: &str) -> Output {
     run_with_env(args, stdin, &[])
 }
 
+/// Runs `tlsfallback` with `args`, feeding `stdin` (any bytes).
+pub(crate) fn run_bytes(args: &[&str], stdin: &[u8]) -> Output {
+    run_with_env_bytes(args, stdin, &[])
+}
+
 /// Runs `tlsfallback` with `args` and extra environment variables, feeding `stdin`.
 pub(crate) fn run_with_env(args: &[&str], stdin: &str, env: &[(&str, String)]) -> Output {
+    run_with_env_bytes(args, stdin.as_bytes(), env)
+}
+
+fn run_with_env_bytes(args: &[&str], stdin: &[u8], env: &[(&str, String)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -16,12 +25,7 @@ pub(crate) fn run_with_env(args: &[&str], stdin: &str, env: &[(&str, String)]) -
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
 

@@ -1,9 +1,25 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tlsfallback_host::commands::decide::answer;
-use tlsfallback_host::component::PolicyComponent;
+use tlsfallback_host::commands::decide::{Buffers, answer};
+use tlsfallback_host::component::{
+    CallLimits, ComponentConfig, EMBEDDED_COMPONENT, PolicyComponent,
+};
 use tlsfallback_host::config::PolicyFile;
-use tlsfallback_host::engine::NativeEngine;
+use tlsfallback_host::engine::{DecisionEngine, NativeEngine};
+
+/// One response line from `engine` for `request`, as `tlsfallback decide` would write it.
+fn respond(engine: &mut dyn DecisionEngine, policy_file: &PolicyFile, request: &str) -> String {
+    let mut output = Vec::new();
+    let answered = answer(
+        engine,
+        policy_file,
+        request.as_bytes(),
+        &mut Buffers::default(),
+        &mut output,
+    );
+    assert!(answered.is_ok(), "{answered:?} for {request}");
+    String::from_utf8(output).unwrap()
+}
 
 /// A small deterministic generator (xorshift64*): the differential run is the same every time.
 struct Rng(u64);
@@ -118,7 +134,28 @@ fn random_request(
 
 #[test]
 fn component_and_native_give_byte_identical_responses_on_10000_random_requests() {
-    let mut component = PolicyComponent::builtin().unwrap();
+    // The component three ways: one warm instance (the default), a fresh instance per call, and
+    // with the sandbox limits on. Random policies make nearly every request configure a new
+    // decider, so the warm instance also goes through dropping its deciders when it has too many.
+    let mut warm = PolicyComponent::builtin().unwrap();
+    let mut fresh = PolicyComponent::load(
+        EMBEDDED_COMPONENT,
+        ComponentConfig {
+            limits: None,
+            fresh_instance_per_call: true,
+        },
+        None,
+    )
+    .unwrap();
+    let mut limited = PolicyComponent::load(
+        EMBEDDED_COMPONENT,
+        ComponentConfig {
+            limits: Some(CallLimits::default()),
+            fresh_instance_per_call: false,
+        },
+        None,
+    )
+    .unwrap();
     let mut native = NativeEngine;
     let policy_file = PolicyFile::default();
     let mut rng = Rng(0x7e57_f00d);
@@ -128,9 +165,18 @@ fn component_and_native_give_byte_identical_responses_on_10000_random_requests()
     let mut actions = std::collections::BTreeMap::<String, u32>::new();
     for i in 0..10_000 {
         let request = random_request(&mut rng, &mut now, &mut history, &mut tier);
-        let from_native = answer(&mut native, &policy_file, &request).unwrap();
-        let from_component = answer(&mut component, &policy_file, &request).unwrap();
-        assert_eq!(from_component, from_native, "request {i}: {request}");
+        let from_native = respond(&mut native, &policy_file, &request);
+        for (name, component) in [
+            ("warm", &mut warm),
+            ("fresh", &mut fresh),
+            ("limited", &mut limited),
+        ] {
+            let from_component = respond(component, &policy_file, &request);
+            assert_eq!(
+                from_component, from_native,
+                "{name}, request {i}: {request}"
+            );
+        }
         let response: Value = serde_json::from_str(&from_native).unwrap();
         history = response["history"].as_str().map(str::to_owned);
         if let Some(next) = response["tier"].as_str() {

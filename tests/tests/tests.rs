@@ -2,5 +2,7 @@
 
 // Component and native policy-core give byte-identical responses on random requests.
 mod differential;
+// Loading the component: the precompiled-artifact cache, and a corrupt cache file.
+mod loading;
 // The built component imports nothing, so it runs with no capability at all.
 mod zero_imports;

@@ -4,7 +4,7 @@ use tlsfallback_host::component::{
 
 #[test]
 fn the_built_component_imports_nothing() {
-    let engine = new_wasmtime_engine().unwrap();
+    let engine = new_wasmtime_engine(None).unwrap();
     let imports = imports_of(&engine, EMBEDDED_COMPONENT).unwrap();
     assert!(imports.is_empty(), "the component imports {imports:?}");
 }

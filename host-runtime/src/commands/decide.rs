@@ -26,35 +26,37 @@ pub struct DecideStats {
 pub fn run(
     engine: &mut dyn DecisionEngine,
     policy_file: &PolicyFile,
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut output: impl Write,
 ) -> anyhow::Result<DecideStats> {
     let mut stats = DecideStats::default();
-    let mut line = String::new();
-    let mut input = input;
+    let mut buffers = Buffers::default();
+    let mut line = Vec::new();
     let mut line_number = 0u64;
     loop {
         line.clear();
-        if input.read_line(&mut line).context("reading requests")? == 0 {
+        if input
+            .read_until(b'\n', &mut line)
+            .context("reading requests")?
+            == 0
+        {
             break;
         }
         line_number += 1;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        match answer(engine, policy_file, &line) {
-            Ok(response) => {
-                output.write_all(response.as_bytes())?;
-                stats.answered += 1;
-            }
-            Err(error) => {
+        match answer(engine, policy_file, &line, &mut buffers, &mut output) {
+            Ok(()) => stats.answered += 1,
+            Err(Failure::Request(error)) => {
                 let error = ErrorResponse {
                     line: line_number,
                     error: format!("{error:#}"),
                 };
-                serde_json::to_writer(&mut output, &error)?;
+                serde_json::to_writer(&mut output, &error).context("writing responses")?;
                 stats.rejected += 1;
             }
+            Err(Failure::Output(error)) => return Err(error),
         }
         output.write_all(b"\n").context("writing responses")?;
     }
@@ -62,29 +64,52 @@ pub fn run(
     Ok(stats)
 }
 
-/// Answers one request line with a response line (without the newline).
+/// Scratch space reused from one line to the next.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    history: Vec<u8>,
+    history_text: String,
+}
+
+/// Why a line got no response.
+#[derive(Debug)]
+pub enum Failure {
+    /// The request was bad or the engine failed: answered with an error line.
+    Request(anyhow::Error),
+    /// Writing the response failed: the run stops.
+    Output(anyhow::Error),
+}
+
+/// Answers one request line, writing the response (without the newline) to `output`.
 ///
 /// # Errors
 ///
-/// When the line is not a valid request, or the engine fails.
+/// [`Failure::Request`] when the line is not a valid request or the engine fails (nothing was
+/// written); [`Failure::Output`] when writing fails.
 pub fn answer(
     engine: &mut dyn DecisionEngine,
     policy_file: &PolicyFile,
-    line: &str,
-) -> anyhow::Result<String> {
-    let request = Request::parse(line)?;
-    let last = request.last.as_ref().map(|l| l.to_report()).transpose()?;
-    let history = request.history_bytes()?;
-    let policy = request.policy.apply(policy_file.policy_for(&request.peer));
-    let decision = engine.decide(
-        &policy,
-        &request.context,
-        history.as_deref(),
-        last.as_ref(),
-        request.now,
-    )?;
-    Ok(serde_json::to_string(&Response::new(
-        &request.peer,
-        &decision,
-    ))?)
+    line: &[u8],
+    buffers: &mut Buffers,
+    output: &mut impl Write,
+) -> Result<(), Failure> {
+    let decided = (|| {
+        let request = Request::parse(line)?;
+        let last = request.last.as_ref().map(|l| l.to_report()).transpose()?;
+        let history = request.history_bytes(&mut buffers.history)?;
+        let policy = request.policy.apply(policy_file.policy_for(&request.peer));
+        let decision = engine.decide(
+            &policy,
+            &request.context,
+            history,
+            last.as_ref(),
+            request.now,
+        )?;
+        Ok((request.peer, decision))
+    })();
+    let (peer, decision) = decided.map_err(Failure::Request)?;
+    let response = Response::new(&peer, &decision, &mut buffers.history_text);
+    serde_json::to_writer(output, &response)
+        .context("writing responses")
+        .map_err(Failure::Output)
 }

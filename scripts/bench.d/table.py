@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Builds docs/benchmarks.md from one scripts/bench run: criterion's medians, the sizes the
+benchmark printed, the JSON Lines throughput and the jco runs in Node and Chromium.
+
+Usage: table.py BENCH_OUT_DIR > docs/benchmarks.md
+"""
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+CASES = ["unknown-peer-start", "step-down-after-alert", "remembered-legacy-start",
+         "dane-pinned-start"]
+JS_CASES = CASES[:3]
+PEERS = ["unknown-peer-mid-delivery", "modern-pinned", "legacy-only", "no-starttls"]
+
+
+def criterion_medians() -> dict:
+    """full_id -> median in nanoseconds, for every benchmark of this run."""
+    medians = {}
+    for meta in glob.glob("target/criterion/**/new/benchmark.json", recursive=True):
+        with open(meta) as f:
+            full_id = json.load(f)["full_id"]
+        with open(os.path.join(os.path.dirname(meta), "estimates.json")) as f:
+            medians[full_id] = json.load(f)["median"]["point_estimate"]
+    return medians
+
+
+def duration(ns: float) -> str:
+    if ns >= 1e6:
+        return f"{ns / 1e6:.1f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.0f} ns"
+
+
+def command_output(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def main() -> None:
+    out = sys.argv[1]
+    m = criterion_medians()
+    log = open(os.path.join(out, "criterion.log")).read()
+    sizes = dict(re.findall(r"history-size (\S+)=(\d+)", log))
+    wasm, cwasm = map(int, re.search(r"component-size wasm=(\d+) cwasm=(\d+)", log).groups())
+    throughput = {e: json.load(open(os.path.join(out, f"throughput-{e}.json")))
+                  for e in ["native", "component"]}
+    js = {}
+    for runtime in ["node", "chromium"]:
+        with open(os.path.join(out, f"js-{runtime}.jsonl")) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        js[runtime] = ({r["name"]: r for r in rows}, rows[0]["runtime"] if rows else "?")
+
+    def per_case(kind: str, cases=CASES) -> list:
+        return [m[f"decide/{kind}/{case}"] for case in cases]
+
+    native = per_case("native")
+    warm = per_case("component-warm")
+    fresh = per_case("component-fresh-instance")
+    limited = per_case("component-with-limits")
+    floor = m["floor/empty-component-call"]
+    handshake = m["tls/loopback-handshake-tls1.3"]
+    ratios = [w / n for w, n in zip(warm, native)]
+    slash = " / ".join
+    cpu = command_output("sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
+    rows = [
+        ("1", "native policy-core `decide` (the limit)", slash(duration(n) for n in native),
+         "—", ""),
+        ("2", "component `decide`, one warm instance",
+         f"{slash(duration(w) for w in warm)} = {slash(f'{r:.0f}×' for r in ratios)} native; "
+         f"wasmtime's floor for *any* component call (`func(u32) -> u32`): {duration(floor)}",
+         "≤ 3× native", verdict(max(ratios) <= 3)),
+        ("3", "fresh instance per decision (InstancePre + pooling allocator)",
+         slash(duration(f) for f in fresh), "≤ 10 µs", verdict(max(fresh) <= 10_000)),
+        ("4", "component load: compile .wasm vs deserialize .cwasm",
+         f"{duration(m['load/compile-wasm'])} vs {duration(m['load/deserialize-cwasm'])}; "
+         f"component {wasm:,} B ({wasm / 1024:.1f} KiB), .cwasm {cwasm:,} B",
+         "component ≤ 32 KiB", verdict(wasm <= 32 * 1024)),
+        ("5", "history decode / encode; blob size",
+         "; ".join(f"{p}: {duration(m[f'history/decode/{p}'])} / "
+                   f"{duration(m[f'history/encode/{p}'])}, {sizes[p]} B" for p in PEERS),
+         "typical blob ≤ 32 B", verdict(max(int(sizes[p]) for p in PEERS) <= 32)),
+        ("6", "component `decide` with fuel + epoch deadline + memory limit (warm)",
+         f"{slash(duration(x) for x in limited)} = "
+         f"{slash(f'{x / w:.2f}×' for x, w in zip(limited, warm))} of row 2", "—", ""),
+        ("7", "`tlsfallback decide` JSON Lines, one process",
+         f"native engine {throughput['native']['decisions_per_second']:,}/s, component "
+         f"{throughput['component']['decisions_per_second']:,}/s "
+         f"({throughput['native']['lines']:,} lines)", "≥ 1,000,000/s",
+         verdict(throughput["component"]["decisions_per_second"] >= 1_000_000)),
+        ("8", "jco-transpiled component: Node / headless Chromium",
+         f"{js['node'][1]}: {slash(format(js['node'][0][c]['decisionsPerSecond'], ',') for c in JS_CASES)}/s; "
+         f"{js['chromium'][1]}: {slash(format(js['chromium'][0][c]['decisionsPerSecond'], ',') for c in JS_CASES)}/s",
+         "≥ 500,000/s in Chromium",
+         verdict(min(js["chromium"][0][c]["decisionsPerSecond"] for c in JS_CASES) >= 500_000)),
+        ("9", "policy cost per attempt as a share of a loopback TLS 1.3 handshake (OpenSSL)",
+         f"handshake {duration(handshake)}; component decide {duration(max(warm))} = "
+         f"{100 * max(warm) / handshake:.3f}%", "< 0.1%", verdict(max(warm) / handshake < 0.001)),
+    ]
+    print("# Benchmarks\n")
+    print("The latest run of `scripts/bench` (written by it; do not edit by hand). Decide cases, "
+          "in order: " + ", ".join(f"`{c}`" for c in CASES) + " (the jco rows have the first "
+          "three). Medians from criterion; throughput is the best of three runs.\n")
+    print(f"- Date: {datetime.date.today().isoformat()}")
+    print(f"- Machine: {cpu.strip()}, {os.cpu_count()} cores, {platform.system()} "
+          f"{platform.release()}")
+    print(f"- Toolchain: {command_output('rustc', '--version')}; wasmtime 48.0.8; "
+          f"jco {command_output('npx', '--prefix', 'benchmarks/js', 'jco', '--version')}")
+    print("- Command: `scripts/bench`\n")
+    print("| # | measure | result | target | |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print("\nWhy the misses, and what was tried: see the closing note of the performance issue "
+          "and the \"Performance\" section of the README.")
+
+
+if __name__ == "__main__":
+    main()
