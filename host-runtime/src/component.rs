@@ -114,7 +114,7 @@ pub fn new_wasmtime_engine(limits: Option<&CallLimits>) -> anyhow::Result<Engine
         // Resetting a slot for reuse by zeroing its first pages beats returning them to the
         // kernel (page faults and TLB shootdowns on the next use): the built-in instance's whole
         // memory fits in this.
-        .linear_memory_keep_resident(128 << 10)
+        .linear_memory_keep_resident(64 << 10)
         .table_keep_resident(4 << 10);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     // The guest's data is a few KiB: copying it in is cheaper than mapping a copy-on-write image

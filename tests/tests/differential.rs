@@ -199,3 +199,30 @@ fn component_and_native_give_byte_identical_responses_on_10000_random_requests()
         actions.len()
     );
 }
+
+#[test]
+fn a_huge_garbage_history_gets_the_same_decision_from_the_component() {
+    // 1 MiB does not fit in the guest's static heap: the guest must grow its memory, not trap.
+    let history = vec![0xa5; 1 << 20];
+    let expected = policy_core::decide(
+        &Default::default(),
+        &Default::default(),
+        Some(&history),
+        None,
+        1_767_225_600,
+    );
+    assert_eq!(expected.reason, policy_core::Reason::HistoryUnreadable);
+    let mut component = PolicyComponent::builtin().unwrap();
+    for _ in 0..3 {
+        let decision = component
+            .decide(
+                &Default::default(),
+                &Default::default(),
+                Some(&history),
+                None,
+                1_767_225_600,
+            )
+            .unwrap();
+        assert_eq!(decision, expected);
+    }
+}
