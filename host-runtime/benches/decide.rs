@@ -145,24 +145,11 @@ fn cases() -> Vec<Case> {
 fn bench_decide(c: &mut Criterion) {
     let policy = Policy::default();
     let mut warm = PolicyComponent::builtin().expect("the built-in component loads");
-    let mut fresh = PolicyComponent::load(
-        EMBEDDED_COMPONENT,
-        ComponentConfig {
-            limits: None,
-            fresh_instance_per_call: true,
-        },
-        None,
-    )
-    .expect("the built-in component loads");
-    let mut limited = PolicyComponent::load(
-        EMBEDDED_COMPONENT,
-        ComponentConfig {
-            limits: Some(CallLimits::default()),
-            fresh_instance_per_call: false,
-        },
-        None,
-    )
-    .expect("the built-in component loads");
+    let mut fresh = PolicyComponent::builtin_with(ComponentConfig::FRESH_INSTANCE_PER_CALL)
+        .expect("the built-in component loads");
+    let mut limited =
+        PolicyComponent::builtin_with(ComponentConfig::with_limits(CallLimits::default()))
+            .expect("the built-in component loads");
     let mut group = c.benchmark_group("decide");
     for case in cases() {
         let expected = decide(

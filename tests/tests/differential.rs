@@ -1,9 +1,7 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tlsfallback_host::commands::decide::{Buffers, answer};
-use tlsfallback_host::component::{
-    CallLimits, ComponentConfig, EMBEDDED_COMPONENT, PolicyComponent,
-};
+use tlsfallback_host::component::{CallLimits, ComponentConfig, PolicyComponent};
 use tlsfallback_host::config::PolicyFile;
 use tlsfallback_host::engine::{DecisionEngine, NativeEngine};
 
@@ -138,24 +136,10 @@ fn component_and_native_give_byte_identical_responses_on_10000_random_requests()
     // with the sandbox limits on. Random policies make nearly every request configure a new
     // decider, so the warm instance also goes through dropping its deciders when it has too many.
     let mut warm = PolicyComponent::builtin().unwrap();
-    let mut fresh = PolicyComponent::load(
-        EMBEDDED_COMPONENT,
-        ComponentConfig {
-            limits: None,
-            fresh_instance_per_call: true,
-        },
-        None,
-    )
-    .unwrap();
-    let mut limited = PolicyComponent::load(
-        EMBEDDED_COMPONENT,
-        ComponentConfig {
-            limits: Some(CallLimits::default()),
-            fresh_instance_per_call: false,
-        },
-        None,
-    )
-    .unwrap();
+    let mut fresh =
+        PolicyComponent::builtin_with(ComponentConfig::FRESH_INSTANCE_PER_CALL).unwrap();
+    let mut limited =
+        PolicyComponent::builtin_with(ComponentConfig::with_limits(CallLimits::default())).unwrap();
     let mut native = NativeEngine;
     let policy_file = PolicyFile::default();
     let mut rng = Rng(0x7e57_f00d);

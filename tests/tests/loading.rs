@@ -78,11 +78,8 @@ fn a_corrupt_cache_file_is_replaced_not_trusted() {
 #[test]
 fn a_component_with_limits_answers_within_the_default_budget() {
     // Fuel is refilled before every call, so a long-lived instance never runs dry.
-    let limited = ComponentConfig {
-        limits: Some(Default::default()),
-        fresh_instance_per_call: false,
-    };
-    let mut component = PolicyComponent::load(EMBEDDED_COMPONENT, limited, None).unwrap();
+    let limited = ComponentConfig::with_limits(Default::default());
+    let mut component = PolicyComponent::builtin_with(limited).unwrap();
     for _ in 0..100 {
         assert!(matches!(
             first_decision(&mut component).action,
