@@ -2,6 +2,8 @@
 
 // Component and native policy-core give byte-identical responses on random requests.
 mod differential;
+// The jco-transpiled component in Node decides exactly like native policy-core.
+mod jco;
 // Loading the component: the precompiled-artifact cache, and a corrupt cache file.
 mod loading;
 // The built component imports nothing, so it runs with no capability at all.
