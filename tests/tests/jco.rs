@@ -6,8 +6,11 @@ use policy_core::{
 };
 use tlsfallback_host::component::EMBEDDED_COMPONENT;
 
-/// What each simulated peer answers at each tier; the same table as benchmarks/js/dance.js.
-fn peers() -> [(&'static str, fn(Tier) -> Outcome); 3] {
+/// A simulated peer: what it answers at each tier.
+type Peer = fn(Tier) -> Outcome;
+
+/// The simulated peers by name; the same table as benchmarks/js/dance.js.
+fn peers() -> [(&'static str, Peer); 3] {
     [
         ("modern", |_| Outcome::Success {
             version: Some(TlsVersion::Tls1_3),
