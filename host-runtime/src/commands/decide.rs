@@ -1,8 +1,11 @@
 //! `tlsfallback decide`: JSON Lines in, JSON Lines out, one response per request.
 
+use std::borrow::Cow;
 use std::io::{BufRead, Write};
 
 use anyhow::Context as _;
+
+use policy_core::Decision;
 
 use crate::config::PolicyFile;
 use crate::engine::DecisionEngine;
@@ -93,23 +96,32 @@ pub fn answer(
     buffers: &mut Buffers,
     output: &mut impl Write,
 ) -> Result<(), Failure> {
-    let decided = (|| {
-        let request = Request::parse(line)?;
-        let last = request.last.as_ref().map(|l| l.to_report()).transpose()?;
-        let history = request.history_bytes(&mut buffers.history)?;
-        let policy = request.policy.apply(policy_file.policy_for(&request.peer));
-        let decision = engine.decide(
-            &policy,
-            &request.context,
-            history,
-            last.as_ref(),
-            request.now,
-        )?;
-        Ok((request.peer, decision))
-    })();
-    let (peer, decision) = decided.map_err(Failure::Request)?;
+    let (peer, decision) =
+        decide_line(engine, policy_file, line, &mut buffers.history).map_err(Failure::Request)?;
     let response = Response::new(&peer, &decision, &mut buffers.history_text);
     serde_json::to_writer(output, &response)
         .context("writing responses")
         .map_err(Failure::Output)
+}
+
+/// Parses a request line and decides it, returning the peer (borrowed from the line) and the
+/// decision.
+fn decide_line<'a>(
+    engine: &mut dyn DecisionEngine,
+    policy_file: &PolicyFile,
+    line: &'a [u8],
+    history_buffer: &mut Vec<u8>,
+) -> anyhow::Result<(Cow<'a, str>, Decision)> {
+    let request = Request::parse(line)?;
+    let last = request.last.as_ref().map(|l| l.to_report()).transpose()?;
+    let history = request.history_bytes(history_buffer)?;
+    let policy = request.policy.apply(policy_file.policy_for(&request.peer));
+    let decision = engine.decide(
+        &policy,
+        &request.context,
+        history,
+        last.as_ref(),
+        request.now,
+    )?;
+    Ok((request.peer, decision))
 }
