@@ -21,6 +21,7 @@ use tlsfallback_host::component::{
     new_wasmtime_engine, precompile,
 };
 use tlsfallback_host::peers::Identity;
+use tlsfallback_host::plugin::{PluginConfig, PluginEngine};
 use wasmtime::component::Component;
 
 const NOW: u64 = 1_767_225_600;
@@ -150,6 +151,13 @@ fn bench_decide(c: &mut Criterion) {
     let mut limited =
         PolicyComponent::builtin_with(ComponentConfig::with_limits(CallLimits::default()))
             .expect("the built-in component loads");
+    // The built-in component loaded as an operator's plugin: default limits plus the guard.
+    let plugin_config = PluginConfig {
+        cache_dir: None,
+        ..PluginConfig::new("builtin.wasm".into())
+    };
+    let mut plugin = PluginEngine::from_bytes(EMBEDDED_COMPONENT, &plugin_config)
+        .expect("the built-in component loads as a plugin");
     let mut group = c.benchmark_group("decide");
     for case in cases() {
         let expected = decide(
@@ -199,6 +207,28 @@ fn bench_decide(c: &mut Criterion) {
                 });
             });
         }
+        let guarded = plugin.decide(
+            &policy,
+            &case.context,
+            case.history.as_deref(),
+            case.last.as_ref(),
+            NOW,
+        );
+        assert_eq!(
+            guarded, expected,
+            "the guarded plugin disagrees with native"
+        );
+        group.bench_function(BenchmarkId::new("plugin-guarded", case.name), |b| {
+            b.iter(|| {
+                plugin.decide(
+                    black_box(&policy),
+                    black_box(&case.context),
+                    black_box(case.history.as_deref()),
+                    black_box(case.last.as_ref()),
+                    black_box(NOW),
+                )
+            });
+        });
     }
     group.finish();
 }

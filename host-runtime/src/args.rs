@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use tlsfallback_host::engine::EngineKind;
+use tlsfallback_host::plugin::FailMode;
 
 /// A TLS fallback policy engine for mail transfer agents.
 #[derive(Debug, Parser)]
@@ -27,6 +28,37 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Write the embedded policy component (.wasm) to a file, for jco, wasmtime-py or a C host.
     ExportComponent(ExportArgs),
+    /// Operators' own policy components.
+    Plugin(PluginArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PluginArgs {
+    #[command(subcommand)]
+    pub(crate) action: PluginAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginAction {
+    /// Load a policy component as the host would, run every simulated peer with it and with the
+    /// built-in engine, and print the differences, the guard's refusals and the cost per decision.
+    Check(PluginCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PluginCheckArgs {
+    /// The component to check.
+    #[arg(value_name = "FILE.wasm")]
+    pub(crate) component: PathBuf,
+    /// A policy file: its [policy] and its [plugin] limits apply.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Days of simulated mail per peer.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub(crate) days: u32,
+    /// Also time loading from a precompiled-artifact cache in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) component_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -153,9 +185,23 @@ pub(crate) struct EngineArgs {
     /// Which engine decides.
     #[arg(long, value_enum, default_value_t = EngineKind::Component)]
     pub(crate) engine: EngineKind,
-    /// The operator's policy file (TOML: a [policy] table and [[destination]] overrides).
+    /// The operator's policy file (TOML: a [policy] table, [[destination]] overrides, a
+    /// [plugin] table).
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
+    /// An operator's own policy component to decide instead of the built-in one (overrides the
+    /// policy file's [plugin] component); it runs under limits, and the host refuses any decision
+    /// below the floor.
+    #[arg(long, value_name = "FILE.wasm")]
+    pub(crate) policy_component: Option<PathBuf>,
+    /// What to do when the policy component fails or its decision is refused (default: the
+    /// policy file's, else fail-closed).
+    #[arg(long, value_enum, requires = "policy_component")]
+    pub(crate) fail_mode: Option<FailMode>,
+    /// Where precompiled policy components are cached (default: the policy file's, else
+    /// ~/.cache/tlsfallback/components).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) component_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -26,3 +26,23 @@ impl Clock for SystemClock {
         std::thread::sleep(Duration::from_secs(u64::from(secs)));
     }
 }
+
+/// Measures how long something took, for reports to the operator (`plugin check`); never an
+/// input to a decision.
+#[derive(Clone, Copy, Debug)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    /// Starts measuring.
+    #[allow(clippy::disallowed_methods)] // A duration for a report, not the time of day.
+    #[must_use]
+    pub fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    /// The time since [`start`](Self::start).
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}

@@ -21,8 +21,8 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
 };
 
 use policy_core::{AttemptReport, Decision, DeliveryContext, Policy, UnixSeconds};
@@ -41,6 +41,55 @@ mod mapping {
 
 /// The WIT interface every policy component must export, with the version this host speaks.
 pub const EXPORTED_INTERFACE: &str = "tlsfallback:policy/engine@0.2.0";
+
+/// The name of [`EXPORTED_INTERFACE`] without its version.
+const INTERFACE_NAME: &str = "tlsfallback:policy/engine";
+
+/// Why a call into a policy component gave no decision. Every variant leaves the host serving:
+/// the instance that failed is discarded and the next call gets a fresh one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The call used up its fuel: a loop that does not end, or far more work than a policy needs.
+    #[error("the policy component used up its fuel ({fuel} units) in one call")]
+    OutOfFuel {
+        /// The fuel one call gets.
+        fuel: u64,
+    },
+    /// The call ran past its wall-clock deadline.
+    #[error("the policy component ran past its deadline of {} ms", .deadline.as_millis())]
+    DeadlineExceeded {
+        /// The deadline of one call.
+        deadline: Duration,
+    },
+    /// The component asked for more linear memory than it may have.
+    #[error(
+        "the policy component asked for {requested} bytes of memory; the limit is {limit} bytes"
+    )]
+    MemoryLimit {
+        /// The memory size the component tried to grow to, in bytes.
+        requested: usize,
+        /// The most it may have, in bytes.
+        limit: usize,
+    },
+    /// The component trapped (an `unreachable`, an out-of-bounds access, a panic in the guest).
+    #[error("the policy component trapped: {0}")]
+    Trapped(String),
+    /// The component returned something that is not a valid `decision`: a value the canonical
+    /// ABI cannot lift (a bad discriminant, a list out of bounds, invalid UTF-8).
+    #[error("the policy component returned an invalid decision: {0}")]
+    InvalidOutput(String),
+    /// The decision's history blob is longer than the contract's
+    /// [`MAX_HISTORY_LEN`](policy_core::MAX_HISTORY_LEN) bytes.
+    #[error(
+        "the policy component returned a history blob of {len} bytes; the contract allows {}",
+        policy_core::MAX_HISTORY_LEN
+    )]
+    HistoryTooLong {
+        /// The blob's length.
+        len: usize,
+    },
+}
 
 /// wasmtime has its own error type; the host speaks anyhow.
 fn wasm_error(error: wasmtime::Error, doing: &'static str) -> anyhow::Error {
@@ -163,10 +212,48 @@ fn names_of_imports(engine: &Engine, component: &Component) -> Vec<String> {
         .collect()
 }
 
-/// Per-store state: the memory limiter.
+/// Per-store state: the memory limit and whether the last call hit it.
+///
+/// Hand-written rather than wasmtime's `StoreLimits` because the host must tell a memory bomb
+/// from any other failure, and `StoreLimits` does not say which limit it enforced.
 struct StoreState {
-    limits: StoreLimits,
+    max_memory_bytes: usize,
+    /// Set when a `memory.grow` past the limit was refused (and trapped): the size asked for.
+    denied_memory: Option<usize>,
 }
+
+impl ResourceLimiter for StoreState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            self.denied_memory = Some(desired);
+            // Trapping, rather than letting `memory.grow` return -1, stops a component that
+            // would ignore the failure, and names the cause.
+            return Err(wasmtime::Error::msg(format!(
+                "memory.grow to {desired} bytes refused (limit {} bytes)",
+                self.max_memory_bytes
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A policy has no use for big tables; the pooling allocator bounds them anyway.
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// The most elements a component's table may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// Advances an engine's epoch every [`EPOCH_TICK`] until dropped.
 struct EpochTicker {
@@ -278,10 +365,12 @@ impl PolicyComponent {
         let imports = names_of_imports(&engine, &component);
         if !imports.is_empty() {
             return Err(anyhow!(
-                "the policy component imports {}; a policy component must import nothing",
+                "the policy component imports {}; a policy component must import nothing (the \
+                 host owns DNS, sockets, clocks and storage)",
                 imports.join(", ")
             ));
         }
+        check_exported_version(&engine, &component)?;
         let linker = Linker::new(&engine);
         let instance_pre = linker
             .instantiate_pre(&component)
@@ -308,19 +397,22 @@ impl PolicyComponent {
         self.config
     }
 
-    fn instantiate(&self) -> anyhow::Result<LiveInstance> {
-        let memory = self
+    fn instantiate(&self) -> Result<LiveInstance, CallError> {
+        let max_memory_bytes = self
             .config
             .limits
             .map_or(usize::MAX, |limits| limits.max_memory_bytes);
-        let limits = StoreLimitsBuilder::new().memory_size(memory).build();
-        let mut store = Store::new(&self.engine, StoreState { limits });
-        store.limiter(|state| &mut state.limits);
-        self.arm(&mut store)?;
+        let state = StoreState {
+            max_memory_bytes,
+            denied_memory: None,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| state);
+        self.arm(&mut store);
         let instance = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| wasm_error(e, "instantiating the policy component"))?;
+            .map_err(|e| self.classify(&store, e))?;
         Ok(LiveInstance {
             store,
             instance,
@@ -330,24 +422,42 @@ impl PolicyComponent {
     }
 
     /// Refills the fuel and resets the deadline before a call, when limits are on.
-    fn arm(&self, store: &mut Store<StoreState>) -> anyhow::Result<()> {
+    fn arm(&self, store: &mut Store<StoreState>) {
         if let Some(limits) = self.config.limits {
-            store
-                .set_fuel(limits.fuel)
-                .map_err(|e| wasm_error(e, "setting the call's fuel"))?;
+            // Only fails when the engine has no fuel, and limits turn fuel on.
+            let _ = store.set_fuel(limits.fuel);
             let ticks = limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
             store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
         }
-        Ok(())
+    }
+
+    /// Names why a call failed.
+    fn classify(&self, store: &Store<StoreState>, error: wasmtime::Error) -> CallError {
+        let limits = self.config.limits.unwrap_or_default();
+        if let Some(requested) = store.data().denied_memory {
+            return CallError::MemoryLimit {
+                requested,
+                limit: store.data().max_memory_bytes,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => CallError::OutOfFuel { fuel: limits.fuel },
+            Some(Trap::Interrupt) => CallError::DeadlineExceeded {
+                deadline: limits.deadline,
+            },
+            Some(_) => CallError::Trapped(format!("{error:#}")),
+            // Not a trap: the canonical ABI could not lift what the component returned.
+            None => CallError::InvalidOutput(format!("{error:#}")),
+        }
     }
 
     /// Asks the component for a decision.
     ///
     /// # Errors
     ///
-    /// When the component traps, runs out of fuel or time, or exceeds its memory (the instance
-    /// is then discarded and the next call gets a fresh one), or returns a decision that is not
-    /// valid (an over-long history blob, say).
+    /// A [`CallError`] when the component traps, runs out of fuel or time, exceeds its memory
+    /// (the instance is then discarded and the next call gets a fresh one), or returns a decision
+    /// that is not valid (an over-long history blob, say).
     pub fn decide(
         &mut self,
         policy: &Policy,
@@ -355,18 +465,24 @@ impl PolicyComponent {
         history: Option<&[u8]>,
         last: Option<&AttemptReport>,
         now: UnixSeconds,
-    ) -> anyhow::Result<Decision> {
+    ) -> Result<Decision, CallError> {
         let mut live = match self.live.take() {
             Some(live) if !self.config.fresh_instance_per_call => live,
             _ => self.instantiate()?,
         };
         let result = self.decide_on(&mut live, policy, context, history, last, now);
-        if result.is_ok() && !self.config.fresh_instance_per_call {
+        let decision = match result {
+            Ok(decision) => decision,
+            Err(error) => return Err(self.classify(&live.store, error)),
+        };
+        let len = decision.history.len();
+        // An instance that gave an invalid answer is not trusted with the next call either.
+        let decision =
+            mapping::decision_from_wit(decision).map_err(|_| CallError::HistoryTooLong { len })?;
+        if !self.config.fresh_instance_per_call {
             self.live = Some(live);
         }
-        let decision = result?;
-        mapping::decision_from_wit(decision)
-            .map_err(|e| anyhow!("the policy component returned an invalid decision: {e}"))
+        Ok(decision)
     }
 
     fn decide_on(
@@ -377,9 +493,9 @@ impl PolicyComponent {
         history: Option<&[u8]>,
         last: Option<&AttemptReport>,
         now: UnixSeconds,
-    ) -> anyhow::Result<wit::Decision> {
+    ) -> wasmtime::Result<wit::Decision> {
         let guest = live.instance.tlsfallback_policy_engine().decider();
-        self.arm(&mut live.store)?;
+        self.arm(&mut live.store);
         let decider = match (live.last, live.deciders.get(policy)) {
             (Some((last_policy, decider)), _) if last_policy == *policy => decider,
             (_, Some(decider)) => *decider,
@@ -387,30 +503,79 @@ impl PolicyComponent {
                 if live.deciders.len() >= MAX_DECIDERS {
                     live.last = None;
                     for (_, decider) in live.deciders.drain() {
-                        decider
-                            .resource_drop(&mut live.store)
-                            .map_err(|e| wasm_error(e, "dropping a policy's decider"))?;
+                        decider.resource_drop(&mut live.store)?;
                     }
                 }
-                let decider = guest
-                    .call_constructor(&mut live.store, mapping::policy_to_wit(policy))
-                    .map_err(|e| wasm_error(e, "the policy component trapped configuring"))?;
+                let decider =
+                    guest.call_constructor(&mut live.store, mapping::policy_to_wit(policy))?;
                 live.deciders.insert(*policy, decider);
                 decider
             }
         };
         live.last = Some((*policy, decider));
-        guest
-            .call_decide(
-                &mut live.store,
-                decider,
-                mapping::context_to_wit(context),
-                history,
-                last.map(mapping::report_to_wit),
-                now,
-            )
-            .map_err(|e| wasm_error(e, "the policy component trapped"))
+        guest.call_decide(
+            &mut live.store,
+            decider,
+            mapping::context_to_wit(context),
+            history,
+            last.map(mapping::report_to_wit),
+            now,
+        )
     }
+}
+
+/// Checks that the component exports [`EXPORTED_INTERFACE`] at a version this host can call:
+/// the same major version (the same minor while the major is 0), as Cargo and wasmtime's own
+/// lookup read semver.
+fn check_exported_version(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let ours = semver::Version::parse(&EXPORTED_INTERFACE[INTERFACE_NAME.len() + 1..])
+        .expect("EXPORTED_INTERFACE carries a valid version");
+    let compatible = semver::VersionReq {
+        comparators: vec![semver::Comparator {
+            op: semver::Op::Caret,
+            major: ours.major,
+            minor: Some(ours.minor),
+            patch: Some(0),
+            pre: semver::Prerelease::EMPTY,
+        }],
+    };
+    let theirs: Vec<&str> = exports
+        .iter()
+        .filter_map(|name| name.strip_prefix(INTERFACE_NAME))
+        .collect();
+    if theirs
+        .iter()
+        .filter_map(|version| version.strip_prefix('@'))
+        .filter_map(|version| semver::Version::parse(version).ok())
+        .any(|version| compatible.matches(&version))
+    {
+        return Ok(());
+    }
+    if theirs.is_empty() {
+        anyhow::bail!(
+            "the component exports {}, not {INTERFACE_NAME}: it is not a tlsfallback policy \
+             component (this host needs {EXPORTED_INTERFACE} or a compatible {compatible})",
+            if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            }
+        );
+    }
+    anyhow::bail!(
+        "the component exports {}, which this host cannot call: it speaks {EXPORTED_INTERFACE} \
+         and accepts versions {compatible}; rebuild the component against wit/ of this release",
+        theirs
+            .iter()
+            .map(|version| format!("{INTERFACE_NAME}{version}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Where the precompiled artifact of `wasm` for `engine` lives in `cache_dir`: named by the

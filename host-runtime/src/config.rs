@@ -8,13 +8,19 @@
 //! [[destination]]                # the most specific match wins
 //! peer = ".bank.example"         # a leading dot matches the domain and every name under it
 //! profile = "mandatory"
+//!
+//! [plugin]                       # an operator's own policy component (see crate::plugin)
+//! component = "site-rules.wasm"  # relative to this file
+//! fail_mode = "fallback-builtin" # or "fail-closed" (the default)
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use policy_core::{Policy, Profile};
 use serde::Deserialize;
+
+use crate::plugin::{PluginConfig, PluginSection};
 
 /// Policy fields to change; every field is optional. Used by the `[policy]` table, each
 /// `[[destination]]`, and the `policy` object of a `decide` request.
@@ -84,6 +90,12 @@ pub struct PolicyFile {
     /// Per-destination changes on top of `policy`.
     #[serde(default, rename = "destination")]
     pub destinations: Vec<DestinationOverride>,
+    /// The operator's own policy component, if any.
+    #[serde(default)]
+    pub plugin: PluginSection,
+    /// The directory relative paths in the file are resolved against (the file's own).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 impl PolicyFile {
@@ -96,7 +108,21 @@ impl PolicyFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the policy file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("in the policy file {}", path.display()))
+        let mut file =
+            Self::parse(&text).with_context(|| format!("in the policy file {}", path.display()))?;
+        file.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        file.plugin_config()
+            .with_context(|| format!("in the policy file {}", path.display()))?;
+        Ok(file)
+    }
+
+    /// The plugin the `[plugin]` table configures, if any.
+    ///
+    /// # Errors
+    ///
+    /// When the table is inconsistent (options without a component, a zero limit).
+    pub fn plugin_config(&self) -> anyhow::Result<Option<PluginConfig>> {
+        self.plugin.resolve(&self.base_dir)
     }
 
     /// Parses a policy file's text.

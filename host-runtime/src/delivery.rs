@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 
-use policy_core::{Action, AttemptReport, DeliveryContext, Outcome, Tier};
+use policy_core::{
+    Action, AttemptReport, DeliveryContext, MAX_ATTEMPTS_PER_DELIVERY, Outcome, Reason, Tier,
+};
 
 use crate::clock::Clock;
 use crate::config::PolicyFile;
@@ -116,6 +118,7 @@ pub fn deliver(
         let policy = policy_file.policy_for(&destination.host);
         let mut last: Option<AttemptReport> = None;
         let mut smtp_verdict: Option<DeliveryResult> = None;
+        let mut attempts = 0u8;
         loop {
             let now = clock.now();
             let decision = store.update(&destination.peer, now, |history| {
@@ -123,11 +126,23 @@ pub fn deliver(
                 Ok((decision, decision.history.as_bytes().to_vec()))
             })?;
             match decision.action {
+                // The built-in engine never asks for more; a plugin is not trusted not to.
+                Action::Attempt { .. } if attempts >= MAX_ATTEMPTS_PER_DELIVERY => {
+                    retry_after_secs = retry_after_secs.min(policy.retry_after_secs);
+                    reasons.push(format!(
+                        "{}: {} ({})",
+                        destination.peer,
+                        Reason::AttemptLimit.name(),
+                        Reason::AttemptLimit.explanation()
+                    ));
+                    break;
+                }
                 Action::Attempt {
                     tier,
                     tls,
                     delay_secs,
                 } => {
+                    attempts += 1;
                     clock.sleep(delay_secs);
                     let result = smtp::attempt(
                         destination.address,

@@ -4,6 +4,7 @@
 use policy_core::{AttemptReport, Decision, DeliveryContext, Policy, UnixSeconds};
 
 use crate::component::PolicyComponent;
+use crate::plugin::{FailureEvent, PluginConfig, PluginEngine};
 
 /// Which engine answers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -31,6 +32,12 @@ pub trait DecisionEngine {
         last: Option<&AttemptReport>,
         now: UnixSeconds,
     ) -> anyhow::Result<Decision>;
+
+    /// The plugin failure behind the last decision, if it came from the fail mode (only a
+    /// [`PluginEngine`] has any); taking it clears it.
+    fn take_failure(&mut self) -> Option<FailureEvent> {
+        None
+    }
 }
 
 /// policy-core, called directly.
@@ -59,18 +66,26 @@ impl DecisionEngine for PolicyComponent {
         last: Option<&AttemptReport>,
         now: UnixSeconds,
     ) -> anyhow::Result<Decision> {
-        Self::decide(self, policy, context, history, last, now)
+        Ok(Self::decide(self, policy, context, history, last, now)?)
     }
 }
 
-/// Creates the engine of the given kind.
+/// Creates the engine of the given kind, or the operator's plugin when one is configured.
 ///
 /// # Errors
 ///
-/// When the built-in component fails to load.
-pub fn open(kind: EngineKind) -> anyhow::Result<Box<dyn DecisionEngine>> {
-    Ok(match kind {
-        EngineKind::Component => Box::new(PolicyComponent::builtin()?),
-        EngineKind::Native => Box::new(NativeEngine),
+/// When the component fails to load (the plugin: see [`PluginEngine::load`]), or when a plugin
+/// is asked for together with the native engine.
+pub fn open(
+    kind: EngineKind,
+    plugin: Option<&PluginConfig>,
+) -> anyhow::Result<Box<dyn DecisionEngine>> {
+    Ok(match (kind, plugin) {
+        (EngineKind::Component, Some(plugin)) => Box::new(PluginEngine::load(plugin)?),
+        (EngineKind::Native, Some(_)) => anyhow::bail!(
+            "a policy component replaces the engine: it cannot be used with --engine native"
+        ),
+        (EngineKind::Component, None) => Box::new(PolicyComponent::builtin()?),
+        (EngineKind::Native, None) => Box::new(NativeEngine),
     })
 }

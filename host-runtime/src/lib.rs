@@ -6,6 +6,8 @@
 //!   (built by this crate's build script and embedded in the binary).
 //! - [`engine`]: one [`DecisionEngine`](engine::DecisionEngine) trait over the component and the
 //!   native policy-core, so that every caller can pick either and compare them.
+//! - [`plugin`]: operators' own policy components, run under limits, checked against the floor,
+//!   with a fail mode.
 //! - [`config`]: the operator's TOML policy file with per-destination overrides.
 //! - [`wire`]: the JSON Lines request and response of `tlsfallback decide`.
 //! - [`smtp`], [`tls`]: one delivery attempt at one tier, with OpenSSL configured per tier and its
@@ -26,6 +28,7 @@ pub mod delivery;
 pub mod engine;
 pub mod mx;
 pub mod peers;
+pub mod plugin;
 pub mod smtp;
 pub mod store;
 pub mod tls;

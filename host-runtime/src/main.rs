@@ -10,7 +10,7 @@ use tlsfallback_host::commands::{decide, simulate};
 use tlsfallback_host::config::PolicyFile;
 use tlsfallback_host::engine;
 
-use args::{Cli, Command, DeliverArgs, EngineArgs, PeersAction, PeersArgs};
+use args::{Cli, Command, DeliverArgs, EngineArgs, PeersAction, PeersArgs, PluginAction};
 use tlsfallback_host::commands::deliver::{PeerView, exit};
 use tlsfallback_host::store::HistoryStore;
 
@@ -110,7 +110,7 @@ fn deliver(args: &DeliverArgs) -> u8 {
     }
     let setup = (|| -> anyhow::Result<_> {
         let policy_file = load_policy(&args.engine)?;
-        let engine = engine::open(args.engine.engine)?;
+        let engine = open_engine(&args.engine, &policy_file)?;
         let store = HistoryStore::open(&args.store.path())?;
         Ok((policy_file, engine, store))
     })();
@@ -241,11 +241,35 @@ fn load_policy(args: &EngineArgs) -> anyhow::Result<PolicyFile> {
         .map_or_else(|| Ok(PolicyFile::default()), PolicyFile::load)
 }
 
+/// The engine the arguments and the policy file ask for: the flags override the file's
+/// `[plugin]` table.
+fn open_engine(
+    args: &EngineArgs,
+    policy_file: &PolicyFile,
+) -> anyhow::Result<Box<dyn engine::DecisionEngine>> {
+    let mut plugin = policy_file.plugin_config()?;
+    if let Some(component) = &args.policy_component {
+        let mut config = plugin
+            .unwrap_or_else(|| tlsfallback_host::plugin::PluginConfig::new(component.clone()));
+        config.component.clone_from(component);
+        plugin = Some(config);
+    }
+    if let Some(config) = &mut plugin {
+        if let Some(fail_mode) = args.fail_mode {
+            config.fail_mode = fail_mode;
+        }
+        if let Some(dir) = &args.component_cache {
+            config.cache_dir = Some(dir.clone());
+        }
+    }
+    engine::open(args.engine, plugin.as_ref())
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Decide(args) => {
             let policy_file = load_policy(&args)?;
-            let mut engine = engine::open(args.engine)?;
+            let mut engine = open_engine(&args, &policy_file)?;
             let stdin = io::stdin().lock();
             let stdout = io::BufWriter::new(io::stdout().lock());
             decide::run(engine.as_mut(), &policy_file, stdin, stdout)?;
@@ -254,7 +278,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Simulate(args) => {
             let policy_file = load_policy(&args.engine)?;
             let policy = policy_file.default_policy();
-            let mut engine = engine::open(args.engine.engine)?;
+            let mut engine = open_engine(&args.engine, &policy_file)?;
             let presets = if args.presets.is_empty() {
                 policy_core::sim::Preset::ALL.to_vec()
             } else {
@@ -277,7 +301,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => {
-            let mut engine = engine::open(args.engine.engine)?;
+            let mut engine = open_engine(&args.engine, &load_policy(&args.engine)?)?;
             let temporary = tempfile_dir()?;
             let path = args
                 .db
@@ -297,6 +321,25 @@ fn run(command: Command) -> anyhow::Result<()> {
             tlsfallback_host::component::EMBEDDED_COMPONENT,
         )
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", args.output.display())),
+        Command::Plugin(args) => match args.action {
+            PluginAction::Check(check) => {
+                let policy_file = check
+                    .policy
+                    .as_deref()
+                    .map_or_else(|| Ok(PolicyFile::default()), PolicyFile::load)?;
+                let mut config = policy_file.plugin_config()?.unwrap_or_else(|| {
+                    tlsfallback_host::plugin::PluginConfig::new(check.component.clone())
+                });
+                config.component = check.component;
+                config.cache_dir = check.component_cache;
+                tlsfallback_host::commands::plugin::check(
+                    &config,
+                    &policy_file.default_policy(),
+                    check.days,
+                    &mut io::stdout().lock(),
+                )
+            }
+        },
         Command::Deliver(_) | Command::Peers(_) => unreachable!("handled in main"),
     }
 }

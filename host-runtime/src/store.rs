@@ -98,7 +98,8 @@ impl HistoryStore {
                 row.get(0)
             })
             .optional()?;
-        let (value, history) = step(stored.as_deref())?;
+        // An empty blob is what a fail-closed plugin decision keeps for a peer without history.
+        let (value, history) = step(stored.as_deref().filter(|blob| !blob.is_empty()))?;
         tx.execute(
             "INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at",

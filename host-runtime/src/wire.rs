@@ -182,6 +182,10 @@ pub struct Response<'a> {
     /// Why the history passed in was unreadable, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_error: Option<String>,
+    /// When a policy component failed and the fail mode decided instead: what went wrong and
+    /// what was done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_failure: Option<String>,
 }
 
 /// The result types by name, as a JSON array.
@@ -224,6 +228,7 @@ impl<'a> Response<'a> {
             explanation: decision.reason.explanation(),
             report: decision.report,
             history_error: decision.history_error.map(|e| e.to_string()),
+            plugin_failure: None,
         }
     }
 }

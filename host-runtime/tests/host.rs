@@ -12,5 +12,7 @@ mod attempts;
 mod store;
 // `tlsfallback deliver` and `peers`: the full loop against local peers, exit codes, bad input.
 mod deliver;
+// Operators' policy components from the command line: fail modes, the policy file, load errors.
+mod plugin;
 // End to end against a real Postfix (Debian's package) with differently configured listeners.
 mod postfix;

@@ -53,7 +53,7 @@ pub(crate) const fn honours_sender_relaxation(context: &DeliveryContext) -> bool
 /// How the authenticated tier verifies the peer: DANE when usable TLSA records apply, WebPKI
 /// otherwise (MTA-STS, REQUIRETLS, the authenticated-only profile).
 #[must_use]
-pub(crate) const fn verification_for(context: &DeliveryContext) -> Verification {
+pub const fn verification_for(context: &DeliveryContext) -> Verification {
     if matches!(context.dane, Dane::Usable) && !honours_sender_relaxation(context) {
         Verification::Dane
     } else {

@@ -68,7 +68,7 @@ pub mod sim;
 pub use context::{Dane, DeliveryContext, MtaSts};
 pub use decision::{Action, Decision, EnhancedStatus, Reason, TlsRptResult, TlsRptResults};
 pub use engine::{MAX_ATTEMPTS_PER_DELIVERY, decide};
-pub use floor::{Bounds, floor};
+pub use floor::{Bounds, floor, verification_for};
 pub use history::{
     Dance, HISTORY_FORMAT_VERSION, History, HistoryBlob, HistoryError, MAX_HISTORY_LEN, PeerMemory,
 };

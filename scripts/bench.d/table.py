@@ -70,6 +70,7 @@ def main() -> None:
     warm = per_case("component-warm")
     fresh = per_case("component-fresh-instance")
     limited = per_case("component-with-limits")
+    guarded = per_case("plugin-guarded")
     floor = m["floor/empty-component-call"]
     handshake = m["tls/loopback-handshake-tls1.3"]
     ratios = [w / n for w, n in zip(warm, native)]
@@ -94,7 +95,8 @@ def main() -> None:
          "typical blob ≤ 32 B", verdict(max(int(sizes[p]) for p in PEERS) <= 32)),
         ("6", "component `decide` with fuel + epoch deadline + memory limit (warm)",
          f"{slash(duration(x) for x in limited)} = "
-         f"{slash(f'{x / w:.2f}×' for x, w in zip(limited, warm))} of row 2", "—", ""),
+         f"{slash(f'{x / w:.2f}×' for x, w in zip(limited, warm))} of row 2; as an operator's "
+         f"plugin (limits + the host's guard): {slash(duration(g) for g in guarded)}", "—", ""),
         ("7", "`tlsfallback decide` JSON Lines, one process",
          f"native engine {throughput['native']['decisions_per_second']:,}/s, component "
          f"{throughput['component']['decisions_per_second']:,}/s "

@@ -4,6 +4,8 @@
 mod differential;
 // The jco-transpiled component in Node decides exactly like native policy-core.
 mod jco;
+// Operators' policy components: hostile ones contained, fail modes, the floor, the examples.
+mod plugins;
 // Loading the component: the precompiled-artifact cache, and a corrupt cache file.
 mod loading;
 // The built component imports nothing, so it runs with no capability at all.

@@ -98,7 +98,8 @@ pub fn answer(
 ) -> Result<(), Failure> {
     let (peer, decision) =
         decide_line(engine, policy_file, line, &mut buffers.history).map_err(Failure::Request)?;
-    let response = Response::new(&peer, &decision, &mut buffers.history_text);
+    let mut response = Response::new(&peer, &decision, &mut buffers.history_text);
+    response.plugin_failure = engine.take_failure().map(|event| event.to_string());
     serde_json::to_writer(output, &response)
         .context("writing responses")
         .map_err(Failure::Output)

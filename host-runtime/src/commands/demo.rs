@@ -96,7 +96,7 @@ pub fn run(
             step_down_delay_secs: Some(1),
             ..PolicyOverrides::default()
         },
-        destinations: Vec::new(),
+        ..PolicyFile::default()
     };
     let mut clock = SystemClock;
     let to = vec!["postmaster@demo.test".to_owned()];

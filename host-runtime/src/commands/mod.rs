@@ -3,4 +3,5 @@
 pub mod decide;
 pub mod deliver;
 pub mod demo;
+pub mod plugin;
 pub mod simulate;

@@ -1,0 +1,587 @@
+//! Operators' policy components: hostile ones are contained, the fail mode answers, the floor
+//! holds; the example plugins (Rust, JavaScript) are built and run.
+
+mod examples;
+mod hostile;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use policy_core::{
+    Action, AttemptReport, Dane, Decision, DeliveryContext, History, MtaSts, Outcome, Policy,
+    Profile, Reason, Tier, TlsAlert, verification_for,
+};
+use proptest::prelude::*;
+use tlsfallback_host::component::{CallError, CallLimits};
+use tlsfallback_host::plugin::{
+    FailMode, FailureEvent, PluginConfig, PluginEngine, PluginFailure, Refusal,
+};
+
+use hostile::Behaviour;
+
+const NOW: u64 = 1_767_225_600;
+
+type Events = Arc<Mutex<Vec<FailureEvent>>>;
+
+fn config(fail_mode: FailMode) -> PluginConfig {
+    PluginConfig {
+        fail_mode,
+        cache_dir: None,
+        ..PluginConfig::new("fixture.wasm".into())
+    }
+}
+
+/// A plugin engine over `bytes` whose failure events are collected.
+fn load(bytes: &[u8], config: &PluginConfig) -> (PluginEngine, Events) {
+    let events = Events::default();
+    let sink = Arc::clone(&events);
+    let engine = PluginEngine::from_bytes(bytes, config)
+        .expect("the fixture loads")
+        .with_log(move |event| sink.lock().unwrap().push(event.clone()));
+    (engine, events)
+}
+
+fn attempt(tier: Tier, context: &DeliveryContext) -> Action {
+    Action::Attempt {
+        tier,
+        tls: tier.parameters(verification_for(context)),
+        delay_secs: 0,
+    }
+}
+
+fn last_event(events: &Events) -> FailureEvent {
+    events
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a failure was logged")
+}
+
+fn mta_sts_enforce() -> DeliveryContext {
+    DeliveryContext {
+        mta_sts: MtaSts::Enforce,
+        ..DeliveryContext::default()
+    }
+}
+
+/// The decision every fail-closed answer must be: defer, history untouched.
+fn assert_fail_closed(decision: &Decision, history: Option<&[u8]>) {
+    assert_eq!(
+        decision.action,
+        Action::Defer {
+            retry_after_secs: Policy::default().retry_after_secs
+        }
+    );
+    assert_eq!(decision.reason, Reason::PolicyLookupFailed);
+    assert_eq!(decision.history.as_bytes(), history.unwrap_or_default());
+}
+
+/// Whether a failure is the one a hostile case must be reported as.
+type IsExpected = fn(&PluginFailure) -> bool;
+
+/// Each hostile behaviour, the failure it must be reported as.
+fn hostile_cases() -> Vec<(&'static str, Behaviour, IsExpected)> {
+    vec![
+        ("infinite loop", Behaviour::InfiniteLoop, |f| {
+            matches!(f, PluginFailure::Call(CallError::OutOfFuel { .. }))
+        }),
+        ("memory bomb", Behaviour::MemoryBomb, |f| {
+            matches!(f, PluginFailure::Call(CallError::MemoryLimit { .. }))
+        }),
+        ("immediate trap", Behaviour::Trap, |f| {
+            matches!(f, PluginFailure::Call(CallError::Trapped(_)))
+        }),
+        ("bad discriminant", Behaviour::BadDiscriminant, |f| {
+            matches!(f, PluginFailure::Call(CallError::InvalidOutput(_)))
+        }),
+        (
+            "history out of bounds",
+            Behaviour::HistoryOutOfBounds,
+            |f| matches!(f, PluginFailure::Call(CallError::InvalidOutput(_))),
+        ),
+        (
+            "10 MB history",
+            Behaviour::HugeHistory { len: 10 << 20 },
+            |f| {
+                matches!(
+                    f,
+                    PluginFailure::Call(CallError::HistoryTooLong { len }) if *len == 10 << 20
+                )
+            },
+        ),
+        (
+            "cleartext under MTA-STS enforce",
+            Behaviour::Answer(attempt(Tier::Cleartext, &DeliveryContext::default())),
+            |f| {
+                matches!(
+                    f,
+                    PluginFailure::Refused(Refusal::BelowFloor {
+                        tier: Tier::Cleartext,
+                        floor: Tier::AuthenticatedTls
+                    })
+                )
+            },
+        ),
+        (
+            "done without delivery",
+            Behaviour::Answer(Action::Done),
+            |f| matches!(f, PluginFailure::Refused(Refusal::DoneWithoutDelivery)),
+        ),
+    ]
+}
+
+#[test]
+fn every_hostile_plugin_is_contained_and_fails_closed() {
+    let stored = History::default().encode();
+    for (name, behaviour, is_expected) in hostile_cases() {
+        let (mut engine, events) = load(
+            &hostile::component(&behaviour, hostile::VERSION),
+            &config(FailMode::FailClosed),
+        );
+        // Three requests in a row: the host keeps serving after each failure.
+        for _ in 0..3 {
+            let decision = engine.decide(
+                &Policy::default(),
+                &mta_sts_enforce(),
+                Some(stored.as_bytes()),
+                None,
+                NOW,
+            );
+            assert_fail_closed(&decision, Some(stored.as_bytes()));
+            let event = last_event(&events);
+            assert!(is_expected(&event.failure), "{name}: {event}");
+            assert_eq!(event.fail_mode, FailMode::FailClosed);
+        }
+        assert_eq!(engine.stats().calls, 3, "{name}");
+    }
+}
+
+#[test]
+fn every_hostile_plugin_falls_back_to_the_built_in_engine() {
+    for (name, behaviour, is_expected) in hostile_cases() {
+        let (mut engine, events) = load(
+            &hostile::component(&behaviour, hostile::VERSION),
+            &config(FailMode::FallbackBuiltin),
+        );
+        let context = mta_sts_enforce();
+        let decision = engine.decide(&Policy::default(), &context, None, None, NOW);
+        let built_in = policy_core::decide(&Policy::default(), &context, None, None, NOW);
+        assert_eq!(decision, built_in, "{name}");
+        assert!(is_expected(&last_event(&events).failure), "{name}");
+    }
+}
+
+#[test]
+fn a_deadline_stops_a_loop_that_has_fuel_to_spare() {
+    let mut config = config(FailMode::FailClosed);
+    config.limits = CallLimits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(50),
+        ..CallLimits::default()
+    };
+    let (mut engine, events) = load(
+        &hostile::component(&Behaviour::InfiniteLoop, hostile::VERSION),
+        &config,
+    );
+    let decision = engine.decide(
+        &Policy::default(),
+        &DeliveryContext::default(),
+        None,
+        None,
+        NOW,
+    );
+    assert_fail_closed(&decision, None);
+    let event = last_event(&events);
+    assert!(
+        matches!(
+            event.failure,
+            PluginFailure::Call(CallError::DeadlineExceeded { .. })
+        ),
+        "{event}"
+    );
+}
+
+#[test]
+fn a_trap_poisons_only_that_instance() {
+    // Traps when `now` is odd: the even calls around it must still be answered by the plugin.
+    let (mut engine, events) = load(
+        &hostile::component(&Behaviour::TrapWhenNowIsOdd, hostile::VERSION),
+        &config(FailMode::FailClosed),
+    );
+    let context = DeliveryContext::default();
+    let answered = |decision: &Decision| {
+        matches!(
+            decision.action,
+            Action::Attempt {
+                tier: Tier::ModernTls,
+                ..
+            }
+        )
+    };
+    assert!(answered(&engine.decide(
+        &Policy::default(),
+        &context,
+        None,
+        None,
+        NOW
+    )));
+    assert_fail_closed(
+        &engine.decide(&Policy::default(), &context, None, None, NOW + 1),
+        None,
+    );
+    assert!(matches!(
+        last_event(&events).failure,
+        PluginFailure::Call(CallError::Trapped(_))
+    ));
+    assert!(answered(&engine.decide(
+        &Policy::default(),
+        &context,
+        None,
+        None,
+        NOW + 2
+    )));
+    let stats = engine.stats();
+    assert_eq!((stats.calls, stats.call_failures), (3, 1));
+}
+
+#[test]
+fn a_component_importing_wasi_is_refused_at_load_with_the_import_named() {
+    let error = PluginEngine::from_bytes(&hostile::importing_wasi(), &config(FailMode::FailClosed))
+        .expect_err("must be refused");
+    let message = format!("{error:#}");
+    assert!(message.contains("wasi:cli/environment@0.2.3"), "{message}");
+    assert!(message.contains("must import nothing"), "{message}");
+}
+
+#[test]
+fn an_incompatible_wit_version_is_refused_and_a_compatible_one_loads() {
+    for version in ["0.1.0", "1.0.0", "0.3.0"] {
+        let bytes = hostile::component(&Behaviour::Answer(Action::Done), version);
+        let error = PluginEngine::from_bytes(&bytes, &config(FailMode::FailClosed))
+            .expect_err("must be refused");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&format!("tlsfallback:policy/engine@{version}")),
+            "{message}"
+        );
+        assert!(message.contains("^0.2"), "{message}");
+    }
+    let context = DeliveryContext::default();
+    let bytes = hostile::component(
+        &Behaviour::Answer(attempt(Tier::ModernTls, &context)),
+        "0.2.9",
+    );
+    let (mut engine, events) = load(&bytes, &config(FailMode::FailClosed));
+    let decision = engine.decide(&Policy::default(), &context, None, None, NOW);
+    assert_eq!(decision.action, attempt(Tier::ModernTls, &context));
+    assert!(events.lock().unwrap().is_empty());
+}
+
+/// A policy, context and stored history whose floor is above cleartext.
+type RaisedFloor = (&'static str, Policy, DeliveryContext, Option<Vec<u8>>, Tier);
+
+/// Contexts and policies whose floor is above cleartext, and the floor each sets.
+fn raised_floors() -> Vec<RaisedFloor> {
+    let policy = Policy::default();
+    let plain = DeliveryContext::default();
+    let pinned = {
+        let mut history = History::default();
+        history.memory.pinned_until = NOW + 3600;
+        history.encode().as_bytes().to_vec()
+    };
+    vec![
+        (
+            "MTA-STS enforce",
+            policy,
+            mta_sts_enforce(),
+            None,
+            Tier::AuthenticatedTls,
+        ),
+        (
+            "DANE usable",
+            policy,
+            DeliveryContext {
+                dane: Dane::Usable,
+                ..plain
+            },
+            None,
+            Tier::AuthenticatedTls,
+        ),
+        (
+            "REQUIRETLS",
+            policy,
+            DeliveryContext {
+                requiretls: true,
+                ..plain
+            },
+            None,
+            Tier::AuthenticatedTls,
+        ),
+        (
+            "SASL",
+            policy,
+            DeliveryContext {
+                sasl: true,
+                ..plain
+            },
+            None,
+            Tier::LegacyTls,
+        ),
+        (
+            "mandatory profile",
+            Policy {
+                profile: Profile::Mandatory,
+                ..policy
+            },
+            plain,
+            None,
+            Tier::LegacyTls,
+        ),
+        ("pinned peer", policy, plain, Some(pinned), Tier::ModernTls),
+    ]
+}
+
+#[test]
+fn no_decision_below_the_floor_gets_through_in_either_fail_mode() {
+    for (name, policy, context, history, floor) in raised_floors() {
+        for tier in Tier::STRONGEST_FIRST.into_iter().filter(|t| *t < floor) {
+            let bytes = hostile::component(
+                &Behaviour::Answer(attempt(tier, &context)),
+                hostile::VERSION,
+            );
+            for fail_mode in [FailMode::FailClosed, FailMode::FallbackBuiltin] {
+                let (mut engine, events) = load(&bytes, &config(fail_mode));
+                let decision = engine.decide(&policy, &context, history.as_deref(), None, NOW);
+                if let Action::Attempt { tier: got, .. } = decision.action {
+                    assert!(got >= floor, "{name}: {} let through", got.name());
+                }
+                assert!(
+                    matches!(
+                        last_event(&events).failure,
+                        PluginFailure::Refused(Refusal::BelowFloor { .. })
+                    ),
+                    "{name}: {}",
+                    tier.name()
+                );
+            }
+        }
+    }
+}
+
+fn any_context() -> impl Strategy<Value = DeliveryContext> {
+    (0..4u8, 0..4u8, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(dane, mta_sts, requiretls, tls_required_no, sasl)| DeliveryContext {
+            dane: [Dane::None, Dane::Usable, Dane::Unusable, Dane::LookupFailed][dane as usize],
+            mta_sts: [
+                MtaSts::None,
+                MtaSts::Testing,
+                MtaSts::Enforce,
+                MtaSts::FetchFailed,
+            ][mta_sts as usize],
+            requiretls,
+            tls_required_no,
+            sasl,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever a plugin asks for, what comes out is at or above the host's floor.
+    #[test]
+    fn whatever_the_plugin_says_the_floor_holds(
+        context in any_context(),
+        asked in 0..4usize,
+        allow_cleartext in any::<bool>(),
+        allow_legacy_tls in any::<bool>(),
+    ) {
+        let tier = Tier::STRONGEST_FIRST[asked];
+        let policy = Policy { allow_cleartext, allow_legacy_tls, ..Policy::default() };
+        let bytes = hostile::component(&Behaviour::Answer(attempt(tier, &context)), hostile::VERSION);
+        let (mut engine, _) = load(&bytes, &config(FailMode::FallbackBuiltin));
+        let decision = engine.decide(&policy, &context, None, None, NOW);
+        let bounds = policy_core::floor(&policy, &context, &Default::default(), NOW);
+        if let Action::Attempt { tier: got, tls, .. } = decision.action {
+            prop_assert!(got >= bounds.floor);
+            prop_assert!(got != Tier::LegacyTls || allow_legacy_tls);
+            prop_assert_eq!(tls, got.parameters(verification_for(&context)));
+        }
+    }
+}
+
+#[test]
+fn a_legacy_peer_gets_mail_through_the_rust_example_and_first_contact_cleartext_waits() {
+    let bytes = examples::rust_plugin();
+    let (mut engine, events) = load(&bytes, &config(FailMode::FailClosed));
+    let policy = Policy::default();
+    let context = DeliveryContext::default();
+
+    // A legacy-only peer: the same dance as the built-in engine.
+    let first = engine.decide(&policy, &context, None, None, NOW);
+    let alert = AttemptReport {
+        tier: Tier::ModernTls,
+        outcome: Outcome::TlsAlert(TlsAlert::ProtocolVersion),
+    };
+    let second = engine.decide(
+        &policy,
+        &context,
+        Some(first.history.as_bytes()),
+        Some(&alert),
+        NOW + 1,
+    );
+    assert_eq!(
+        second,
+        policy_core::decide(
+            &policy,
+            &context,
+            Some(first.history.as_bytes()),
+            Some(&alert),
+            NOW + 1
+        )
+    );
+    assert!(matches!(
+        second.action,
+        Action::Attempt {
+            tier: Tier::LegacyTls,
+            ..
+        }
+    ));
+
+    // A new peer without STARTTLS: the built-in engine goes cleartext, the plugin defers once.
+    let first = engine.decide(&policy, &context, None, None, NOW);
+    let no_starttls = AttemptReport {
+        tier: Tier::ModernTls,
+        outcome: Outcome::StarttlsNotOffered,
+    };
+    let deferred = engine.decide(
+        &policy,
+        &context,
+        Some(first.history.as_bytes()),
+        Some(&no_starttls),
+        NOW + 1,
+    );
+    assert_eq!(
+        deferred.action,
+        Action::Defer {
+            retry_after_secs: policy.retry_after_secs
+        }
+    );
+    assert_eq!(deferred.reason, Reason::TlsRequiredNotOffered);
+    // The retry starts in cleartext, remembered, and the message goes.
+    let retry = engine.decide(
+        &policy,
+        &context,
+        Some(deferred.history.as_bytes()),
+        None,
+        NOW + u64::from(policy.retry_after_secs),
+    );
+    assert!(
+        matches!(
+            retry.action,
+            Action::Attempt {
+                tier: Tier::Cleartext,
+                ..
+            }
+        ),
+        "{retry:?}"
+    );
+    assert_eq!(retry.reason, Reason::RememberedTier);
+    assert!(
+        events.lock().unwrap().is_empty(),
+        "the guard refused the example"
+    );
+}
+
+#[test]
+fn the_javascript_example_never_sends_cleartext_and_steps_down_to_legacy() {
+    let bytes = examples::javascript_plugin();
+    let (mut engine, events) = load(&bytes, &config(FailMode::FailClosed));
+    let policy = Policy::default();
+    let context = DeliveryContext::default();
+    let first = engine.decide(&policy, &context, None, None, NOW);
+    assert!(
+        matches!(
+            first.action,
+            Action::Attempt {
+                tier: Tier::ModernTls,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    let alert = AttemptReport {
+        tier: Tier::ModernTls,
+        outcome: Outcome::TlsAlert(TlsAlert::ProtocolVersion),
+    };
+    let second = engine.decide(
+        &policy,
+        &context,
+        Some(first.history.as_bytes()),
+        Some(&alert),
+        NOW + 1,
+    );
+    assert!(
+        matches!(second.action, Action::Attempt { tier: Tier::LegacyTls, delay_secs, .. } if delay_secs == policy.step_down_delay_secs),
+        "{second:?}"
+    );
+    let delivered = AttemptReport {
+        tier: Tier::LegacyTls,
+        outcome: Outcome::Success { version: None },
+    };
+    let done = engine.decide(
+        &policy,
+        &context,
+        Some(second.history.as_bytes()),
+        Some(&delivered),
+        NOW + 2,
+    );
+    assert_eq!(done.action, Action::Done);
+    // The next delivery starts where the peer works.
+    let next = engine.decide(
+        &policy,
+        &context,
+        Some(done.history.as_bytes()),
+        None,
+        NOW + 3600,
+    );
+    assert!(
+        matches!(
+            next.action,
+            Action::Attempt {
+                tier: Tier::LegacyTls,
+                ..
+            }
+        ),
+        "{next:?}"
+    );
+    assert_eq!(next.reason, Reason::RememberedTier);
+    // No STARTTLS: defer, never cleartext.
+    let no_starttls = AttemptReport {
+        tier: Tier::LegacyTls,
+        outcome: Outcome::StarttlsNotOffered,
+    };
+    let deferred = engine.decide(
+        &policy,
+        &context,
+        Some(next.history.as_bytes()),
+        Some(&no_starttls),
+        NOW + 3601,
+    );
+    assert!(
+        matches!(deferred.action, Action::Defer { .. }),
+        "{deferred:?}"
+    );
+    // MTA-STS enforce: authenticated TLS with WebPKI.
+    let strict = engine.decide(&policy, &mta_sts_enforce(), None, None, NOW);
+    assert_eq!(
+        strict.action,
+        attempt(Tier::AuthenticatedTls, &mta_sts_enforce())
+    );
+    assert!(
+        events.lock().unwrap().is_empty(),
+        "the guard refused the example: {:?}",
+        events.lock().unwrap()
+    );
+}
