@@ -42,10 +42,14 @@ fn load(bytes: &[u8], config: &PluginConfig) -> (PluginEngine, Events) {
 }
 
 fn attempt(tier: Tier, context: &DeliveryContext) -> Action {
+    attempt_after(tier, context, 0)
+}
+
+fn attempt_after(tier: Tier, context: &DeliveryContext, delay_secs: u32) -> Action {
     Action::Attempt {
         tier,
         tls: tier.parameters(verification_for(context)),
-        delay_secs: 0,
+        delay_secs,
     }
 }
 
@@ -411,177 +415,190 @@ proptest! {
     }
 }
 
+/// One peer's deliveries through a plugin: each call passes the history the last one returned.
+struct Peer<'a> {
+    engine: &'a mut PluginEngine,
+    policy: Policy,
+    context: DeliveryContext,
+    history: Option<Vec<u8>>,
+}
+
+impl<'a> Peer<'a> {
+    fn new(engine: &'a mut PluginEngine) -> Self {
+        Self {
+            engine,
+            policy: Policy::default(),
+            context: DeliveryContext::default(),
+            history: None,
+        }
+    }
+
+    fn decide(&mut self, last: Option<AttemptReport>, now: u64) -> Decision {
+        let decision = self.engine.decide(
+            &self.policy,
+            &self.context,
+            self.history.as_deref(),
+            last.as_ref(),
+            now,
+        );
+        self.history = Some(decision.history.as_bytes().to_vec());
+        decision
+    }
+
+    /// A new delivery starts.
+    fn start(&mut self, now: u64) -> Decision {
+        self.decide(None, now)
+    }
+
+    /// The attempt at `tier` ended with `outcome`.
+    fn report(&mut self, tier: Tier, outcome: Outcome, now: u64) -> Decision {
+        self.decide(Some(AttemptReport { tier, outcome }), now)
+    }
+}
+
+/// The tier a decision attempts, if it attempts one.
+fn attempted(decision: &Decision) -> Option<Tier> {
+    match decision.action {
+        Action::Attempt { tier, .. } => Some(tier),
+        _ => None,
+    }
+}
+
+const REFUSED_ALERT: Outcome = Outcome::TlsAlert(TlsAlert::ProtocolVersion);
+
 #[test]
 fn a_legacy_peer_gets_mail_through_the_rust_example_and_first_contact_cleartext_waits() {
-    let bytes = examples::rust_plugin();
-    let (mut engine, events) = load(&bytes, &config(FailMode::FailClosed));
+    let (mut engine, events) = load(&examples::rust_plugin(), &config(FailMode::FailClosed));
     let policy = Policy::default();
-    let context = DeliveryContext::default();
 
     // A legacy-only peer: the same dance as the built-in engine.
-    let first = engine.decide(&policy, &context, None, None, NOW);
+    let mut legacy = Peer::new(&mut engine);
+    let first = legacy.start(NOW);
+    let second = legacy.report(Tier::ModernTls, REFUSED_ALERT, NOW + 1);
     let alert = AttemptReport {
         tier: Tier::ModernTls,
-        outcome: Outcome::TlsAlert(TlsAlert::ProtocolVersion),
+        outcome: REFUSED_ALERT,
     };
-    let second = engine.decide(
+    let built_in = policy_core::decide(
         &policy,
-        &context,
+        &DeliveryContext::default(),
         Some(first.history.as_bytes()),
         Some(&alert),
         NOW + 1,
     );
-    assert_eq!(
-        second,
-        policy_core::decide(
-            &policy,
-            &context,
-            Some(first.history.as_bytes()),
-            Some(&alert),
-            NOW + 1
-        )
-    );
-    assert!(matches!(
-        second.action,
-        Action::Attempt {
-            tier: Tier::LegacyTls,
-            ..
-        }
-    ));
+    assert_eq!(second, built_in);
+    assert_eq!(attempted(&second), Some(Tier::LegacyTls));
 
     // A new peer without STARTTLS: the built-in engine goes cleartext, the plugin defers once.
-    let first = engine.decide(&policy, &context, None, None, NOW);
-    let no_starttls = AttemptReport {
-        tier: Tier::ModernTls,
-        outcome: Outcome::StarttlsNotOffered,
-    };
-    let deferred = engine.decide(
-        &policy,
-        &context,
-        Some(first.history.as_bytes()),
-        Some(&no_starttls),
-        NOW + 1,
-    );
-    assert_eq!(
-        deferred.action,
-        Action::Defer {
-            retry_after_secs: policy.retry_after_secs
-        }
-    );
+    let mut new_peer = Peer::new(&mut engine);
+    let first = new_peer.start(NOW);
+    assert_eq!(attempted(&first), Some(Tier::ModernTls));
+    let deferred = new_peer.report(Tier::ModernTls, Outcome::StarttlsNotOffered, NOW + 1);
+    let retry_after_secs = policy.retry_after_secs;
+    assert_eq!(deferred.action, Action::Defer { retry_after_secs });
     assert_eq!(deferred.reason, Reason::TlsRequiredNotOffered);
     // The retry starts in cleartext, remembered, and the message goes.
-    let retry = engine.decide(
-        &policy,
-        &context,
-        Some(deferred.history.as_bytes()),
-        None,
-        NOW + u64::from(policy.retry_after_secs),
-    );
-    assert!(
-        matches!(
-            retry.action,
-            Action::Attempt {
-                tier: Tier::Cleartext,
-                ..
-            }
-        ),
-        "{retry:?}"
-    );
+    let retry = new_peer.start(NOW + u64::from(retry_after_secs));
+    assert_eq!(attempted(&retry), Some(Tier::Cleartext), "{retry:?}");
     assert_eq!(retry.reason, Reason::RememberedTier);
+    let events = events.lock().unwrap();
     assert!(
-        events.lock().unwrap().is_empty(),
-        "the guard refused the example"
+        events.is_empty(),
+        "the guard refused the example: {events:?}"
     );
 }
 
 #[test]
 fn the_javascript_example_never_sends_cleartext_and_steps_down_to_legacy() {
-    let bytes = examples::javascript_plugin();
-    let (mut engine, events) = load(&bytes, &config(FailMode::FailClosed));
-    let policy = Policy::default();
-    let context = DeliveryContext::default();
-    let first = engine.decide(&policy, &context, None, None, NOW);
-    assert!(
-        matches!(
-            first.action,
-            Action::Attempt {
-                tier: Tier::ModernTls,
-                ..
-            }
+    let (mut engine, events) = load(
+        &examples::javascript_plugin(),
+        &config(FailMode::FailClosed),
+    );
+    let mut peer = Peer::new(&mut engine);
+    let first = peer.start(NOW);
+    assert_eq!(attempted(&first), Some(Tier::ModernTls), "{first:?}");
+    let second = peer.report(Tier::ModernTls, REFUSED_ALERT, NOW + 1);
+    assert_eq!(
+        second.action,
+        attempt_after(
+            Tier::LegacyTls,
+            &DeliveryContext::default(),
+            peer.policy.step_down_delay_secs
         ),
-        "{first:?}"
     );
-    let alert = AttemptReport {
-        tier: Tier::ModernTls,
-        outcome: Outcome::TlsAlert(TlsAlert::ProtocolVersion),
-    };
-    let second = engine.decide(
-        &policy,
-        &context,
-        Some(first.history.as_bytes()),
-        Some(&alert),
-        NOW + 1,
-    );
-    assert!(
-        matches!(second.action, Action::Attempt { tier: Tier::LegacyTls, delay_secs, .. } if delay_secs == policy.step_down_delay_secs),
-        "{second:?}"
-    );
-    let delivered = AttemptReport {
-        tier: Tier::LegacyTls,
-        outcome: Outcome::Success { version: None },
-    };
-    let done = engine.decide(
-        &policy,
-        &context,
-        Some(second.history.as_bytes()),
-        Some(&delivered),
-        NOW + 2,
-    );
+    let done = peer.report(Tier::LegacyTls, Outcome::Success { version: None }, NOW + 2);
     assert_eq!(done.action, Action::Done);
     // The next delivery starts where the peer works.
-    let next = engine.decide(
-        &policy,
-        &context,
-        Some(done.history.as_bytes()),
-        None,
-        NOW + 3600,
-    );
-    assert!(
-        matches!(
-            next.action,
-            Action::Attempt {
-                tier: Tier::LegacyTls,
-                ..
-            }
-        ),
-        "{next:?}"
-    );
+    let next = peer.start(NOW + 3600);
+    assert_eq!(attempted(&next), Some(Tier::LegacyTls), "{next:?}");
     assert_eq!(next.reason, Reason::RememberedTier);
+    // The peer upgraded and dropped old TLS: straight back to the top tier.
+    let up = peer.report(Tier::LegacyTls, REFUSED_ALERT, NOW + 3601);
+    assert_eq!(attempted(&up), Some(Tier::ModernTls), "{up:?}");
+    assert_eq!(up.reason, Reason::SteppedUpPeerWantsStronger);
     // No STARTTLS: defer, never cleartext.
-    let no_starttls = AttemptReport {
-        tier: Tier::LegacyTls,
-        outcome: Outcome::StarttlsNotOffered,
-    };
-    let deferred = engine.decide(
-        &policy,
-        &context,
-        Some(next.history.as_bytes()),
-        Some(&no_starttls),
-        NOW + 3601,
-    );
+    let deferred = peer.report(Tier::ModernTls, Outcome::StarttlsNotOffered, NOW + 3602);
     assert!(
         matches!(deferred.action, Action::Defer { .. }),
         "{deferred:?}"
     );
     // MTA-STS enforce: authenticated TLS with WebPKI.
-    let strict = engine.decide(&policy, &mta_sts_enforce(), None, None, NOW);
+    peer.context = mta_sts_enforce();
+    let strict = peer.start(NOW + 7200);
     assert_eq!(
         strict.action,
         attempt(Tier::AuthenticatedTls, &mta_sts_enforce())
     );
+    let events = events.lock().unwrap();
     assert!(
-        events.lock().unwrap().is_empty(),
-        "the guard refused the example: {:?}",
-        events.lock().unwrap()
+        events.is_empty(),
+        "the guard refused the example: {events:?}"
     );
+}
+
+#[test]
+fn the_javascript_example_under_default_limits_loses_at_most_a_decision_to_its_heap() {
+    // A warm ComponentizeJS instance's heap grows with every call until SpiderMonkey collects,
+    // past the default 16 MiB: the host must replace the instance and keep answering.
+    let (mut engine, events) = load(
+        &examples::javascript_plugin(),
+        &config(FailMode::FailClosed),
+    );
+    let mut peer = Peer::new(&mut engine);
+    let calls = 5_000;
+    let mut answered = 0;
+    for call in 0..calls {
+        let before = peer.history.clone();
+        let decision = peer.start(NOW + call);
+        if attempted(&decision) == Some(Tier::ModernTls) {
+            answered += 1;
+        } else {
+            assert_fail_closed(&decision, before.as_deref());
+        }
+    }
+    let events = events.lock().unwrap();
+    assert_eq!(answered + events.len() as u64, calls);
+    for event in events.iter() {
+        assert!(
+            matches!(
+                event.failure,
+                PluginFailure::Call(CallError::MemoryLimit { .. })
+            ),
+            "{event}"
+        );
+    }
+    // A failure replaces the instance, and the fresh one serves on.
+    assert!(answered >= calls - 5, "{} failures", events.len());
+}
+
+#[test]
+fn the_javascript_examples_policy_file_gives_it_the_limits_it_needs() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugin-js/policy.toml");
+    let file = tlsfallback_host::config::PolicyFile::load(&path).unwrap();
+    let plugin = file.plugin_config().unwrap().expect("a [plugin] table");
+    assert!(plugin.component.ends_with("dist/plugin.wasm"));
+    assert_eq!(plugin.limits.max_memory_bytes, 128 << 20);
+    assert_eq!(plugin.limits.fuel, 1_000_000_000);
+    assert_eq!(plugin.fail_mode, FailMode::FailClosed);
 }
