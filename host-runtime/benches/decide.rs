@@ -1,7 +1,8 @@
 //! The cost of a decision everywhere it runs in the Rust host, side by side in one run:
 //! native policy-core (the limit), the component on a warm instance, on a fresh pooled instance
 //! per decision, and with sandbox limits on; component load (compile vs precompiled); history
-//! encode/decode; and a loopback TLS handshake for scale.
+//! encode/decode; a loopback TLS handshake for scale; and the Postfix daemon's lookup and log
+//! feedback.
 //!
 //! `cargo bench -p tlsfallback-host --bench decide`; `scripts/bench` runs it with the other rows
 //! (JSON Lines throughput, Node, Chromium) and writes docs/benchmarks.md.
@@ -333,17 +334,76 @@ fn bench_tls_handshake(c: &mut Criterion) {
     group.finish();
 }
 
+/// A clock that stands still, for the daemon.
+struct FixedClock;
+
+impl tlsfallback_host::clock::Clock for FixedClock {
+    fn now(&self) -> u64 {
+        NOW
+    }
+    fn sleep(&mut self, _: u32) {}
+}
+
+/// The Postfix daemon's own cost, without the socket: a lookup (one SQLite write transaction and
+/// a component decision) and reading one logged attempt back into the engine.
+fn bench_postfix(c: &mut Criterion) {
+    use tlsfallback_host::postfix::{Daemon, DaemonOptions, log::Tracker};
+    let dir = tempfile::tempdir().unwrap();
+    let store = tlsfallback_host::store::HistoryStore::open(&dir.path().join("h.sqlite3")).unwrap();
+    let mut engine = PolicyComponent::builtin().unwrap();
+    let policy = tlsfallback_host::config::PolicyFile::default();
+    let mut clock = FixedClock;
+    let mut log = |_: &str| {};
+    let mut daemon = Daemon::new(
+        &mut engine,
+        store,
+        &policy,
+        &mut clock,
+        DaemonOptions::default(),
+        &mut log,
+    )
+    .unwrap();
+    let mut group = c.benchmark_group("postfix");
+    group.bench_function("lookup-known-destination", |b| {
+        b.iter(|| black_box(daemon.answer(b"tlsfallback [127.0.0.1]:2525")));
+    });
+    let mut counter = 0u64;
+    group.bench_function("lookup-new-destination", |b| {
+        b.iter(|| {
+            counter += 1;
+            black_box(daemon.answer(format!("tlsfallback d{counter}.example").as_bytes()))
+        });
+    });
+    let mut tracker = Tracker::default();
+    let mut queue = 0u64;
+    group.bench_function("log-attempt-to-engine", |b| {
+        b.iter(|| {
+            queue += 1;
+            let lines = [
+                "Nov 30 17:56:06 sender postfix/smtp[4511]: Untrusted TLS connection established to 127.0.0.1[127.0.0.1]:2525: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)".to_owned(),
+                format!("Nov 30 17:56:06 sender postfix/smtp[4511]: Q{queue:X}: to=<u@x.test>, relay=127.0.0.1[127.0.0.1]:2525, delay=1, delays=0/0/0/0, dsn=2.0.0, status=sent (250 2.0.0 Ok)"),
+            ];
+            daemon.observe("bench.log", &lines, None, &mut tracker).unwrap();
+        });
+    });
+    group.finish();
+}
+
 // criterion_group! generates an undocumented function.
 #[allow(missing_docs)]
 mod group {
-    use super::{bench_call_floor, bench_decide, bench_history, bench_load, bench_tls_handshake};
+    use super::{
+        bench_call_floor, bench_decide, bench_history, bench_load, bench_postfix,
+        bench_tls_handshake,
+    };
     criterion::criterion_group!(
         benches,
         bench_decide,
         bench_call_floor,
         bench_load,
         bench_history,
-        bench_tls_handshake
+        bench_tls_handshake,
+        bench_postfix
     );
 }
 use group::benches;

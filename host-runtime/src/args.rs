@@ -30,6 +30,70 @@ pub(crate) enum Command {
     ExportComponent(ExportArgs),
     /// Operators' own policy components.
     Plugin(PluginArgs),
+    /// Postfix: the socketmap policy daemon for smtp_tls_policy_maps, and its main.cf lines.
+    Postfix(PostfixArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PostfixArgs {
+    #[command(subcommand)]
+    pub(crate) action: PostfixAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PostfixAction {
+    /// Answer Postfix's TLS policy lookups (socketmap) with the engine's decisions, and learn
+    /// each attempt's outcome from Postfix's log.
+    Serve(PostfixServeArgs),
+    /// Print the main.cf lines that hand Postfix's TLS policy to the daemon.
+    Config(PostfixConfigArgs),
+}
+
+/// Where the daemon listens and under which map name.
+#[derive(Debug, Args)]
+pub(crate) struct SocketmapArgs {
+    /// inet:HOST:PORT, HOST:PORT or unix:PATH (port 0 picks a free port, printed at start).
+    #[arg(long, default_value = "inet:127.0.0.1:10027", value_parser = parse_listen)]
+    pub(crate) listen: tlsfallback_host::postfix::ListenAddress,
+    /// The socketmap name in Postfix's table (socketmap:inet:HOST:PORT:NAME).
+    #[arg(long, default_value = "tlsfallback")]
+    pub(crate) map_name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PostfixServeArgs {
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) socketmap: SocketmapArgs,
+    /// Postfix's log to learn outcomes from (maillog_file, or the file syslog writes); without
+    /// it the daemon only answers, and never learns.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) log: Option<PathBuf>,
+    /// Forget where reading the log stopped, and start at its end.
+    #[arg(long, requires = "log")]
+    pub(crate) forget_log_position: bool,
+    /// How long the next step of a dance waits for Postfix's retry, in seconds.
+    #[arg(long, default_value_t = 3 * 3600)]
+    pub(crate) dance_window_secs: u64,
+    /// How often the log is read, in milliseconds.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub(crate) poll_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PostfixConfigArgs {
+    #[command(flatten)]
+    pub(crate) socketmap: SocketmapArgs,
+    /// The log file the daemon will follow (printed as maillog_file).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) log: Option<PathBuf>,
+}
+
+fn parse_listen(text: &str) -> Result<tlsfallback_host::postfix::ListenAddress, String> {
+    tlsfallback_host::postfix::ListenAddress::parse(text)
 }
 
 #[derive(Debug, Args)]

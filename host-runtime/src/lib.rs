@@ -15,6 +15,7 @@
 //! - [`delivery`]: the loop decide → attempt → report, MX hosts in preference order.
 //! - [`mx`]: MX lookup for deliveries without `--mx`.
 //! - [`store`]: peer history in SQLite. [`clock`]: the one place the clock is read.
+//! - [`postfix`]: the socketmap daemon for Postfix's `smtp_tls_policy_maps`, fed by its log.
 //! - [`peers`]: local SMTP peers (modern, legacy, no STARTTLS, 454, reset) for tests and the demo.
 //! - [`commands`]: what each subcommand does (the binary's `main.rs` only parses arguments).
 //!
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod mx;
 pub mod peers;
 pub mod plugin;
+pub mod postfix;
 pub mod smtp;
 pub mod store;
 pub mod tls;

@@ -10,7 +10,9 @@ use tlsfallback_host::commands::{decide, simulate};
 use tlsfallback_host::config::PolicyFile;
 use tlsfallback_host::engine;
 
-use args::{Cli, Command, DeliverArgs, EngineArgs, PeersAction, PeersArgs, PluginAction};
+use args::{
+    Cli, Command, DeliverArgs, EngineArgs, PeersAction, PeersArgs, PluginAction, PostfixAction,
+};
 use tlsfallback_host::commands::deliver::{PeerView, exit};
 use tlsfallback_host::store::HistoryStore;
 
@@ -340,8 +342,57 @@ fn run(command: Command) -> anyhow::Result<()> {
                 )
             }
         },
+        Command::Postfix(args) => match args.action {
+            PostfixAction::Config(config) => {
+                print!(
+                    "{}",
+                    tlsfallback_host::commands::postfix::config_text(
+                        &config.socketmap.listen,
+                        &config.socketmap.map_name,
+                        config.log.as_deref(),
+                    )
+                );
+                Ok(())
+            }
+            PostfixAction::Serve(serve) => postfix_serve(&serve),
+        },
         Command::Deliver(_) | Command::Peers(_) => unreachable!("handled in main"),
     }
+}
+
+/// Runs the Postfix policy daemon until it fails.
+fn postfix_serve(args: &args::PostfixServeArgs) -> anyhow::Result<()> {
+    use tlsfallback_host::postfix::{Daemon, DaemonOptions};
+    let policy_file = load_policy(&args.engine)?;
+    let mut engine = open_engine(&args.engine, &policy_file)?;
+    let store = HistoryStore::open(&args.store.path())?;
+    let mut clock = tlsfallback_host::clock::SystemClock;
+    let options = DaemonOptions {
+        map_name: args.socketmap.map_name.clone(),
+        dance_window_secs: args.dance_window_secs,
+        poll_interval: std::time::Duration::from_millis(args.poll_ms),
+        ..DaemonOptions::default()
+    };
+    let mut log = |line: &str| eprintln!("{line}");
+    let mut daemon = Daemon::new(
+        engine.as_mut(),
+        store,
+        &policy_file,
+        &mut clock,
+        options,
+        &mut log,
+    )?;
+    let log_file = args
+        .log
+        .as_deref()
+        .map(|path| (path, args.forget_log_position));
+    tlsfallback_host::commands::postfix::run(
+        &mut daemon,
+        &args.socketmap.listen,
+        log_file,
+        &args.socketmap.map_name,
+        &mut io::stderr(),
+    )
 }
 
 /// A fresh private directory for the demo's throw-away history.

@@ -90,23 +90,34 @@ impl HistoryStore {
         now: u64,
         step: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(T, Vec<u8>)>,
     ) -> anyhow::Result<T> {
-        let tx = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored: Option<Vec<u8>> = tx
-            .query_row("SELECT history FROM peers WHERE peer = ?1", [peer], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        // An empty blob is what a fail-closed plugin decision keeps for a peer without history.
-        let (value, history) = step(stored.as_deref().filter(|blob| !blob.is_empty()))?;
-        tx.execute(
-            "INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at",
-            params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
-        )?;
-        tx.commit()?;
+        self.batch(|batch| batch.update(peer, now, step))
+    }
+
+    /// Runs `work` inside one write transaction: every change it makes is kept, or none (when
+    /// it fails).
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the error of `work`.
+    pub fn batch<T>(
+        &mut self,
+        work: impl FnOnce(&mut Batch<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut batch = Batch {
+            tx: self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        };
+        let value = work(&mut batch)?;
+        batch.tx.commit()?;
         Ok(value)
+    }
+
+    /// The connection, for the tables other parts of the host keep in the same database (the
+    /// Postfix daemon's).
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        &self.connection
     }
 
     /// Every stored peer, by name.
@@ -148,6 +159,46 @@ impl HistoryStore {
             .connection
             .execute("DELETE FROM peers WHERE peer = ?1", [peer])?
             > 0)
+    }
+}
+
+/// One write transaction over the database (see [`HistoryStore::batch`]).
+pub struct Batch<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Batch<'_> {
+    /// As [`HistoryStore::update`], inside this transaction.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the error of `step`.
+    pub fn update<T>(
+        &mut self,
+        peer: &str,
+        now: u64,
+        step: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(T, Vec<u8>)>,
+    ) -> anyhow::Result<T> {
+        let stored: Option<Vec<u8>> = self
+            .tx
+            .query_row("SELECT history FROM peers WHERE peer = ?1", [peer], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        // An empty blob is what a fail-closed plugin decision keeps for a peer without history.
+        let (value, history) = step(stored.as_deref().filter(|blob| !blob.is_empty()))?;
+        self.tx.execute(
+            "INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at",
+            params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
+        )?;
+        Ok(value)
+    }
+
+    /// The transaction, for other tables in the same database.
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        &self.tx
     }
 }
 

@@ -16,3 +16,5 @@ mod deliver;
 mod plugin;
 // End to end against a real Postfix (Debian's package) with differently configured listeners.
 mod postfix;
+// `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
+mod postfix_daemon;

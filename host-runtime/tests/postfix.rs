@@ -6,26 +6,20 @@ use std::time::Duration;
 
 use tlsfallback_host::peers::Identity;
 
-/// A private Postfix instance (Debian's package) on loopback ports, one smtpd listener per kind
-/// of receiving MTA, delivering everything to one Maildir.
-struct PrivatePostfix {
+/// A private Postfix instance (Debian's package) under a temporary directory: its own queue,
+/// its own `maillog_file`, daemons unchrooted and without the port-25 listener.
+pub(crate) struct Instance {
     dir: tempfile::TempDir,
-    modern: u16,
-    legacy: u16,
-    plain: u16,
-    wrong_name: u16,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl PrivatePostfix {
-    fn start() -> Self {
+impl Instance {
+    /// Writes `main.cf` (the common part, then `main_extra` with `{r}` for the directory) and
+    /// `master.cf` (Debian's services, then `listeners`), and starts Postfix.
+    pub(crate) fn start(
+        myhostname: &str,
+        main_extra: &dyn Fn(&str) -> String,
+        listeners: &dyn Fn(&str) -> String,
+    ) -> Self {
         assert!(
             Path::new("/usr/sbin/postfix").exists(),
             "these tests run a real Postfix: install it with scripts/setup (apt-get install postfix)"
@@ -40,26 +34,7 @@ impl PrivatePostfix {
         std::os::unix::fs::chown(root.join("mail"), Some(65534), Some(65534)).unwrap();
         let postfix_uid = uid_of("postfix");
         std::os::unix::fs::chown(root.join("data"), Some(postfix_uid), None).unwrap();
-        let write_identity = |name: &str, stem: &str| {
-            let identity = Identity::self_signed(name).unwrap();
-            std::fs::write(
-                root.join(format!("{stem}.pem")),
-                identity.certificate.to_pem().unwrap(),
-            )
-            .unwrap();
-            std::fs::write(
-                root.join(format!("{stem}.key")),
-                identity.key.private_key_to_pem_pkcs8().unwrap(),
-            )
-            .unwrap();
-            identity.certificate.to_pem().unwrap()
-        };
-        let mut anchors = write_identity("localhost", "cert");
-        anchors.extend(write_identity("wrong.test", "wrong"));
-        std::fs::write(root.join("ca.pem"), anchors).unwrap();
-        let (modern, legacy, plain, wrong_name) =
-            (free_port(), free_port(), free_port(), free_port());
-        let r = root.display();
+        let r = root.display().to_string();
         std::fs::write(
             root.join("main.cf"),
             format!(
@@ -68,31 +43,19 @@ queue_directory = {r}/queue
 data_directory = {r}/data
 mail_owner = postfix
 setgid_group = postdrop
-myhostname = receiver.test
+myhostname = {myhostname}
 mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-virtual_mailbox_domains = example.test
-virtual_mailbox_base = {r}/mail
-virtual_mailbox_maps = static:inbox/
-virtual_uid_maps = static:65534
-virtual_gid_maps = static:65534
-smtpd_tls_received_header = yes
-smtpd_tls_loglevel = 1
-smtpd_tls_cert_file = {r}/cert.pem
-smtpd_tls_key_file = {r}/cert.key
-smtpd_tls_security_level = may
 maillog_file_prefixes = /tmp, /var
 maillog_file = {r}/maillog
 smtputf8_enable = no
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-"
+{}",
+                main_extra(&r)
             ),
         )
         .unwrap();
-        // Debian's master.cf without its port-25 listener, chroot off (no chroot set-up here),
-        // plus one listener per kind of peer.
+        // Debian's master.cf without its port-25 listener, chroot off (no chroot set-up here).
         let stock = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
         let mut master: String = stock
             .lines()
@@ -102,45 +65,31 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
             })
             .map(|l| unchroot(l) + "\n")
             .collect();
-        master.push_str(&format!(
-            "127.0.0.1:{modern} inet n - n - - smtpd -o smtpd_tls_protocols=>=TLSv1.2
-127.0.0.1:{legacy} inet n - n - - smtpd -o smtpd_tls_protocols=!SSLv2,!SSLv3,!TLSv1.1,!TLSv1.2,!TLSv1.3 -o smtpd_tls_ciphers=low -o tls_low_cipherlist=ALL:!aNULL:@SECLEVEL=0
-127.0.0.1:{plain} inet n - n - - smtpd -o smtpd_tls_security_level=none
-127.0.0.1:{wrong_name} inet n - n - - smtpd -o smtpd_tls_cert_file={r}/wrong.pem -o smtpd_tls_key_file={r}/wrong.key
-"
-        ));
+        master.push_str(&listeners(&r));
         std::fs::write(root.join("master.cf"), master).unwrap();
-        let config = r.to_string();
-        let instance = Self {
-            dir,
-            modern,
-            legacy,
-            plain,
-            wrong_name,
-        };
+        let instance = Self { dir };
         let status = Command::new("postfix")
-            .args(["-c", &config, "start"])
-            .status()
+            .args(["-c", &r, "start"])
+            .output()
             .unwrap();
-        assert!(status.success(), "postfix start failed: {}", instance.log());
-        for port in [modern, legacy, plain, wrong_name] {
-            instance.wait_for(
-                || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-                "a listener",
-            );
-        }
+        assert!(
+            status.status.success(),
+            "postfix start failed: {}{}",
+            String::from_utf8_lossy(&status.stderr),
+            instance.log()
+        );
         instance
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.root().join("maillog")).unwrap_or_default()
     }
 
-    fn wait_for(&self, mut ready: impl FnMut() -> bool, what: &str) {
+    pub(crate) fn wait_for(&self, mut ready: impl FnMut() -> bool, what: &str) {
         // Bounded wait (30 s) for Postfix's own asynchronous work; the tests assert outcomes,
         // not timing.
         for _ in 0..600 {
@@ -152,21 +101,149 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
         panic!("Postfix never produced {what}: {}", self.log());
     }
 
-    /// The delivered messages (Maildir `new/`), waiting until there are `count`.
-    fn mailbox(&self, count: usize) -> Vec<String> {
-        let new = self.root().join("mail/inbox/new");
-        let read = || -> Vec<String> {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
-                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-                .unwrap_or_default();
-            files.sort();
-            files
-                .iter()
-                .filter_map(|f| std::fs::read_to_string(f).ok())
-                .collect()
+    /// Runs one of Postfix's commands (`postqueue`, `sendmail`, `postconf`) on this instance.
+    pub(crate) fn command(&self, program: &str, args: &[&str], stdin: &str) -> String {
+        use std::io::Write as _;
+        // sendmail(1) spells the configuration directory option -C, the others -c.
+        let flag = if program == "sendmail" { "-C" } else { "-c" };
+        let mut child = Command::new(program)
+            .arg(flag)
+            .arg(self.root())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .args(["-c", &self.root().display().to_string(), "stop"])
+            .output();
+    }
+}
+
+/// A receiving Postfix with one smtpd listener per kind of receiving MTA, delivering every
+/// domain it accepts to one Maildir.
+pub(crate) struct PrivatePostfix {
+    instance: Instance,
+    pub(crate) modern: u16,
+    pub(crate) legacy: u16,
+    pub(crate) plain: u16,
+    pub(crate) wrong_name: u16,
+}
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl std::ops::Deref for PrivatePostfix {
+    type Target = Instance;
+    fn deref(&self) -> &Instance {
+        &self.instance
+    }
+}
+
+impl PrivatePostfix {
+    pub(crate) fn start() -> Self {
+        let (modern, legacy, plain, wrong_name) =
+            (free_port(), free_port(), free_port(), free_port());
+        let instance = Instance::start(
+            "receiver.test",
+            &|r| {
+                format!(
+                    "mynetworks = 127.0.0.0/8
+virtual_mailbox_domains = example.test modern.test legacy.test pinned.test
+virtual_mailbox_base = {r}/mail
+virtual_mailbox_maps = static:inbox/
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+smtpd_tls_received_header = yes
+smtpd_tls_loglevel = 1
+smtpd_tls_cert_file = {r}/cert.pem
+smtpd_tls_key_file = {r}/cert.key
+smtpd_tls_security_level = may
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+"
+                )
+            },
+            &|r| {
+                let write_identity = |name: &str, stem: &str| {
+                    let identity = Identity::self_signed(name).unwrap();
+                    let pem = identity.certificate.to_pem().unwrap();
+                    std::fs::write(format!("{r}/{stem}.pem"), &pem).unwrap();
+                    std::fs::write(
+                        format!("{r}/{stem}.key"),
+                        identity.key.private_key_to_pem_pkcs8().unwrap(),
+                    )
+                    .unwrap();
+                    pem
+                };
+                let mut anchors = write_identity("localhost", "cert");
+                anchors.extend(write_identity("wrong.test", "wrong"));
+                std::fs::write(format!("{r}/ca.pem"), anchors).unwrap();
+                format!(
+                    "127.0.0.1:{modern} inet n - n - - smtpd -o smtpd_tls_protocols=>=TLSv1.2
+127.0.0.1:{legacy} inet n - n - - smtpd -o smtpd_tls_protocols=!SSLv2,!SSLv3,!TLSv1.1,!TLSv1.2,!TLSv1.3 -o smtpd_tls_ciphers=low -o tls_low_cipherlist=ALL:!aNULL:@SECLEVEL=0
+127.0.0.1:{plain} inet n - n - - smtpd -o smtpd_tls_security_level=none
+127.0.0.1:{wrong_name} inet n - n - - smtpd -o smtpd_tls_cert_file={r}/wrong.pem -o smtpd_tls_key_file={r}/wrong.key
+"
+                )
+            },
+        );
+        let receiver = Self {
+            instance,
+            modern,
+            legacy,
+            plain,
+            wrong_name,
         };
-        self.wait_for(|| read().len() >= count, "the delivered messages");
-        read()
+        for port in [modern, legacy, plain, wrong_name] {
+            receiver.wait_for(
+                || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                "a listener",
+            );
+        }
+        receiver
+    }
+
+    /// The delivered messages (Maildir `new/`), waiting until there are `count`.
+    pub(crate) fn mailbox(&self, count: usize) -> Vec<String> {
+        self.wait_for(|| self.messages().len() >= count, "the delivered messages");
+        self.messages()
+    }
+
+    /// The delivered messages now.
+    pub(crate) fn messages(&self) -> Vec<String> {
+        let new = self.root().join("mail/inbox/new");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect()
     }
 
     fn deliver(&self, port: u16, extra: &[&str], body: &str) -> (i32, String) {
@@ -196,14 +273,6 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
     }
 }
 
-impl Drop for PrivatePostfix {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .args(["-c", &self.root().display().to_string(), "stop"])
-            .status();
-    }
-}
-
 fn unchroot(line: &str) -> String {
     // Column 5 of a service line is "chroot"; Debian sets it to y for most daemons.
     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -223,7 +292,7 @@ fn uid_of(user: &str) -> u32 {
         .expect("the postfix user exists")
 }
 
-fn received_header(message: &str) -> String {
+pub(crate) fn received_header(message: &str) -> String {
     let mut lines = message.lines();
     let mut header = String::new();
     while let Some(line) = lines.next() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Builds docs/benchmarks.md from one scripts/bench run: criterion's medians, the sizes the
-benchmark printed, the JSON Lines throughput and the jco runs in Node and Chromium.
+benchmark printed, the JSON Lines throughput, the Postfix daemon's socket and the jco runs in
+Node and Chromium.
 
 Usage: table.py BENCH_OUT_DIR > docs/benchmarks.md
 """
@@ -55,6 +56,7 @@ def main() -> None:
     log = open(os.path.join(out, "criterion.log")).read()
     sizes = dict(re.findall(r"history-size (\S+)=(\d+)", log))
     wasm, cwasm = map(int, re.search(r"component-size wasm=(\d+) cwasm=(\d+)", log).groups())
+    socketmap = json.load(open(os.path.join(out, "socketmap.json")))
     throughput = {e: json.load(open(os.path.join(out, f"throughput-{e}.json")))
                   for e in ["native", "component"]}
     js = {}
@@ -110,6 +112,14 @@ def main() -> None:
         ("9", "policy cost per attempt as a share of a loopback TLS 1.3 handshake (OpenSSL)",
          f"handshake {duration(handshake)}; component decide {duration(max(warm))} = "
          f"{100 * max(warm) / handshake:.3f}%", "< 0.1%", verdict(max(warm) / handshake < 0.001)),
+        ("10", "Postfix daemon: a lookup (SQLite write + component decide) and one logged attempt "
+         "read back into the engine, in process; lookups over the socket",
+         f"known destination {duration(m['postfix/lookup-known-destination'])}, new destination "
+         f"{duration(m['postfix/lookup-new-destination'])}; log attempt "
+         f"{duration(m['postfix/log-attempt-to-engine'])}; socket: "
+         f"{socketmap['sequential_us_per_lookup']} µs per lookup on one connection, "
+         f"{socketmap['parallel_lookups_per_second']:,}/s from {socketmap['connections']} "
+         f"connections ({socketmap['destinations']:,} destinations)", "—", ""),
     ]
     print("# Benchmarks\n")
     print("The latest run of `scripts/bench` (written by it; do not edit by hand). Decide cases, "

@@ -4,4 +4,5 @@ pub mod decide;
 pub mod deliver;
 pub mod demo;
 pub mod plugin;
+pub mod postfix;
 pub mod simulate;

@@ -252,6 +252,34 @@ const X509_V_ERR_CERT_HAS_EXPIRED: i32 = 10;
 const X509_V_ERR_HOSTNAME_MISMATCH: i32 = 62;
 const X509_V_ERR_DANE_NO_MATCH: i32 = 65;
 
+/// The alert outcome OpenSSL's reason codes for a failed handshake stand for, if any: shared by
+/// our own handshakes and the lines Postfix logs (`TLS library problem: error:0A00042E:…`).
+#[must_use]
+pub fn outcome_for_reasons(reasons: &[i32]) -> Option<Outcome> {
+    let any = |codes: &[i32]| codes.iter().any(|code| reasons.contains(code));
+    Some(
+        if any(&[
+            ALERT_OFFSET + ALERT_PROTOCOL_VERSION,
+            SSL_R_UNSUPPORTED_PROTOCOL,
+            SSL_R_WRONG_VERSION_NUMBER,
+            SSL_R_NO_PROTOCOLS_AVAILABLE,
+        ]) {
+            Outcome::TlsAlert(TlsAlert::ProtocolVersion)
+        } else if any(&[
+            ALERT_OFFSET + ALERT_HANDSHAKE_FAILURE,
+            SSL_R_WRONG_CIPHER_RETURNED,
+        ]) {
+            Outcome::TlsAlert(TlsAlert::HandshakeFailure)
+        } else if any(&[ALERT_OFFSET + ALERT_INSUFFICIENT_SECURITY]) {
+            Outcome::TlsAlert(TlsAlert::InsufficientSecurity)
+        } else if any(&[ALERT_OFFSET + ALERT_INAPPROPRIATE_FALLBACK]) {
+            Outcome::TlsAlert(TlsAlert::InappropriateFallback)
+        } else {
+            return None;
+        },
+    )
+}
+
 /// Maps an OpenSSL handshake error (and the verify result) to the engine's outcome.
 fn classify(error: &ssl::Error, verify_result: i32, verify_text: &str) -> HandshakeFailure {
     let detail = error.to_string();
@@ -272,7 +300,7 @@ fn classify(error: &ssl::Error, verify_result: i32, verify_text: &str) -> Handsh
                 .collect()
         })
         .unwrap_or_default();
-    let outcome = if reasons.contains(&SSL_R_CERTIFICATE_VERIFY_FAILED) {
+    if reasons.contains(&SSL_R_CERTIFICATE_VERIFY_FAILED) {
         let kind = match verify_result {
             X509_V_ERR_CERT_HAS_EXPIRED => CertificateError::Expired,
             X509_V_ERR_HOSTNAME_MISMATCH => CertificateError::NameMismatch,
@@ -283,26 +311,14 @@ fn classify(error: &ssl::Error, verify_result: i32, verify_text: &str) -> Handsh
             outcome: Outcome::CertificateError(kind),
             detail: format!("{detail} ({verify_text})"),
         };
-    } else if reasons.contains(&(ALERT_OFFSET + ALERT_PROTOCOL_VERSION))
-        || reasons.contains(&SSL_R_UNSUPPORTED_PROTOCOL)
-        || reasons.contains(&SSL_R_WRONG_VERSION_NUMBER)
-        || reasons.contains(&SSL_R_NO_PROTOCOLS_AVAILABLE)
-    {
-        Outcome::TlsAlert(TlsAlert::ProtocolVersion)
-    } else if reasons.contains(&(ALERT_OFFSET + ALERT_HANDSHAKE_FAILURE))
-        || reasons.contains(&SSL_R_WRONG_CIPHER_RETURNED)
-    {
-        Outcome::TlsAlert(TlsAlert::HandshakeFailure)
-    } else if reasons.contains(&(ALERT_OFFSET + ALERT_INSUFFICIENT_SECURITY)) {
-        Outcome::TlsAlert(TlsAlert::InsufficientSecurity)
-    } else if reasons.contains(&(ALERT_OFFSET + ALERT_INAPPROPRIATE_FALLBACK)) {
-        Outcome::TlsAlert(TlsAlert::InappropriateFallback)
-    } else if error.code() == ssl::ErrorCode::SYSCALL || error.code() == ssl::ErrorCode::ZERO_RETURN
-    {
-        // The peer closed the connection in the middle of the handshake.
-        Outcome::ConnectionReset
-    } else {
-        Outcome::TlsAlert(TlsAlert::Other)
-    };
+    }
+    let outcome = outcome_for_reasons(&reasons).unwrap_or(
+        if error.code() == ssl::ErrorCode::SYSCALL || error.code() == ssl::ErrorCode::ZERO_RETURN {
+            // The peer closed the connection in the middle of the handshake.
+            Outcome::ConnectionReset
+        } else {
+            Outcome::TlsAlert(TlsAlert::Other)
+        },
+    );
     HandshakeFailure { outcome, detail }
 }

@@ -1,0 +1,642 @@
+//! The daemon: answers Postfix's TLS policy lookups with the engine's decision, and feeds the
+//! outcomes Postfix logs back to the engine.
+//!
+//! One thread owns the engine and the database and does all deciding, in arrival order; one
+//! thread per Postfix connection only frames requests and replies (Postfix keeps a connection per
+//! SMTP client process, at most `default_process_limit` of them), and the log is read between
+//! requests. Deciding takes microseconds, so one decider is not the bottleneck; it keeps the
+//! engine, which is not thread-safe, and the history free of races.
+
+use std::io::{BufReader, BufWriter};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use policy_core::{Action, AttemptReport, Decision};
+
+use super::follow::LogFollower;
+use super::log::{Observed, Tracker};
+use super::policy::{reply_for, tls_policy};
+use super::socketmap::{self, FrameError, MAX_REQUEST_LEN, Reply, Request};
+use super::state::{self, Continuation, DestinationRow};
+use crate::clock::{Clock, Stopwatch};
+use crate::config::PolicyFile;
+use crate::engine::DecisionEngine;
+use crate::store::{Batch, HistoryStore};
+
+/// How the daemon behaves.
+#[derive(Clone, Debug)]
+pub struct DaemonOptions {
+    /// The map name Postfix sends (`socketmap:inet:HOST:PORT:NAME`); other names are refused.
+    pub map_name: String,
+    /// How long the next step of a dance stands after an outcome (Postfix's retry must come
+    /// within it), in seconds; later lookups start a new delivery.
+    pub dance_window_secs: u64,
+    /// How often the log is read, when no lookup arrives.
+    pub poll_interval: Duration,
+    /// How long a Postfix connection may stay idle before it is closed.
+    pub idle_timeout: Duration,
+    /// The most Postfix connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        Self {
+            map_name: "tlsfallback".to_owned(),
+            dance_window_secs: 3 * 3600,
+            poll_interval: Duration::from_millis(250),
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 512,
+        }
+    }
+}
+
+/// Where Postfix connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// `inet:HOST:PORT` (Postfix's chrooted smtp(8) can reach it).
+    Inet(String),
+    /// `unix:PATH`.
+    Unix(PathBuf),
+}
+
+impl ListenAddress {
+    /// Parses `inet:HOST:PORT`, `HOST:PORT` or `unix:PATH`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the accepted forms.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a path".to_owned());
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        let address = text.strip_prefix("inet:").unwrap_or(text);
+        match address.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Self::Inet(address.to_owned()))
+            }
+            _ => Err(format!(
+                "{text:?} is not inet:HOST:PORT, HOST:PORT or unix:PATH"
+            )),
+        }
+    }
+
+    /// The table Postfix's `main.cf` names for this address and map name.
+    #[must_use]
+    pub fn postfix_table(&self, map_name: &str) -> String {
+        match self {
+            Self::Inet(address) => format!("socketmap:inet:{address}:{map_name}"),
+            Self::Unix(path) => format!("socketmap:unix:{}:{map_name}", path.display()),
+        }
+    }
+}
+
+/// A one-line account of what the daemon did, for its log.
+fn log_line(parts: &[(&str, &str)]) -> String {
+    parts
+        .iter()
+        .map(|(key, value)| {
+            if value.contains(' ') || value.is_empty() {
+                format!("{key}={value:?}")
+            } else {
+                format!("{key}={value}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The deciding half: the engine, the database, the policy file.
+pub struct Daemon<'a> {
+    engine: &'a mut dyn DecisionEngine,
+    store: HistoryStore,
+    policy: &'a PolicyFile,
+    clock: &'a mut dyn Clock,
+    options: DaemonOptions,
+    log: &'a mut dyn FnMut(&str),
+}
+
+impl<'a> Daemon<'a> {
+    /// A daemon over `store` (its tables are created if missing).
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn new(
+        engine: &'a mut dyn DecisionEngine,
+        store: HistoryStore,
+        policy: &'a PolicyFile,
+        clock: &'a mut dyn Clock,
+        options: DaemonOptions,
+        log: &'a mut dyn FnMut(&str),
+    ) -> anyhow::Result<Self> {
+        state::ensure_schema(store.connection())?;
+        Ok(Self {
+            engine,
+            store,
+            policy,
+            clock,
+            options,
+            log,
+        })
+    }
+
+    /// Answers one request (a netstring's data).
+    pub fn answer(&mut self, data: &[u8]) -> Reply {
+        let request = match Request::parse(data) {
+            Ok(request) => request,
+            Err(reason) => {
+                (self.log)(&log_line(&[("lookup", "malformed"), ("error", &reason)]));
+                return Reply::Perm(reason);
+            }
+        };
+        if request.map != self.options.map_name {
+            let reason = format!(
+                "this daemon serves the map {:?}, not {:?}",
+                self.options.map_name, request.map
+            );
+            (self.log)(&log_line(&[("lookup", request.key), ("error", &reason)]));
+            return Reply::Perm(reason);
+        }
+        let Some(key) = destination_key(request.key) else {
+            // Parent-domain probes (".example.com") and keys that are not a next hop.
+            return Reply::NotFound;
+        };
+        let now = self.clock.now();
+        match self.lookup(&key, now) {
+            Ok((reply, line)) => {
+                (self.log)(&line);
+                reply
+            }
+            Err(error) => {
+                let reason = format!("tlsfallback could not decide for {key}: {error:#}");
+                (self.log)(&log_line(&[("lookup", &key), ("error", &reason)]));
+                Reply::Temp(reason)
+            }
+        }
+    }
+
+    fn lookup(&mut self, key: &str, now: u64) -> anyhow::Result<(Reply, String)> {
+        let engine = &mut *self.engine;
+        let policy = self.policy.policy_for(host_of(key));
+        let context = policy_core::DeliveryContext::default();
+        let (reply, line, failure) = self.store.batch(|batch| {
+            let mut row = state::destination(batch.connection(), key)?.unwrap_or_default();
+            // The dance in progress goes on: Postfix's retry is the engine's next attempt.
+            if let Some(next) = row
+                .continuation
+                .clone()
+                .filter(|_| row.continue_until >= now)
+            {
+                row.answered_tier = Some(next.tier);
+                row.answered_at = now;
+                state::save_destination(batch.connection(), key, &row)?;
+                let reply = Reply::Found(next.policy);
+                let line = log_line(&[
+                    ("lookup", key),
+                    ("tier", next.tier.name()),
+                    ("reason", "dance-continues"),
+                    ("answer", &String::from_utf8_lossy(&reply.encode())),
+                ]);
+                return Ok((reply, line, None));
+            }
+            let decision = batch.update(key, now, |history| {
+                let decision = engine.decide(&policy, &context, history, None, now)?;
+                Ok((decision, decision.history.as_bytes().to_vec()))
+            })?;
+            let reply = reply_for(&decision);
+            row.answered_tier = match decision.action {
+                Action::Attempt { tier, .. } => Some(tier),
+                _ => None,
+            };
+            row.answered_at = now;
+            row.continuation = None;
+            row.continue_until = 0;
+            state::save_destination(batch.connection(), key, &row)?;
+            let answer = String::from_utf8_lossy(&reply.encode()).into_owned();
+            let line = log_line(&[
+                ("lookup", key),
+                (
+                    "tier",
+                    row.answered_tier.map_or("none", policy_core::Tier::name),
+                ),
+                ("reason", decision.reason.name()),
+                ("answer", &answer),
+            ]);
+            Ok((reply, line, engine.take_failure()))
+        })?;
+        if let Some(failure) = failure {
+            (self.log)(&format!("plugin-failure destination={key} {failure}"));
+        }
+        Ok((reply, line))
+    }
+
+    /// Feeds log lines to `tracker` and the attempts they finish to the engine, in one
+    /// transaction with the new log position, so that a crash repeats or loses nothing.
+    ///
+    /// # Errors
+    ///
+    /// A database error; nothing of the batch is kept then, and `tracker` is as before.
+    pub fn observe(
+        &mut self,
+        log_path: &str,
+        lines: &[String],
+        position: Option<state::LogPosition>,
+        tracker: &mut Tracker,
+    ) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut working = tracker.clone();
+        let mut lines_out = Vec::new();
+        let engine = &mut *self.engine;
+        let policy_file = self.policy;
+        let window = self.options.dance_window_secs;
+        self.store.batch(|batch| {
+            for line in lines {
+                if let Some(observed) = working.feed(line)
+                    && let Some(out) =
+                        feed_outcome(batch, engine, policy_file, &observed, now, window)?
+                {
+                    lines_out.push(out);
+                }
+            }
+            if let Some(position) = position {
+                state::save_log_state(batch.connection(), log_path, position, &working, now)?;
+            }
+            Ok(())
+        })?;
+        *tracker = working;
+        for line in lines_out {
+            (self.log)(&line);
+        }
+        Ok(())
+    }
+
+    /// The saved state of the log at `path`, and a follower resuming there.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or saved state that does not parse.
+    pub fn resume_log(&self, path: &Path, forget: bool) -> anyhow::Result<(LogFollower, Tracker)> {
+        let key = path.display().to_string();
+        if forget {
+            state::forget_log_state(self.store.connection(), &key)?;
+        }
+        let saved = state::log_state(self.store.connection(), &key)?;
+        let (position, tracker) = match saved {
+            Some((position, tracker)) => (Some(position), tracker),
+            None => (None, Tracker::default()),
+        };
+        Ok((LogFollower::new(path, position, true), tracker))
+    }
+
+    /// Reads what the log has and feeds it; whether there were lines.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read or the database fails.
+    pub fn poll_log(
+        &mut self,
+        follower: &mut LogFollower,
+        tracker: &mut Tracker,
+    ) -> anyhow::Result<bool> {
+        let chunk = follower.read()?;
+        for warning in &chunk.warnings {
+            (self.log)(&format!("warning: {warning}"));
+        }
+        if chunk.lines.is_empty() && chunk.position.is_none() {
+            return Ok(false);
+        }
+        let path = follower.path().display().to_string();
+        self.observe(&path, &chunk.lines, chunk.position, tracker)?;
+        if let Some(position) = chunk.position {
+            follower.commit(position);
+        }
+        Ok(!chunk.lines.is_empty())
+    }
+}
+
+/// The outcome of one observed attempt, given to the engine for the destination it was made
+/// under; the log line saying so.
+fn feed_outcome(
+    batch: &mut Batch<'_>,
+    engine: &mut dyn DecisionEngine,
+    policy_file: &PolicyFile,
+    observed: &Observed,
+    now: u64,
+    window: u64,
+) -> anyhow::Result<Option<String>> {
+    // The candidate answered most recently is the one Postfix looked up for this attempt.
+    let mut best: Option<(&str, DestinationRow)> = None;
+    for key in &observed.candidates {
+        if let Some(row) = state::destination(batch.connection(), key)?
+            && row.answered_tier.is_some()
+            && best
+                .as_ref()
+                .is_none_or(|(_, b)| row.answered_at > b.answered_at)
+        {
+            best = Some((key, row));
+        }
+    }
+    let Some((key, mut row)) = best else {
+        return Ok(None);
+    };
+    let Some(tier) = row.answered_tier else {
+        return Ok(None);
+    };
+    let report = AttemptReport {
+        tier,
+        outcome: observed.outcome,
+    };
+    let policy = policy_file.policy_for(host_of(key));
+    let context = policy_core::DeliveryContext::default();
+    let decision: Decision = batch.update(key, now, |history| {
+        let decision = engine.decide(&policy, &context, history, Some(&report), now)?;
+        Ok((decision, decision.history.as_bytes().to_vec()))
+    })?;
+    let failure = engine.take_failure();
+    let next = match decision.action {
+        Action::Attempt { tier, tls, .. } => {
+            row.continuation = Some(Continuation {
+                tier,
+                policy: tls_policy(tls.as_ref()),
+            });
+            row.continue_until = now.saturating_add(window);
+            format!("attempt {}", tier.name())
+        }
+        action => {
+            row.continuation = None;
+            row.continue_until = 0;
+            action.name().to_owned()
+        }
+    };
+    state::save_destination(batch.connection(), key, &row)?;
+    let mut line = log_line(&[
+        ("outcome", key),
+        ("queue_id", &observed.queue_id),
+        ("tier", tier.name()),
+        (
+            "result",
+            &crate::delivery::describe_outcome(&observed.outcome),
+        ),
+        ("next", &next),
+        ("reason", decision.reason.name()),
+        ("postfix", &observed.detail),
+    ]);
+    if let Some(failure) = failure {
+        line.push_str(&format!(" plugin-failure={:?}", failure.to_string()));
+    }
+    Ok(Some(line))
+}
+
+/// The host of a destination key (what `[[destination]]` entries of the policy file match).
+fn host_of(key: &str) -> &str {
+    match key.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => key.split(':').next().unwrap_or(key),
+    }
+}
+
+/// The history key for a lookup key: lower case; `None` for parent-domain probes and for keys
+/// that are not a next hop (`domain`, `[host]`, `[host]:port`, `host:port`).
+#[must_use]
+pub fn destination_key(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']');
+    if key.starts_with('.') || key.len() > 300 || !key.chars().all(allowed) {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = key.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match key.rsplit_once(':') {
+            // An IPv6 address needs brackets; a single colon is a port.
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => return None,
+            None => (key.as_str(), None),
+        }
+    };
+    let host_ok = !host.is_empty() && !host.contains(['[', ']']) && !host.starts_with('.');
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    (host_ok && port_ok).then_some(key)
+}
+
+enum Job {
+    Lookup {
+        data: Vec<u8>,
+        reply: mpsc::Sender<Reply>,
+    },
+}
+
+/// Serves lookups on `listener` and follows the log, until the listener fails. `ready` is called
+/// once with the address Postfix should use (the port chosen when it was 0).
+///
+/// # Errors
+///
+/// When listening fails, or the log cannot be read or the database fails persistently.
+pub fn serve(
+    daemon: &mut Daemon<'_>,
+    address: &ListenAddress,
+    log_file: Option<(&Path, bool)>,
+    ready: &mut dyn FnMut(&ListenAddress),
+) -> anyhow::Result<()> {
+    let (jobs, inbox) = mpsc::channel::<Job>();
+    let active = Arc::new(AtomicUsize::new(0));
+    let options = daemon.options.clone();
+    let bound = match address {
+        ListenAddress::Inet(text) => {
+            let listener = TcpListener::bind(text)
+                .map_err(|e| anyhow::anyhow!("listening on inet:{text}: {e}"))?;
+            let bound = ListenAddress::Inet(listener.local_addr()?.to_string());
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let _ = stream.set_read_timeout(Some(options.idle_timeout));
+                    let writer = stream.try_clone();
+                    if let Ok(writer) = writer {
+                        spawn_connection(stream, writer, &jobs, &active, options.max_connections);
+                    }
+                }
+            });
+            bound
+        }
+        ListenAddress::Unix(path) => {
+            // A socket left by an earlier run would make bind fail.
+            if std::fs::symlink_metadata(path)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            {
+                std::fs::remove_file(path)?;
+            }
+            let listener = UnixListener::bind(path)
+                .map_err(|e| anyhow::anyhow!("listening on unix:{}: {e}", path.display()))?;
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let _ = stream.set_read_timeout(Some(options.idle_timeout));
+                    if let Ok(writer) = stream.try_clone() {
+                        spawn_connection(stream, writer, &jobs, &active, options.max_connections);
+                    }
+                }
+            });
+            address.clone()
+        }
+    };
+    let mut follower = match log_file {
+        Some((path, forget)) => Some(daemon.resume_log(path, forget)?),
+        None => None,
+    };
+    ready(&bound);
+    let poll = daemon.options.poll_interval;
+    let mut last_poll: Option<Stopwatch> = None;
+    loop {
+        if let Some((follower, tracker)) = follower.as_mut()
+            && last_poll.is_none_or(|since| since.elapsed() >= poll)
+        {
+            last_poll = Some(Stopwatch::start());
+            // Keep reading while a backlog lasts, without starving lookups for long.
+            for _ in 0..64 {
+                match daemon.poll_log(follower, tracker) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(error) => {
+                        (daemon.log)(&format!(
+                            "warning: reading {}: {error:#}; retrying",
+                            follower.path().display()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        match inbox.recv_timeout(poll) {
+            Ok(Job::Lookup { data, reply }) => {
+                let _ = reply.send(daemon.answer(&data));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the listener stopped accepting connections")
+            }
+        }
+    }
+}
+
+fn spawn_connection<S>(
+    stream: S,
+    writer: S,
+    jobs: &mpsc::Sender<Job>,
+    active: &Arc<AtomicUsize>,
+    max_connections: usize,
+) where
+    S: std::io::Read + std::io::Write + Send + 'static,
+{
+    if active.fetch_add(1, Ordering::SeqCst) >= max_connections {
+        active.fetch_sub(1, Ordering::SeqCst);
+        let mut writer = writer;
+        let _ = socketmap::write_netstring(
+            &mut writer,
+            &Reply::Temp("tlsfallback: too many connections".to_owned()).encode(),
+        );
+        return;
+    }
+    let jobs = jobs.clone();
+    let active = Arc::clone(active);
+    std::thread::spawn(move || {
+        serve_connection(stream, writer, &jobs);
+        active.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// One Postfix connection: requests in, replies out, until it closes, idles out, or sends
+/// something that is not a netstring (answered `PERM`, then closed: the stream is out of step).
+fn serve_connection<S: std::io::Read + std::io::Write>(
+    stream: S,
+    writer: S,
+    jobs: &mpsc::Sender<Job>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut writer = BufWriter::new(writer);
+    loop {
+        let reply = match socketmap::read_netstring(&mut reader, MAX_REQUEST_LEN) {
+            Ok(None) | Err(FrameError::Io(_) | FrameError::Truncated) => return,
+            Ok(Some(data)) => {
+                let (tx, rx) = mpsc::channel();
+                if jobs.send(Job::Lookup { data, reply: tx }).is_err() {
+                    return;
+                }
+                match rx.recv() {
+                    Ok(reply) => reply,
+                    Err(_) => return,
+                }
+            }
+            Err(error) => {
+                let _ = socketmap::write_netstring(
+                    &mut writer,
+                    &Reply::Perm(error.to_string()).encode(),
+                );
+                return;
+            }
+        };
+        if socketmap::write_netstring(&mut writer, &reply.encode()).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_keys() {
+        for good in [
+            "example.com",
+            "[127.0.0.1]:2525",
+            "127.0.0.1:2525",
+            "[mx.example.com]",
+            "[::1]:25",
+            "EXAMPLE.com",
+        ] {
+            assert!(destination_key(good).is_some(), "{good}");
+        }
+        assert_eq!(destination_key("EXAMPLE.com").unwrap(), "example.com");
+        for bad in [
+            ".example.com",
+            "[x",
+            "a b",
+            "host:99999",
+            "host:0",
+            "a:b:c",
+            "[]:25",
+            "x]",
+            "ex\u{e9}.com",
+        ] {
+            assert!(destination_key(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            ListenAddress::parse("inet:127.0.0.1:10027").unwrap(),
+            ListenAddress::Inet("127.0.0.1:10027".into())
+        );
+        assert_eq!(
+            ListenAddress::parse("127.0.0.1:0")
+                .unwrap()
+                .postfix_table("m"),
+            "socketmap:inet:127.0.0.1:0:m"
+        );
+        assert!(ListenAddress::parse("unix:").is_err());
+        assert!(ListenAddress::parse("nonsense").is_err());
+    }
+}
