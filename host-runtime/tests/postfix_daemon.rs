@@ -210,8 +210,8 @@ fn postfix_steps_a_legacy_peer_down_and_leaves_a_modern_peer_alone() {
     let legacy_key = format!("[127.0.0.1]:{}", receiver.legacy);
     let modern_key = format!("[127.0.0.1]:{}", receiver.modern);
 
-    send(&sender, "user@legacy.test", "legacy one");
-    send(&sender, "user@modern.test", "modern one");
+    send(sender, "user@legacy.test", "legacy one");
+    send(sender, "user@modern.test", "modern one");
     // The first attempt at modern TLS fails with the peer's protocol_version alert; Postfix defers
     // (it was told `encrypt`, so it does not fall back to cleartext on its own).
     daemon.wait_for(&[
@@ -262,7 +262,7 @@ fn postfix_steps_a_legacy_peer_down_and_leaves_a_modern_peer_alone() {
     );
 
     // Memory: the next message to the legacy peer goes at legacy TLS straight away.
-    send(&sender, "user@legacy.test", "legacy two");
+    send(sender, "user@legacy.test", "legacy two");
     let messages = receiver.mailbox(3);
     assert!(messages.iter().any(|m| m.contains("Subject: legacy two")));
     let second = daemon.wait_for(&[&format!("lookup={legacy_key}"), "reason=remembered-tier"]);
@@ -313,13 +313,13 @@ fn postfix_never_sends_a_pinned_peer_cleartext_behind_a_stripping_proxy() {
     let key = format!("[127.0.0.1]:{proxy_port}");
 
     // First contact through the honest proxy: TLS works, the peer is pinned.
-    send(&sender, "user@pinned.test", "before the attack");
+    send(sender, "user@pinned.test", "before the attack");
     receiver.mailbox(1);
     daemon.wait_for(&[&format!("outcome={key}"), "result=success", "next=done"]);
 
     // The attacker strips STARTTLS from now on.
     proxy.strip();
-    send(&sender, "user@pinned.test", "during the attack");
+    send(sender, "user@pinned.test", "during the attack");
     daemon.wait_for(&[
         &format!("outcome={key}"),
         "result=starttls-not-offered",
