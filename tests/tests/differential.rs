@@ -6,7 +6,11 @@ use tlsfallback_host::config::PolicyFile;
 use tlsfallback_host::engine::{DecisionEngine, NativeEngine};
 
 /// One response line from `engine` for `request`, as `tlsfallback decide` would write it.
-fn respond(engine: &mut dyn DecisionEngine, policy_file: &PolicyFile, request: &str) -> String {
+pub(crate) fn respond(
+    engine: &mut dyn DecisionEngine,
+    policy_file: &PolicyFile,
+    request: &str,
+) -> String {
     let mut output = Vec::new();
     let answered = answer(
         engine,

@@ -8,5 +8,7 @@ mod jco;
 mod plugins;
 // Loading the component: the precompiled-artifact cache, and a corrupt cache file.
 mod loading;
+// The shared vectors of the embedding kits: what native decides, and the component agrees.
+mod vectors;
 // The built component imports nothing, so it runs with no capability at all.
 mod zero_imports;
