@@ -1,0 +1,228 @@
+// A Haraka outbound plugin that lets the tlsfallback engine choose the TLS tier per MX host and
+// remembers each peer's history (in a Map by default, or any async store you plug in).
+//
+// The shape is Haraka's: `register()`, and outbound hooks called as `hook_X(next, hmail, ...)`
+// with `next(code, msg)`. Haraka loads plugins with require(), and this package is an ES module
+// with top-level await, so Haraka loads it through the small CommonJS shim next to it
+// (examples/haraka-plugin.cjs): copy that to plugins/tlsfallback.js. Node MTAs other than
+// Haraka can use the hooks directly (the tests do, with a fake hmail).
+//
+// The flow for one message (notes live in hmail.todo.notes, which Haraka keeps with the queued
+// message):
+//
+//   hook_get_mx     resolve the MX, then either carry out the attempt already decided for this
+//                   delivery or ask the engine how to start; answer with the MX (OK), a temporary
+//                   failure (DENYSOFT, when the engine defers) or a bounce (DENY).
+//   tls_options()   the TLS-choice hook: the `tls.connect` options for the attempt, or null for
+//                   cleartext (no STARTTLS). Haraka core has no per-MX TLS hook: wrap its
+//                   outbound/tls.js `get_tls_options(mx)` with it (see README.md).
+//   record_tls()    optional: the negotiated version (`socket.getProtocol()`) once TLS is up.
+//   hook_deferred   the attempt failed: report the outcome (mapped from the Node error), then
+//                   retry after the engine's delay at the tier it chose (DENYSOFT + seconds).
+//   hook_delivered  report success; the engine answers `done` and the new history is stored.
+//   hook_bounce     forget the pending attempt.
+
+import { createRequire } from 'node:module';
+import dns from 'node:dns';
+import { PolicyEngine, nodeTlsOptions } from '../src/index.js';
+
+/** Haraka's return codes (haraka-constants), used when that package is not installed. */
+const FALLBACK_CONSTANTS = { cont: 900, stop: 901, deny: 902, denysoft: 903, ok: 906 };
+let constants = FALLBACK_CONSTANTS;
+try {
+  constants = createRequire(import.meta.url)('haraka-constants');
+} catch {
+  // not running inside Haraka: the numeric values above are Haraka's
+}
+export { constants };
+
+/** The default history store: a Map, peer (MX host name) → history blob. Lost on restart. */
+export class MapHistoryStore {
+  #map = new Map();
+
+  async get(peer) {
+    return this.#map.get(peer) ?? null;
+  }
+
+  async set(peer, history) {
+    this.#map.set(peer, history);
+  }
+}
+
+/** Maps a Node socket/TLS error to an engine outcome (typed API shape). */
+export function outcomeFromError(err, { phase } = {}) {
+  const code = err?.code ?? '';
+  const text = `${code} ${err?.message ?? err ?? ''}`;
+  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
+    || code === 'ENOTFOUND' || (code === 'ETIMEDOUT' && phase !== 'tls')) {
+    return { kind: 'connect-failed' };
+  }
+  if (code === 'ECONNRESET' || code === 'EPIPE') return { kind: 'connection-reset' };
+  if (code === 'ETIMEDOUT') return { kind: 'handshake-timeout' };
+  if (/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS_AVAILABLE/.test(text)) {
+    return { kind: 'tls-alert', alert: 'protocol-version' };
+  }
+  if (/INAPPROPRIATE_FALLBACK/.test(text)) return { kind: 'tls-alert', alert: 'inappropriate-fallback' };
+  if (/INSUFFICIENT_SECURITY/.test(text)) return { kind: 'tls-alert', alert: 'insufficient-security' };
+  if (/HANDSHAKE_FAILURE|NO_SHARED_CIPHER|NO_CIPHERS_AVAILABLE/.test(text)) {
+    return { kind: 'tls-alert', alert: 'handshake-failure' };
+  }
+  if (code === 'CERT_HAS_EXPIRED') return { kind: 'certificate-error', error: 'expired' };
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return { kind: 'certificate-error', error: 'name-mismatch' };
+  if (/^(UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_)/.test(code)) return { kind: 'certificate-error', error: 'untrusted' };
+  if (/^ERR_SSL_/.test(code)) return { kind: 'tls-alert', alert: 'other' };
+  // SMTP-level answers Haraka reports as text.
+  const starttls = /STARTTLS.*?\b([45]\d\d)\b/i.exec(text);
+  if (starttls) return { kind: 'starttls-rejected', code: Number(starttls[1]) };
+  if (/STARTTLS/i.test(text) && /not (offered|supported|advertised)/i.test(text)) {
+    return { kind: 'starttls-not-offered' };
+  }
+  return phase === 'tls' ? { kind: 'post-handshake-failure' } : { kind: 'connect-failed' };
+}
+
+/**
+ * Makes the plugin object (Haraka calls `register` on it, then the hooks with `this` bound to
+ * it). Options:
+ *   engine   a PolicyEngine (default: the contract's default policy)
+ *   store    { get(peer) → Uint8Array|null, set(peer, history) } (sync or async), default a Map
+ *   resolveMx(domain) → [{exchange, priority}] (default: node:dns)
+ *   context(hmail, peer) → the delivery context (DANE, MTA-STS, REQUIRETLS...; default none)
+ *   clock()  → seconds since the epoch (default: Date.now())
+ */
+export function createPlugin(options = {}) {
+  const plugin = {
+    name: 'tlsfallback',
+    engine: options.engine ?? null,
+    store: options.store ?? new MapHistoryStore(),
+    resolveMx: options.resolveMx ?? (async (domain) => dns.promises.resolveMx(domain)),
+    context: options.context ?? (() => null),
+    clock: options.clock ?? (() => Math.floor(Date.now() / 1000)),
+    loginfo: options.log ?? (() => {}),
+
+    register() {
+      this.engine ??= new PolicyEngine(options.policy);
+    },
+
+    /** The engine's step: decide, store the new history, remember the pending attempt. */
+    async step(hmail, peer, last) {
+      const history = await this.store.get(peer);
+      const decision = this.engine.decide({
+        context: this.context(hmail, peer), history, last, now: this.clock(),
+      });
+      await this.store.set(peer, decision.history);
+      const notes = hmail.todo.notes;
+      notes.tlsfallback = {
+        peer,
+        action: decision.action,
+        tier: decision.action === 'attempt' ? decision.tier : null,
+        tls: decision.action === 'attempt' ? decision.tls : null,
+        delaySecs: decision.action === 'attempt' ? decision.delaySecs : null,
+        retryAfterSecs: decision.action === 'defer' ? decision.retryAfterSecs : null,
+        status: decision.action === 'bounce' ? decision.status.text : null,
+        reason: decision.reason,
+        report: decision.report,
+        negotiated: null,
+      };
+      this.loginfo(`tlsfallback ${peer}: ${decision.action}`
+        + `${decision.action === 'attempt' ? ` ${decision.tier}` : ''} (${decision.reason}: ${decision.explanation})`);
+      return decision;
+    },
+
+    /** hook_get_mx(next, hmail, domain): pick the MX and the tier for this attempt. */
+    async hook_get_mx(next, hmail, domain) {
+      try {
+        let state = hmail.todo.notes.tlsfallback;
+        let mx;
+        if (state?.action === 'attempt') {
+          // The attempt decided when the last one failed: same peer, the tier the engine chose.
+          mx = { exchange: state.peer, priority: 0 };
+        } else {
+          const mxs = (await this.resolveMx(domain)).slice().sort((a, b) => a.priority - b.priority);
+          if (mxs.length === 0) return next(constants.denysoft, `no MX for ${domain}`);
+          mx = { exchange: mxs[0].exchange, priority: mxs[0].priority };
+          if (state?.action !== 'bounce') await this.step(hmail, mx.exchange, null);
+          state = hmail.todo.notes.tlsfallback;
+        }
+        switch (state.action) {
+          case 'attempt':
+            return next(constants.ok, [{ ...mx, port: 25, tlsfallback: { tier: state.tier, tls: state.tls } }]);
+          case 'defer':
+            return next(constants.denysoft, `tlsfallback: ${state.reason}`);
+          case 'bounce':
+            return next(constants.deny, `${state.status} tlsfallback: ${state.reason}`);
+          default:
+            return next(constants.cont);
+        }
+      } catch (err) {
+        this.loginfo(`tlsfallback: ${err.message}`);
+        return next(constants.cont); // let Haraka resolve the MX itself
+      }
+    },
+
+    /** The TLS-choice hook: `tls.connect` options for this attempt, or null for cleartext. */
+    tls_options(hmail) {
+      const state = hmail.todo.notes.tlsfallback;
+      if (!state || state.action !== 'attempt') return undefined; // not ours: Haraka's defaults
+      return nodeTlsOptions(state.tls);
+    },
+
+    /** Records the negotiated version (`tlsSocket.getProtocol()`) for the success report. */
+    record_tls(hmail, protocol) {
+      const state = hmail.todo.notes.tlsfallback;
+      if (state) state.negotiated = protocol;
+    },
+
+    /** hook_deferred(next, hmail, {delay, err}): report the failure, retry as the engine says. */
+    async hook_deferred(next, hmail, params) {
+      const state = hmail.todo.notes.tlsfallback;
+      if (!state || state.action !== 'attempt') return next(constants.cont);
+      try {
+        const outcome = params.outcome ?? outcomeFromError(params.err, { phase: state.negotiated ? 'tls' : undefined });
+        const decision = await this.step(hmail, state.peer, { tier: state.tier, outcome });
+        switch (decision.action) {
+          case 'attempt': return next(constants.denysoft, String(decision.delaySecs));
+          case 'defer': return next(constants.denysoft, String(decision.retryAfterSecs));
+          // A bounce is carried out by the next hook_get_mx (DENY), at once.
+          case 'bounce': return next(constants.denysoft, '0');
+          default: return next(constants.cont);
+        }
+      } catch (err) {
+        this.loginfo(`tlsfallback: ${err.message}`);
+        return next(constants.cont);
+      }
+    },
+
+    /** hook_delivered(next, hmail, params): report success; the engine answers done. */
+    async hook_delivered(next, hmail) {
+      const state = hmail.todo.notes.tlsfallback;
+      if (state?.action === 'attempt') {
+        try {
+          const version = state.tier === 'cleartext' ? null : state.negotiated;
+          await this.step(hmail, state.peer, { tier: state.tier, outcome: { kind: 'success', version } });
+        } catch (err) {
+          this.loginfo(`tlsfallback: ${err.message}`);
+        }
+      }
+      delete hmail.todo.notes.tlsfallback;
+      return next();
+    },
+
+    /** hook_bounce(next, hmail, err): the message is returned; forget the pending attempt. */
+    hook_bounce(next, hmail) {
+      delete hmail.todo.notes.tlsfallback;
+      return next();
+    },
+  };
+  return plugin;
+}
+
+// Haraka-style module exports: a default plugin with a Map store.
+const defaultPlugin = createPlugin();
+export const register = (...args) => defaultPlugin.register(...args);
+export const hook_get_mx = (...args) => defaultPlugin.hook_get_mx(...args);
+export const hook_deferred = (...args) => defaultPlugin.hook_deferred(...args);
+export const hook_delivered = (...args) => defaultPlugin.hook_delivered(...args);
+export const hook_bounce = (...args) => defaultPlugin.hook_bounce(...args);
+export const tls_options = (...args) => defaultPlugin.tls_options(...args);
+export const record_tls = (...args) => defaultPlugin.record_tls(...args);
+export default defaultPlugin;

@@ -1,0 +1,35 @@
+"""tlsfallback: the TLS fallback policy engine for mail transfer agents, embedded in Python.
+
+The engine is the ``tlsfallback:policy@0.2.0`` WebAssembly component (zero imports), run by
+wasmtime. It only decides; the host (your MTA) resolves DNS, connects, does TLS, keeps each peer's
+history blob and reads the clock::
+
+    from tlsfallback import Engine, Policy, DeliveryContext, AttemptReport, Outcome, Tier, TlsAlert
+
+    engine = Engine()                      # $TLSFALLBACK_WASM or the packaged policy_engine.wasm
+    d = engine.decide(Policy(), DeliveryContext(), None, None, now)
+    # ... attempt d.tier with d.tls; on failure report it:
+    d = engine.decide(Policy(), DeliveryContext(), d.history,
+                      AttemptReport(Tier.MODERN_TLS, Outcome.tls_alert(TlsAlert.PROTOCOL_VERSION)), now)
+
+``engine.decide_json(request)`` speaks the JSON objects of ``tlsfallback decide``.
+"""
+
+from ._contract import contract, contract_path, component_path
+from ._engine import INTERFACE, Engine, EngineError, EngineTrap
+from ._types import (
+    ActionKind, AttemptReport, CertificateError, CipherPolicy, Dane, Decision, DeliveryContext,
+    EnhancedStatus, HistoryError, HistoryErrorKind, MtaSts, Outcome, OutcomeKind, Policy, Profile,
+    Reason, Tier, TlsAlert, TlsParameters, TlsRptResult, TlsVersion, Verification,
+)
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "Engine", "EngineError", "EngineTrap", "INTERFACE",
+    "ActionKind", "AttemptReport", "CertificateError", "CipherPolicy", "Dane", "Decision",
+    "DeliveryContext", "EnhancedStatus", "HistoryError", "HistoryErrorKind", "MtaSts", "Outcome",
+    "OutcomeKind", "Policy", "Profile", "Reason", "Tier", "TlsAlert", "TlsParameters",
+    "TlsRptResult", "TlsVersion", "Verification",
+    "contract", "contract_path", "component_path",
+]
