@@ -23,6 +23,16 @@ pub(crate) fn respond(
     String::from_utf8(output).unwrap()
 }
 
+/// The outcomes that carry no detail, by their wire names.
+pub(crate) const PLAIN_OUTCOMES: [&str; 6] = [
+    "connect-failed",
+    "starttls-not-offered",
+    "handshake-timeout",
+    "connection-reset",
+    "post-handshake-failure",
+    "policy-lookup-failed",
+];
+
 /// A small deterministic generator (xorshift64*): the differential run is the same every time.
 struct Rng(u64);
 
@@ -71,14 +81,7 @@ fn random_last(rng: &mut Rng, tier: &str) -> Value {
             json!({"tier": tier, "outcome": "certificate-error", "error": error})
         }
         _ => {
-            let outcome = rng.pick(&[
-                "connect-failed",
-                "starttls-not-offered",
-                "handshake-timeout",
-                "connection-reset",
-                "post-handshake-failure",
-                "policy-lookup-failed",
-            ]);
+            let outcome = rng.pick(&PLAIN_OUTCOMES);
             json!({"tier": tier, "outcome": outcome})
         }
     }

@@ -4,7 +4,7 @@ use tlsfallback_host::component::PolicyComponent;
 use tlsfallback_host::config::PolicyFile;
 use tlsfallback_host::engine::NativeEngine;
 
-use crate::differential::respond;
+use crate::differential::{PLAIN_OUTCOMES, respond};
 
 /// The shared vectors every embedding kit checks (kits/vectors/decide.jsonl).
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../kits/vectors/decide.jsonl");
@@ -116,14 +116,7 @@ fn outcomes() -> Vec<(String, Value)> {
             json!({"outcome": "starttls-rejected", "code": 554}),
         ),
     ];
-    for plain in [
-        "connect-failed",
-        "starttls-not-offered",
-        "handshake-timeout",
-        "connection-reset",
-        "post-handshake-failure",
-        "policy-lookup-failed",
-    ] {
+    for plain in PLAIN_OUTCOMES {
         all.push((plain.to_owned(), json!({"outcome": plain})));
     }
     for alert in [
