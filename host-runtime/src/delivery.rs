@@ -121,10 +121,14 @@ pub fn deliver(
         let mut attempts = 0u8;
         loop {
             let now = clock.now();
-            let decision = store.update(&destination.peer, now, |history| {
-                let decision = engine.decide(&policy, &job.context, history, last.as_ref(), now)?;
-                Ok((decision, decision.history.as_bytes().to_vec()))
-            })?;
+            let decision = store.decide(
+                engine,
+                &destination.peer,
+                &policy,
+                &job.context,
+                last.as_ref(),
+                now,
+            )?;
             match decision.action {
                 // The built-in engine never asks for more; a plugin is not trusted not to.
                 Action::Attempt { .. } if attempts >= MAX_ATTEMPTS_PER_DELIVERY => {

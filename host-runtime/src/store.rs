@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use policy_core::{AttemptReport, Decision, DeliveryContext, Policy};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::engine::DecisionEngine;
 
 /// A stored peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +94,24 @@ impl HistoryStore {
         step: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(T, Vec<u8>)>,
     ) -> anyhow::Result<T> {
         self.batch(|batch| batch.update(peer, now, step))
+    }
+
+    /// Asks `engine` for the next decision about `peer` with its stored history, and stores the
+    /// history the decision carries, in one write transaction.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the engine's.
+    pub fn decide(
+        &mut self,
+        engine: &mut dyn DecisionEngine,
+        peer: &str,
+        policy: &Policy,
+        context: &DeliveryContext,
+        last: Option<&AttemptReport>,
+        now: u64,
+    ) -> anyhow::Result<Decision> {
+        self.batch(|batch| batch.decide(engine, peer, policy, context, last, now))
     }
 
     /// Runs `work` inside one write transaction: every change it makes is kept, or none (when
@@ -193,6 +214,26 @@ impl Batch<'_> {
             params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
         )?;
         Ok(value)
+    }
+
+    /// As [`HistoryStore::decide`], inside this transaction.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the engine's.
+    pub fn decide(
+        &mut self,
+        engine: &mut dyn DecisionEngine,
+        peer: &str,
+        policy: &Policy,
+        context: &DeliveryContext,
+        last: Option<&AttemptReport>,
+        now: u64,
+    ) -> anyhow::Result<Decision> {
+        self.update(peer, now, |history| {
+            let decision = engine.decide(policy, context, history, last, now)?;
+            Ok((decision, decision.history.as_bytes().to_vec()))
+        })
     }
 
     /// The transaction, for other tables in the same database.

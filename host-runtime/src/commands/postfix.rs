@@ -50,11 +50,7 @@ pub fn run(
     serve(daemon, address, log_file, &mut |bound| {
         let _ = writeln!(
             out,
-            "listening on {}; main.cf: smtp_tls_policy_maps = {}",
-            match bound {
-                ListenAddress::Inet(a) => format!("inet:{a}"),
-                ListenAddress::Unix(p) => format!("unix:{}", p.display()),
-            },
+            "listening on {bound}; main.cf: smtp_tls_policy_maps = {}",
             bound.postfix_table(map_name)
         );
         let _ = out.flush();

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use policy_core::{Action, AttemptReport, Decision};
+use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
 
 use super::follow::LogFollower;
 use super::log::{Observed, Tracker};
@@ -92,9 +92,16 @@ impl ListenAddress {
     /// The table Postfix's `main.cf` names for this address and map name.
     #[must_use]
     pub fn postfix_table(&self, map_name: &str) -> String {
+        format!("socketmap:{self}:{map_name}")
+    }
+}
+
+impl std::fmt::Display for ListenAddress {
+    /// `inet:HOST:PORT` or `unix:PATH`, as [`ListenAddress::parse`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Inet(address) => format!("socketmap:inet:{address}:{map_name}"),
-            Self::Unix(path) => format!("socketmap:unix:{}:{map_name}", path.display()),
+            Self::Inet(address) => write!(f, "inet:{address}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
 }
@@ -187,55 +194,51 @@ impl<'a> Daemon<'a> {
     fn lookup(&mut self, key: &str, now: u64) -> anyhow::Result<(Reply, String)> {
         let engine = &mut *self.engine;
         let policy = self.policy.policy_for(host_of(key));
-        let context = policy_core::DeliveryContext::default();
-        let (reply, line, failure) = self.store.batch(|batch| {
+        let (reply, tier, reason, failure) = self.store.batch(|batch| {
             let mut row = state::destination(batch.connection(), key)?.unwrap_or_default();
+            row.answered_at = now;
             // The dance in progress goes on: Postfix's retry is the engine's next attempt.
-            if let Some(next) = row
+            let continuation = row
                 .continuation
                 .clone()
-                .filter(|_| row.continue_until >= now)
-            {
+                .filter(|_| row.continue_until >= now);
+            let answer = if let Some(next) = continuation {
                 row.answered_tier = Some(next.tier);
-                row.answered_at = now;
-                state::save_destination(batch.connection(), key, &row)?;
-                let reply = Reply::Found(next.policy);
-                let line = log_line(&[
-                    ("lookup", key),
-                    ("tier", next.tier.name()),
-                    ("reason", "dance-continues"),
-                    ("answer", &String::from_utf8_lossy(&reply.encode())),
-                ]);
-                return Ok((reply, line, None));
-            }
-            let decision = batch.update(key, now, |history| {
-                let decision = engine.decide(&policy, &context, history, None, now)?;
-                Ok((decision, decision.history.as_bytes().to_vec()))
-            })?;
-            let reply = reply_for(&decision);
-            row.answered_tier = match decision.action {
-                Action::Attempt { tier, .. } => Some(tier),
-                _ => None,
-            };
-            row.answered_at = now;
-            row.continuation = None;
-            row.continue_until = 0;
-            state::save_destination(batch.connection(), key, &row)?;
-            let answer = String::from_utf8_lossy(&reply.encode()).into_owned();
-            let line = log_line(&[
-                ("lookup", key),
                 (
-                    "tier",
-                    row.answered_tier.map_or("none", policy_core::Tier::name),
-                ),
-                ("reason", decision.reason.name()),
-                ("answer", &answer),
-            ]);
-            Ok((reply, line, engine.take_failure()))
+                    Reply::Found(next.policy),
+                    row.answered_tier,
+                    "dance-continues",
+                    None,
+                )
+            } else {
+                let decision =
+                    batch.decide(engine, key, &policy, &DeliveryContext::default(), None, now)?;
+                row.answered_tier = match decision.action {
+                    Action::Attempt { tier, .. } => Some(tier),
+                    _ => None,
+                };
+                row.continuation = None;
+                row.continue_until = 0;
+                let failure = engine.take_failure();
+                (
+                    reply_for(&decision),
+                    row.answered_tier,
+                    decision.reason.name(),
+                    failure,
+                )
+            };
+            state::save_destination(batch.connection(), key, &row)?;
+            Ok(answer)
         })?;
         if let Some(failure) = failure {
             (self.log)(&format!("plugin-failure destination={key} {failure}"));
         }
+        let line = log_line(&[
+            ("lookup", key),
+            ("tier", tier.map_or("none", Tier::name)),
+            ("reason", reason),
+            ("answer", &String::from_utf8_lossy(&reply.encode())),
+        ]);
         Ok((reply, line))
     }
 
@@ -334,33 +337,32 @@ fn feed_outcome(
     window: u64,
 ) -> anyhow::Result<Option<String>> {
     // The candidate answered most recently is the one Postfix looked up for this attempt.
-    let mut best: Option<(&str, DestinationRow)> = None;
+    let mut best: Option<(&str, DestinationRow, Tier)> = None;
     for key in &observed.candidates {
         if let Some(row) = state::destination(batch.connection(), key)?
-            && row.answered_tier.is_some()
+            && let Some(tier) = row.answered_tier
             && best
                 .as_ref()
-                .is_none_or(|(_, b)| row.answered_at > b.answered_at)
+                .is_none_or(|(_, b, _)| row.answered_at > b.answered_at)
         {
-            best = Some((key, row));
+            best = Some((key, row, tier));
         }
     }
-    let Some((key, mut row)) = best else {
-        return Ok(None);
-    };
-    let Some(tier) = row.answered_tier else {
+    let Some((key, mut row, tier)) = best else {
         return Ok(None);
     };
     let report = AttemptReport {
         tier,
         outcome: observed.outcome,
     };
-    let policy = policy_file.policy_for(host_of(key));
-    let context = policy_core::DeliveryContext::default();
-    let decision: Decision = batch.update(key, now, |history| {
-        let decision = engine.decide(&policy, &context, history, Some(&report), now)?;
-        Ok((decision, decision.history.as_bytes().to_vec()))
-    })?;
+    let decision = batch.decide(
+        engine,
+        key,
+        &policy_file.policy_for(host_of(key)),
+        &DeliveryContext::default(),
+        Some(&report),
+        now,
+    )?;
     let failure = engine.take_failure();
     let next = match decision.action {
         Action::Attempt { tier, tls, .. } => {
@@ -453,20 +455,21 @@ pub fn serve(
     ready: &mut dyn FnMut(&ListenAddress),
 ) -> anyhow::Result<()> {
     let (jobs, inbox) = mpsc::channel::<Job>();
-    let active = Arc::new(AtomicUsize::new(0));
-    let options = daemon.options.clone();
+    let accept = Acceptor {
+        jobs,
+        active: Arc::new(AtomicUsize::new(0)),
+        max_connections: daemon.options.max_connections,
+    };
+    let idle = daemon.options.idle_timeout;
     let bound = match address {
         ListenAddress::Inet(text) => {
             let listener = TcpListener::bind(text)
-                .map_err(|e| anyhow::anyhow!("listening on inet:{text}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
             let bound = ListenAddress::Inet(listener.local_addr()?.to_string());
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
-                    let _ = stream.set_read_timeout(Some(options.idle_timeout));
-                    let writer = stream.try_clone();
-                    if let Ok(writer) = writer {
-                        spawn_connection(stream, writer, &jobs, &active, options.max_connections);
-                    }
+                    let _ = stream.set_read_timeout(Some(idle));
+                    accept.spawn(stream.try_clone().map(|writer| (stream, writer)));
                 }
             });
             bound
@@ -479,13 +482,11 @@ pub fn serve(
                 std::fs::remove_file(path)?;
             }
             let listener = UnixListener::bind(path)
-                .map_err(|e| anyhow::anyhow!("listening on unix:{}: {e}", path.display()))?;
+                .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
-                    let _ = stream.set_read_timeout(Some(options.idle_timeout));
-                    if let Ok(writer) = stream.try_clone() {
-                        spawn_connection(stream, writer, &jobs, &active, options.max_connections);
-                    }
+                    let _ = stream.set_read_timeout(Some(idle));
+                    accept.spawn(stream.try_clone().map(|writer| (stream, writer)));
                 }
             });
             address.clone()
@@ -530,30 +531,38 @@ pub fn serve(
     }
 }
 
-fn spawn_connection<S>(
-    stream: S,
-    writer: S,
-    jobs: &mpsc::Sender<Job>,
-    active: &Arc<AtomicUsize>,
+/// Hands accepted connections to their own threads, within the connection limit.
+struct Acceptor {
+    jobs: mpsc::Sender<Job>,
+    active: Arc<AtomicUsize>,
     max_connections: usize,
-) where
-    S: std::io::Read + std::io::Write + Send + 'static,
-{
-    if active.fetch_add(1, Ordering::SeqCst) >= max_connections {
-        active.fetch_sub(1, Ordering::SeqCst);
-        let mut writer = writer;
-        let _ = socketmap::write_netstring(
-            &mut writer,
-            &Reply::Temp("tlsfallback: too many connections".to_owned()).encode(),
-        );
-        return;
+}
+
+impl Acceptor {
+    /// Serves a connection (its reading and writing halves) on a thread of its own; over the
+    /// limit, answers `TEMP` and closes it.
+    fn spawn<S>(&self, connection: std::io::Result<(S, S)>)
+    where
+        S: std::io::Read + std::io::Write + Send + 'static,
+    {
+        let Ok((stream, mut writer)) = connection else {
+            return;
+        };
+        if self.active.fetch_add(1, Ordering::SeqCst) >= self.max_connections {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            let _ = socketmap::write_netstring(
+                &mut writer,
+                &Reply::Temp("tlsfallback: too many connections".to_owned()).encode(),
+            );
+            return;
+        }
+        let jobs = self.jobs.clone();
+        let active = Arc::clone(&self.active);
+        std::thread::spawn(move || {
+            serve_connection(stream, writer, &jobs);
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
     }
-    let jobs = jobs.clone();
-    let active = Arc::clone(active);
-    std::thread::spawn(move || {
-        serve_connection(stream, writer, &jobs);
-        active.fetch_sub(1, Ordering::SeqCst);
-    });
 }
 
 /// One Postfix connection: requests in, replies out, until it closes, idles out, or sends
