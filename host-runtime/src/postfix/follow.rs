@@ -99,8 +99,6 @@ impl LogFollower {
                 let (lines, _) = read_lines(file, self.offset, true)?;
                 chunk.lines.extend(lines);
                 self.current = None;
-                self.offset = 0;
-                self.resume = None;
                 self.start_at_end = false;
                 self.open(&mut chunk)?;
                 chunk.position = self.current.as_ref().map(|(_, inode)| LogPosition {
@@ -124,7 +122,9 @@ impl LogFollower {
         }
     }
 
-    /// Opens the file at `path`; false when it does not exist (yet).
+    /// Opens the file at `path`; false when it does not exist (yet). After a restart that
+    /// missed a rotation, the rotated file is opened instead, at the saved offset: `read` goes
+    /// through it chunk by chunk and moves on to `path` as after any rotation.
     fn open(&mut self, chunk: &mut Chunk) -> io::Result<bool> {
         let file = match File::open(&self.path) {
             Ok(file) => file,
@@ -133,35 +133,31 @@ impl LogFollower {
         };
         let meta = file.metadata()?;
         let inode = meta.ino();
-        self.offset = match self.resume.take() {
-            Some(saved) if saved.inode == inode => saved.offset,
-            Some(saved) => {
-                // Rotated while we were away: finish the old file first if it is still there.
-                match self.find_rotated(saved.inode) {
-                    Some(old) => {
-                        let mut old = File::open(&old)?;
-                        let (lines, _) = read_lines(&mut old, saved.offset, true)?;
-                        chunk.lines.extend(lines);
-                    }
-                    None => chunk.warnings.push(format!(
+        let (file, inode, offset) = match self.resume.take() {
+            Some(saved) if saved.inode == inode => (file, inode, saved.offset),
+            Some(saved) => match self.find_rotated(saved.inode) {
+                Some(old) => (File::open(&old)?, saved.inode, saved.offset),
+                None => {
+                    chunk.warnings.push(format!(
                         "{} was rotated while the daemon was stopped and the old file is gone: \
                          lines written after its offset {} were not read",
                         self.path.display(),
                         saved.offset
-                    )),
+                    ));
+                    chunk.position = Some(LogPosition { inode, offset: 0 });
+                    (file, inode, 0)
                 }
-                chunk.position = Some(LogPosition { inode, offset: 0 });
-                0
-            }
+            },
             None if self.start_at_end => {
                 chunk.position = Some(LogPosition {
                     inode,
                     offset: meta.len(),
                 });
-                meta.len()
+                (file, inode, meta.len())
             }
-            None => 0,
+            None => (file, inode, 0),
         };
+        self.offset = offset;
         self.current = Some((file, inode));
         Ok(true)
     }
@@ -290,6 +286,26 @@ mod tests {
         append(&log, "three\n");
         let mut resumed = LogFollower::new(&log, Some(saved), true);
         assert_eq!(read_all(&mut resumed), ["two", "three"]);
+    }
+
+    #[test]
+    fn a_restart_after_rotation_reads_a_backlog_longer_than_a_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("maillog");
+        append(&log, "start\n");
+        let saved = LogPosition {
+            inode: std::fs::metadata(&log).unwrap().ino(),
+            offset: 6,
+        };
+        let line = "x".repeat(99) + "\n";
+        let backlog = 3 * MAX_CHUNK / line.len();
+        append(&log, &line.repeat(backlog));
+        std::fs::rename(&log, dir.path().join("maillog.1")).unwrap();
+        append(&log, "after\n");
+        let mut resumed = LogFollower::new(&log, Some(saved), true);
+        let lines = read_all(&mut resumed);
+        assert_eq!(lines.len(), backlog + 1);
+        assert_eq!(lines.last().map(String::as_str), Some("after"));
     }
 
     #[test]
