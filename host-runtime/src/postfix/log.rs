@@ -36,8 +36,8 @@ pub struct Observed {
 /// What one SMTP client process has said since its last status line.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Pending {
-    /// The version and cipher of the TLS connection up, if any.
-    tls: Option<(String, String)>,
+    /// The protocol version of the TLS connection up (`TLSv1.3`), if any.
+    tls: Option<String>,
     /// Handshake, library and certificate problems, oldest first.
     problems: Vec<String>,
     /// `host[addr]:port` of the last connection attempt that failed.
@@ -78,14 +78,9 @@ impl Tracker {
         if let Some(at) = message.find(" TLS connection established to ") {
             let rest = &message[at + " TLS connection established to ".len()..];
             let (_, tls) = rest.split_once(": ")?;
-            let mut words = tls.split(' ');
-            let version = words.next()?.to_owned();
-            let cipher = match (words.next(), words.next()) {
-                (Some("with"), Some("cipher")) => words.next().unwrap_or_default().to_owned(),
-                _ => String::new(),
-            };
+            let version = tls.split(' ').next()?.to_owned();
             let pending = self.pending(process);
-            pending.tls = Some((version, cipher));
+            pending.tls = Some(version);
             pending.fresh = true;
             return None;
         }
@@ -101,8 +96,9 @@ impl Tracker {
         pending.problems.clear();
         pending.connect_failed = None;
         pending.last_queue_id = Some(status.queue_id.to_owned());
-        // A cached connection keeps its TLS for the next message of this process.
-        self.processes.insert(process.to_owned(), pending);
+        // A cached connection keeps its TLS for the next message of this process; stored through
+        // `pending` so that the bound on processes holds.
+        *self.pending(process) = pending;
         observed
     }
 
@@ -216,10 +212,7 @@ impl<'a> StatusLine<'a> {
     }
 
     fn outcome(&self, pending: &Pending) -> Option<Outcome> {
-        let version = pending
-            .tls
-            .as_ref()
-            .and_then(|(version, _)| TlsVersion::from_name(version));
+        let version = pending.tls.as_deref().and_then(TlsVersion::from_name);
         let detail = self.detail;
         match self.status {
             "sent" => return Some(Outcome::Success { version }),
