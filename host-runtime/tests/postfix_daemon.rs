@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tlsfallback_host::peers::StrippingProxy;
+use tlsfallback_host::postfix::ListenAddress;
 
 use crate::postfix::{Instance, PrivatePostfix, received_header};
 
@@ -81,8 +82,12 @@ impl Daemon {
         );
     }
 
+    fn address(&self) -> ListenAddress {
+        ListenAddress::Inet(format!("127.0.0.1:{}", self.port))
+    }
+
     fn table(&self) -> String {
-        format!("socketmap:inet:127.0.0.1:{}:tlsfallback", self.port)
+        self.address().postfix_table("tlsfallback")
     }
 
     /// One socketmap exchange on a new connection.
@@ -113,31 +118,14 @@ fn reply(text: &str) -> String {
 
 const MODERN: &str = "OK encrypt protocols=>=TLSv1.2 ciphers=high";
 
-/// A sending Postfix whose TLS policy comes from the daemon, routing each test domain to a
-/// receiving listener.
-fn sender(table: &str, routes: &[(&str, u16)]) -> Instance {
+/// A sending Postfix whose TLS policy comes from the daemon at `address` (with the lines
+/// `postfix config` prints), routing each test domain to a receiving listener.
+fn sender(address: &ListenAddress, routes: &[(&str, u16)]) -> Instance {
     let transport: String = routes
         .iter()
         .map(|(domain, port)| format!("{domain} smtp:[127.0.0.1]:{port}\n"))
         .collect();
-    let table = table.to_owned();
-    let lines = tlsfallback_host::commands::postfix::config_text(
-        &tlsfallback_host::postfix::ListenAddress::parse("127.0.0.1:1").unwrap(),
-        "tlsfallback",
-        None,
-    );
-    // The lines `postfix config` prints, with the daemon's real port.
-    let config: String = lines
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            if l.starts_with("smtp_tls_policy_maps") {
-                format!("smtp_tls_policy_maps = {table}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
+    let config = tlsfallback_host::commands::postfix::config_text(address, "tlsfallback", None);
     Instance::start(
         "sender.test",
         &|r| {
@@ -187,7 +175,7 @@ impl Scene {
             Some(&daemon_log),
             &["--policy", policy.to_str().unwrap()],
         );
-        let sender = sender(&daemon.table(), routes);
+        let sender = sender(&daemon.address(), routes);
         std::os::unix::fs::symlink(sender.root().join("maillog"), &daemon_log).unwrap();
         Self {
             sender,
