@@ -326,4 +326,19 @@ export function nodeTlsOptions(tls: TlsParameters | null | undefined): {
 /** The version Node reports (`tlsSocket.getProtocol()`) if it is one the engine knows. */
 export function tlsVersionFromNode(protocol: string | null | undefined): TlsVersion | undefined;
 
+/** Standard padded base64 of bytes (the wire format of `history`). */
+export function toBase64(bytes: Uint8Array): string;
+
+/** The kit bound to one transpiled component (src/core.js, which also runs in browsers). */
+export interface Kit {
+  PolicyEngine: typeof PolicyEngine;
+  DEFAULT_POLICY: Readonly<Policy>;
+  contract: Readonly<Contract>;
+  INTERFACE: string;
+}
+
+/** Binds the kit to a component's exported `engine` interface as jco transpiles it (the built-in
+ * component or an operator's policy component) and the parsed contract.json. */
+export function createKit(options: { engine: { Decider: new (policy: Policy) => unknown }; contract: Contract }): Kit;
+
 export default PolicyEngine;
