@@ -32,6 +32,18 @@ pub(crate) enum Command {
     Plugin(PluginArgs),
     /// Postfix: the socketmap policy daemon for smtp_tls_policy_maps, and its main.cf lines.
     Postfix(PostfixArgs),
+    /// Serve the browser playground (built by scripts/playground) on 127.0.0.1 and print its URL.
+    Playground(PlaygroundArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlaygroundArgs {
+    /// The built playground directory (default: ./playground, else the one in this source tree).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the URL printed says which).
+    #[arg(long, default_value = "127.0.0.1:8437")]
+    pub(crate) listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +293,10 @@ pub(crate) struct SimulateArgs {
     /// New messages per day.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1440))]
     pub(crate) messages_per_day: u32,
+    /// Print one JSON object per preset (totals, and each delivery try's tiers and reasons)
+    /// instead of the timeline.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 fn parse_preset(name: &str) -> Result<policy_core::sim::Preset, String> {

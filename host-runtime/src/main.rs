@@ -3,10 +3,11 @@
 mod args;
 
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tlsfallback_host::commands::{decide, simulate};
+use tlsfallback_host::commands::{decide, playground, simulate};
 use tlsfallback_host::config::PolicyFile;
 use tlsfallback_host::engine;
 
@@ -293,6 +294,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             let mut stdout = io::stdout().lock();
             for preset in presets {
                 let timeline = simulate::run(engine.as_mut(), &policy, preset, options)?;
+                if args.json {
+                    writeln!(stdout, "{}", simulate::to_json(preset, options, &timeline))?;
+                    continue;
+                }
                 let start = policy_core::sim::Scenario::new(preset.peer(), policy).start;
                 writeln!(
                     stdout,
@@ -300,6 +305,24 @@ fn run(command: Command) -> anyhow::Result<()> {
                     simulate::render(preset, &policy, &timeline, start)
                 )?;
             }
+            Ok(())
+        }
+        Command::Playground(args) => {
+            let dir = args.dir.unwrap_or_else(|| {
+                let here = PathBuf::from("playground");
+                if here.join(playground::BUILT_MARKER).is_file() {
+                    here
+                } else {
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../playground")
+                }
+            });
+            let server = playground::PlaygroundServer::bind(&dir, args.listen)?;
+            let mut stdout = io::stdout().lock();
+            writeln!(stdout, "playground: {}", server.url()?)?;
+            writeln!(stdout, "serving {} (Ctrl-C stops)", dir.display())?;
+            stdout.flush()?;
+            drop(stdout);
+            server.serve_forever();
             Ok(())
         }
         Command::Demo(args) => {
@@ -396,7 +419,7 @@ fn postfix_serve(args: &args::PostfixServeArgs) -> anyhow::Result<()> {
 }
 
 /// A fresh private directory for the demo's throw-away history.
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tlsfallback-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -3,6 +3,7 @@
 pub mod decide;
 pub mod deliver;
 pub mod demo;
+pub mod playground;
 pub mod plugin;
 pub mod postfix;
 pub mod simulate;

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use serde_json::{Value, json};
+
 use policy_core::sim::{self, DAY, Delivery, Preset, Scenario, Summary, Timeline};
 use policy_core::{Action, Outcome, Policy, Tier};
 
@@ -59,6 +61,63 @@ pub fn run(
             input.last.as_ref(),
             input.now,
         )
+    })
+}
+
+/// The timeline as one JSON object: the totals and, per delivery try, when it started, the tiers
+/// and every decision's reason. The browser playground prints the same object for the same
+/// scenario (its tests compare the two).
+#[must_use]
+pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) -> Value {
+    let s = &timeline.summary;
+    let tiers = [
+        Tier::Cleartext,
+        Tier::LegacyTls,
+        Tier::ModernTls,
+        Tier::AuthenticatedTls,
+    ];
+    let by_tier: serde_json::Map<String, Value> = tiers
+        .into_iter()
+        .map(|tier| {
+            (
+                tier.name().to_owned(),
+                json!(s.delivered_by_tier[tier as usize]),
+            )
+        })
+        .collect();
+    let deliveries: Vec<Value> = timeline
+        .deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "message": d.message,
+                "started_at": d.started_at,
+                "attacker_active": d.attacker_active,
+                "expired": d.expired,
+                "first_tier": d.first_tier().map(Tier::name),
+                "delivered_tier": d.delivered_tier().map(Tier::name),
+                "reasons": d.steps.iter().map(|step| step.decision.reason.name()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "preset": preset.name(),
+        "days": options.days,
+        "messages_per_day": options.messages_per_day,
+        "summary": {
+            "messages": s.messages,
+            "delivered_by_tier": by_tier,
+            "deferrals": s.deferrals,
+            "bounces": s.bounces,
+            "expired": s.expired,
+            "attempts": s.attempts,
+            "failed_attempts": s.failed_attempts,
+            "fallback_delay_secs": s.fallback_delay_secs,
+            "cleartext_to_attacker": s.cleartext_to_attacker,
+            "refused_to_attacker": s.refused_to_attacker,
+            "still_queued": s.still_queued,
+        },
+        "deliveries": deliveries,
     })
 }
 

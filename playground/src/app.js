@@ -1,0 +1,497 @@
+// The playground page: controls ⇄ state ⇄ URL, runs in the worker, results drawn per engine.
+import { BEHAVIOURS, DAY, OUTCOMES, PRESETS, TIERS, comparable, deliveredTier } from './simulate.js';
+import { DANE, MTA_STS, PEER_TIERS, PROFILES, defaultState, fromQuery, scenarioOf, toQuery } from './state.js';
+import { ComponentError, RUN_DEADLINE_MS, Simulator, transpileComponent } from './engines.js';
+import { drawTimeline, highlight, outcomeClass } from './timeline.js';
+import { HistoryDecodeError, decodeHistory, hex } from './history.js';
+
+const $ = (id) => document.getElementById(id);
+const contract = await (await fetch(new URL('../vendor/kit/contract.json', import.meta.url))).json();
+const build = await (await fetch(new URL('../vendor/build.json', import.meta.url))).json();
+const simulator = new Simulator();
+
+const initial = fromQuery(location.search, defaultState(contract.default_policy));
+let state = initial.state;
+/** The loaded component, if any: {name, transpiled}. */
+let plugin = null;
+/** The latest results: [{label, kind, run|error}], for the page and for tests (window.playground). */
+let results = [];
+let runCounter = 0;
+
+// --- Controls ------------------------------------------------------------------------------------
+
+function fillSelect(select, values, labels = {}) {
+  select.replaceChildren(...values.map((value) => new Option(labels[value] ?? value, value)));
+}
+
+fillSelect($('preset'), [...Object.keys(PRESETS), 'custom'], { custom: 'custom peer' });
+fillSelect($('dane'), DANE);
+fillSelect($('mta-sts'), MTA_STS);
+fillSelect($('profile'), PROFILES);
+const OUTCOME_NAMES = Object.keys(OUTCOMES);
+for (const tier of PEER_TIERS) {
+  const row = $('peer-table').tBodies[0].insertRow();
+  row.insertCell().textContent = tier;
+  for (const when of ['before', 'after']) {
+    const select = document.createElement('select');
+    select.id = `${when}-${tier}`;
+    select.setAttribute('aria-label', `${tier} ${when === 'before' ? 'before the change' : 'from the change on'}`);
+    fillSelect(select, OUTCOME_NAMES);
+    row.insertCell().append(select);
+  }
+}
+
+const days = (secs) => Math.round((secs / DAY) * 1000) / 1000;
+const secs = (d) => Math.round(Number(d) * DAY);
+
+/** Writes the state into the controls. */
+function showState() {
+  const { peer, policy } = state;
+  $('preset').value = state.preset;
+  $('preset-description').textContent = state.preset === 'custom'
+    ? 'your own peer: choose what it does at each tier'
+    : PRESETS[state.preset].describe.replace('day N', `day ${peer.change?.day ?? 'N'}`);
+  for (const tier of PEER_TIERS) {
+    $(`before-${tier}`).value = peer.behaviour[tier];
+    $(`after-${tier}`).value = (peer.change?.behaviour ?? peer.behaviour)[tier];
+    $(`after-${tier}`).disabled = peer.change === null;
+  }
+  $('change-enabled').checked = peer.change !== null;
+  $('change-day').value = peer.change?.day ?? 3;
+  $('change-day').disabled = peer.change === null;
+  $('attacker').checked = peer.change?.attacker ?? false;
+  $('attacker').disabled = peer.change === null;
+  $('resets').value = peer.resetPercent;
+  $('dane').value = peer.context.dane;
+  $('mta-sts').value = peer.context.mtaSts;
+  $('requiretls').checked = peer.context.requiretls;
+  $('tls-required-no').checked = peer.context.tlsRequiredNo;
+  $('sasl').checked = peer.context.sasl;
+  $('profile').value = policy.profile;
+  $('allow-legacy').checked = policy.allowLegacyTls;
+  $('allow-cleartext').checked = policy.allowCleartext;
+  $('delay').value = policy.stepDownDelaySecs;
+  $('reprobe-days').value = days(policy.reprobeIntervalSecs);
+  $('pin-days').value = days(policy.pinDurationSecs);
+  $('threshold').value = policy.transientFailureThreshold;
+  $('retry').value = policy.retryAfterSecs;
+  $('days').value = state.days;
+  $('per-day').value = state.messagesPerDay;
+  $('lifetime').value = state.queueLifetimeDays;
+  $('seed').value = state.seed;
+}
+
+/** Reads a number control, or reports it and returns null. */
+function number(id, min, max, problems) {
+  const input = $(id);
+  const value = Number(input.value);
+  if (input.value === '' || !Number.isFinite(value) || value < min || value > max) {
+    problems.push(`${input.closest('label')?.textContent.trim().replace(/\s+/g, ' ') ?? id}: ${JSON.stringify(input.value)} is not a number from ${min} to ${max}`);
+    input.setAttribute('aria-invalid', 'true');
+    return null;
+  }
+  input.removeAttribute('aria-invalid');
+  return value;
+}
+
+/** Reads the controls into a new state; null (and the problems shown) when one is invalid. */
+function readControls(changed) {
+  const problems = [];
+  const next = structuredClone(state);
+  const { peer, policy } = next;
+  if (changed === 'preset') {
+    next.preset = $('preset').value;
+    if (next.preset !== 'custom') next.peer = PRESETS[next.preset].peer();
+    return next;
+  }
+  const customising = ['change-enabled', 'attacker', 'resets'].includes(changed)
+    || changed?.startsWith('before-') || changed?.startsWith('after-');
+  if (customising) next.preset = 'custom';
+  for (const tier of PEER_TIERS) peer.behaviour[tier] = $(`before-${tier}`).value;
+  if ($('change-enabled').checked) {
+    const day = number('change-day', 0, 3650, problems);
+    const after = Object.fromEntries(PEER_TIERS.map((t) => [t, $(`after-${t}`).value]));
+    peer.change = {
+      day: day === null ? 3 : Math.floor(day),
+      behaviour: peer.change === null ? { ...BEHAVIOURS.modern } : after,
+      attacker: $('attacker').checked,
+    };
+  } else {
+    peer.change = null;
+  }
+  peer.resetPercent = Math.floor(number('resets', 0, 100, problems) ?? 0);
+  peer.context = {
+    dane: $('dane').value,
+    mtaSts: $('mta-sts').value,
+    requiretls: $('requiretls').checked,
+    tlsRequiredNo: $('tls-required-no').checked,
+    sasl: $('sasl').checked,
+  };
+  policy.profile = $('profile').value;
+  policy.allowLegacyTls = $('allow-legacy').checked;
+  policy.allowCleartext = $('allow-cleartext').checked;
+  policy.stepDownDelaySecs = Math.floor(number('delay', 0, 3600, problems) ?? 0);
+  policy.reprobeIntervalSecs = secs(number('reprobe-days', 0, 49000, problems) ?? 0);
+  policy.pinDurationSecs = secs(number('pin-days', 0, 49000, problems) ?? 0);
+  policy.transientFailureThreshold = Math.floor(number('threshold', 0, 255, problems) ?? 0);
+  policy.retryAfterSecs = Math.floor(number('retry', 0, 86400, problems) ?? 0);
+  next.days = Math.floor(number('days', 1, 365, problems) ?? 1);
+  next.messagesPerDay = Math.floor(number('per-day', 1, 96, problems) ?? 1);
+  next.queueLifetimeDays = Math.floor(number('lifetime', 1, 30, problems) ?? 1);
+  next.seed = Math.floor(number('seed', 0, Number.MAX_SAFE_INTEGER, problems) ?? 0);
+  showProblems(problems);
+  return problems.length === 0 ? next : null;
+}
+
+function showProblems(problems) {
+  $('problems').replaceChildren(...problems.map((p) => Object.assign(document.createElement('li'), { textContent: p })));
+}
+
+function setStatus(text) {
+  $('status').textContent = text;
+}
+
+// --- Running -------------------------------------------------------------------------------------
+
+function engineSpecs() {
+  const specs = [{ label: 'built-in engine', kind: 'built-in' }];
+  if (plugin !== null) {
+    const { js, cores, key } = plugin.transpiled;
+    specs.push({ label: plugin.name, kind: 'plugin', key, js, cores });
+  }
+  return specs;
+}
+
+async function run() {
+  const id = ++runCounter;
+  history.replaceState(null, '', `?${toQuery(state)}`);
+  setStatus('running…');
+  document.body.dataset.state = 'running';
+  const scenario = scenarioOf(state);
+  const started = performance.now();
+  const deadline = Number($('deadline').value);
+  const outcome = await simulator.run(scenario, engineSpecs(),
+    Number.isFinite(deadline) && deadline > 0 ? deadline * 1000 : RUN_DEADLINE_MS);
+  if (id !== runCounter) return;
+  const elapsed = performance.now() - started;
+  results = outcome.map((r, i) => ({ ...r, kind: i === 0 ? 'built-in' : 'plugin' }));
+  render(scenario);
+  const decisions = results.reduce((n, r) => n + (r.run?.deliveries.reduce((m, d) => m + d.steps.length, 0) ?? 0), 0);
+  setStatus(`${decisions} decisions in ${elapsed.toFixed(0)} ms`);
+  document.body.dataset.state = 'done';
+}
+
+let pending = null;
+function scheduleRun() {
+  clearTimeout(pending);
+  pending = setTimeout(run, 120);
+}
+
+// --- Rendering -----------------------------------------------------------------------------------
+
+function clock(at) {
+  const offset = at - 1767225600;
+  const d = Math.floor(offset / DAY);
+  const rest = offset % DAY;
+  const two = (n) => String(n).padStart(2, '0');
+  return `day ${d} ${two(Math.floor(rest / 3600))}:${two(Math.floor((rest % 3600) / 60))}:${two(rest % 60)}`;
+}
+
+function duration(secsValue) {
+  if (secsValue < 120) return `${secsValue} s`;
+  if (secsValue < 7200) return `${(secsValue / 60).toFixed(1)} min`;
+  if (secsValue < 2 * DAY) return `${(secsValue / 3600).toFixed(1)} h`;
+  return `${(secsValue / DAY).toFixed(1)} days`;
+}
+
+const iso = (at) => new Date(Number(at) * 1000).toISOString().replace('.000Z', 'Z');
+
+function row(tbody, label, value, key) {
+  const tr = tbody.insertRow();
+  tr.insertCell().textContent = label;
+  const cell = tr.insertCell();
+  if (value instanceof Node) cell.append(value);
+  else cell.textContent = value;
+  if (key !== undefined) tr.dataset.key = key;
+  return tr;
+}
+
+function summarise(tbody, run) {
+  const s = run.summary;
+  const delivered = s.deliveredByTier.reduce((a, b) => a + b, 0);
+  tbody.replaceChildren();
+  row(tbody, 'Messages queued', String(s.messages), 'messages');
+  [...TIERS].reverse().forEach((tier) => {
+    const count = s.deliveredByTier[TIERS.indexOf(tier)];
+    const share = delivered === 0 ? 0 : (100 * count) / delivered;
+    const bar = document.createElement('span');
+    bar.className = 'share';
+    bar.innerHTML = `<span class="bar ${tier}" style="width:${share.toFixed(1)}%"></span>`;
+    bar.append(`${count} (${share.toFixed(0)}%)`);
+    row(tbody, `Delivered over ${tier}`, bar, `delivered-${tier}`);
+  });
+  row(tbody, 'Deferred tries', String(s.deferrals), 'deferrals');
+  row(tbody, 'Bounced · expired · still queued', `${s.bounces} · ${s.expired} · ${s.stillQueued}`, 'lost');
+  row(tbody, 'Attempts (failed)', `${s.attempts} (${s.failedAttempts})`, 'attempts');
+  const sorted = [...s.latencySecs].sort((a, b) => a - b);
+  const median = sorted.length === 0 ? null : sorted[Math.floor(sorted.length / 2)];
+  row(tbody, 'Time lost to fallbacks', `${duration(s.fallbackDelaySecs)} of step-down delays; queue to delivery: median `
+    + `${median === null ? '–' : duration(median)}, worst ${sorted.length === 0 ? '–' : duration(sorted.at(-1))}`, 'time-lost');
+  row(tbody, 'While the attacker was on path', `${s.refusedToAttacker} tries refused, `
+    + `${s.cleartextToAttacker} messages sent in cleartext`, 'attacker');
+}
+
+function describeOutcome(outcome) {
+  if (outcome === null) return '–';
+  const detail = outcome.version ?? outcome.alert ?? outcome.error ?? outcome.code;
+  return detail === undefined ? outcome.outcome : `${outcome.outcome} (${detail})`;
+}
+
+function historyTable(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const box = document.createElement('div');
+  box.className = 'history';
+  const code = document.createElement('code');
+  code.className = 'history-hex';
+  code.textContent = `${hex(bytes)}  (${bytes.length} bytes)`;
+  box.append(code);
+  let decoded;
+  try {
+    decoded = decodeHistory(bytes);
+  } catch (error) {
+    if (!(error instanceof HistoryDecodeError)) throw error;
+    box.append(Object.assign(document.createElement('p'), { className: 'error', textContent: `not a history this engine reads: ${error.message}` }));
+    return box;
+  }
+  const { memory, dance } = decoded;
+  const when = (t) => (t === 0n ? 'never' : `${iso(t)} (${clock(Number(t))})`);
+  const table = document.createElement('table');
+  table.className = 'history-decoded';
+  const body = table.createTBody();
+  row(body, 'start tier', memory.startTier ?? 'the strongest allowed');
+  row(body, 'last success tier', memory.lastSuccessTier ?? '–');
+  row(body, 'last success at', when(memory.lastSuccessAt));
+  row(body, 'seen doing TLS', memory.seenTls ? 'yes' : 'no');
+  row(body, 'pinned until', when(memory.pinnedUntil));
+  row(body, 'last probe of the top tier', when(memory.lastProbeAt));
+  row(body, 'transient failures in a row', String(memory.transientFailures));
+  row(body, 'delivery in progress', dance === null ? 'none'
+    : `at ${dance.tier}, ${dance.attempts} attempt(s)${dance.reachedTop ? ', top tier tried' : ''}`);
+  box.append(table);
+  return box;
+}
+
+function showDetails(column, result, d, s) {
+  const delivery = result.run.deliveries[d];
+  const step = delivery.steps[s];
+  const { request, response } = step;
+  const panel = column.querySelector('.details');
+  panel.hidden = false;
+  panel.replaceChildren();
+  panel.dataset.delivery = d;
+  panel.dataset.step = s;
+  const h = document.createElement('h3');
+  h.textContent = `Message #${delivery.message}, try started ${clock(delivery.startedAt)}, step ${s + 1} of ${delivery.steps.length}`;
+  panel.append(h);
+  const table = document.createElement('table');
+  const body = table.createTBody();
+  row(body, 'asked at', `${iso(step.at)} (${clock(step.at)})`);
+  row(body, 'action', response.action, 'action');
+  if (response.action === 'attempt') {
+    row(body, 'tier', response.tier, 'tier');
+    row(body, 'delay', `${response.delay_secs} s`);
+    row(body, 'TLS', response.tls === undefined ? 'none (cleartext)'
+      : `${response.tls.min_version}–${response.tls.max_version}, ${response.tls.ciphers} suites, `
+        + `security level ${response.tls.security_level}, verification ${response.tls.verification}`
+        + `${response.tls.fallback_scsv ? ', fallback SCSV' : ''}`);
+    row(body, 'the peer answered', describeOutcome(step.outcome), 'outcome');
+  } else if (response.action === 'defer') {
+    row(body, 'retry after', `${response.retry_after_secs} s`);
+  } else if (response.action === 'bounce') {
+    row(body, 'status', response.status);
+  }
+  const reason = document.createElement('span');
+  reason.innerHTML = '<code class="reason"></code> ';
+  reason.firstChild.textContent = response.reason;
+  reason.append(response.explanation);
+  row(body, 'reason', reason, 'reason');
+  row(body, 'TLS-RPT result types', response.report.length === 0 ? 'none' : response.report.join(', '), 'report');
+  if (delivery.attackerActive) row(body, 'attacker', 'on path during this try');
+  panel.append(table);
+  const historyHeading = document.createElement('h4');
+  historyHeading.textContent = 'History the engine returned (the host stores it for the next call)';
+  panel.append(historyHeading, historyTable(response.history));
+  const wire = document.createElement('details');
+  wire.className = 'wire';
+  wire.innerHTML = '<summary>As <code>tlsfallback decide</code> JSON (replay it with the CLI)</summary>'
+    + '<p>Request:</p><pre class="request"></pre><p>Response:</p><pre class="response"></pre>';
+  wire.querySelector('.request').textContent = JSON.stringify(request);
+  wire.querySelector('.response').textContent = JSON.stringify(response);
+  panel.append(wire);
+  highlight(column.querySelector('.timeline-box'), d, s);
+  for (const chip of column.querySelectorAll('.log .chip.selected')) chip.classList.remove('selected');
+  column.querySelector(`.log .chip[data-delivery="${d}"][data-step="${s}"]`)?.classList.add('selected');
+}
+
+function logList(list, run, select) {
+  list.replaceChildren();
+  run.deliveries.forEach((delivery, d) => {
+    const item = document.createElement('li');
+    item.append(`${clock(delivery.startedAt)} #${delivery.message}${delivery.attackerActive ? ' (attacker)' : ''}: `);
+    delivery.steps.forEach((step, s) => {
+      const chip = document.createElement('button');
+      chip.type = 'button';
+      chip.className = `chip ${outcomeClass(step.outcome)}`;
+      chip.dataset.delivery = d;
+      chip.dataset.step = s;
+      const r = step.response;
+      chip.textContent = r.action === 'attempt' ? `${r.tier} → ${step.outcome.outcome}` : r.action;
+      chip.title = r.reason;
+      chip.addEventListener('click', () => select(d, s));
+      item.append(chip);
+    });
+    const tier = deliveredTier(delivery);
+    item.append(tier === null ? (delivery.expired ? ' expired' : '') : ` delivered over ${tier}`);
+    list.append(item);
+  });
+}
+
+/** How many messages the two runs decided differently (their tries' reasons, message by message). */
+function differences(base, other) {
+  const byMessage = (run) => {
+    const out = new Map();
+    for (const d of run.deliveries) {
+      out.set(d.message, `${out.get(d.message) ?? ''}|${d.steps.map((s) => s.response.reason).join()}`);
+    }
+    return out;
+  };
+  const a = byMessage(base);
+  const b = byMessage(other);
+  let differing = 0;
+  for (const message of new Set([...a.keys(), ...b.keys()])) if (a.get(message) !== b.get(message)) differing += 1;
+  return differing;
+}
+
+function render(scenario) {
+  const container = $('results');
+  container.replaceChildren();
+  container.classList.toggle('side-by-side', results.length > 1);
+  const attackerFrom = state.peer.change?.attacker ? state.peer.change.day : null;
+  for (const result of results) {
+    const column = $('engine-column').content.firstElementChild.cloneNode(true);
+    column.dataset.engine = result.kind;
+    column.querySelector('h2').textContent = result.label;
+    container.append(column);
+    if (result.error !== undefined) {
+      const error = column.querySelector('.error');
+      error.hidden = false;
+      error.textContent = `${result.label} failed: ${result.error.message}`
+        + (result.error.request ? ` — on the request ${JSON.stringify(result.error.request)}` : '');
+      column.querySelector('.summary').remove();
+      continue;
+    }
+    summarise(column.querySelector('.summary tbody'), result.run);
+    if (result.kind === 'plugin' && results[0].run !== undefined) {
+      const n = differences(results[0].run, result.run);
+      row(column.querySelector('.summary tbody'), 'Compared with the built-in engine',
+        n === 0 ? 'the same decisions for every message' : `${n} of ${result.run.summary.messages} messages decided differently`, 'differences');
+    }
+    const select = (d, s) => showDetails(column, result, d, s);
+    drawTimeline(column.querySelector('.timeline-box'), result.run, {
+      start: scenario.start, days: scenario.days, attackerFrom, onSelect: select,
+    });
+    logList(column.querySelector('.log'), result.run, select);
+  }
+  window.playground.results = results;
+}
+
+// --- Components you load -------------------------------------------------------------------------
+
+async function loadComponent(bytes, name) {
+  $('plugin-status').textContent = `transpiling ${name} (${bytes.length} bytes) with jco…`;
+  document.body.dataset.plugin = 'loading';
+  try {
+    const started = performance.now();
+    const transpiled = await transpileComponent(bytes, name);
+    plugin = { name, transpiled };
+    simulator.forget([transpiled.key]);
+    $('plugin-status').textContent = `${name}: ${bytes.length} bytes, exports ${transpiled.exportName}, `
+      + `transpiled in ${(performance.now() - started).toFixed(0)} ms`;
+    $('remove-plugin').hidden = false;
+    document.body.dataset.plugin = 'loaded';
+    await run();
+  } catch (error) {
+    plugin = null;
+    $('plugin-status').textContent = error instanceof ComponentError ? error.message : `could not load ${name}: ${error}`;
+    document.body.dataset.plugin = 'failed';
+  }
+}
+
+$('plugin-file').addEventListener('change', async () => {
+  const file = $('plugin-file').files[0];
+  if (file !== undefined) await loadComponent(new Uint8Array(await file.arrayBuffer()), file.name);
+});
+$('load-example').addEventListener('click', async () => {
+  const response = await fetch(new URL(`../vendor/${build.example_plugin}`, import.meta.url));
+  await loadComponent(new Uint8Array(await response.arrayBuffer()), 'first-contact.wasm (example)');
+});
+$('load-example').hidden = build.example_plugin === undefined;
+$('deadline').value = RUN_DEADLINE_MS / 1000;
+$('remove-plugin').addEventListener('click', () => {
+  plugin = null;
+  simulator.forget([]);
+  $('plugin-file').value = '';
+  $('plugin-status').textContent = '';
+  $('remove-plugin').hidden = true;
+  delete document.body.dataset.plugin;
+  run();
+});
+
+// --- Wiring --------------------------------------------------------------------------------------
+
+$('controls').addEventListener('change', (event) => {
+  if (event.target.id === 'plugin-file' || event.target.id === 'deadline') return;
+  const next = readControls(event.target.id);
+  if (next === null) return;
+  state = next;
+  showState();
+  scheduleRun();
+});
+$('controls').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const next = readControls(null);
+  if (next !== null) {
+    state = next;
+    run();
+  }
+});
+$('copy-link').addEventListener('click', async () => {
+  history.replaceState(null, '', `?${toQuery(state)}`);
+  try {
+    await navigator.clipboard.writeText(location.href);
+    setStatus('link copied');
+  } catch {
+    setStatus(`link: ${location.href}`);
+  }
+});
+$('download-json').addEventListener('click', () => {
+  const scenario = scenarioOf(state);
+  const out = results.filter((r) => r.run !== undefined)
+    .map((r) => ({ engine: r.label, ...comparable(state.preset, scenario, r.run) }));
+  const blob = new Blob([`${JSON.stringify(out, null, 2)}\n`], { type: 'application/json' });
+  const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(blob), download: `tlsfallback-${state.preset}.json` });
+  link.click();
+  URL.revokeObjectURL(link.href);
+});
+
+$('versions').textContent = `policy component ${build.component_bytes} bytes (${contract.interface}), transpiled by jco ${build.jco}`;
+window.playground = {
+  /** The current state (read-only use). */
+  get state() { return state; },
+  results,
+  /** The comparison form of a run, as `tlsfallback simulate --json` prints it. */
+  comparable: (preset, run) => comparable(preset, scenarioOf(state), run),
+};
+showProblems(initial.problems);
+showState();
+await run();

@@ -1,0 +1,49 @@
+// The page's URL form (src/state.js): every state survives a round trip; bad parameters are named.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { PRESETS } from '../src/simulate.js';
+import { defaultState, fromQuery, scenarioOf, toQuery } from '../src/state.js';
+import { REPO } from './support.mjs';
+
+const contract = JSON.parse(readFileSync(`${REPO}/kits/vectors/contract.json`, 'utf8'));
+const defaults = defaultState(contract.default_policy);
+
+test('the default state is the engine\'s default policy', () => {
+  assert.deepEqual(scenarioOf(defaults).policy, contract.default_policy);
+});
+
+test('every preset, with every control changed, survives the URL', () => {
+  for (const preset of [...Object.keys(PRESETS), 'custom']) {
+    const state = structuredClone(defaults);
+    state.preset = preset;
+    state.peer = preset === 'custom' ? PRESETS.modern.peer() : PRESETS[preset].peer();
+    if (preset === 'custom') {
+      state.peer.behaviour['modern-tls'] = 'handshake-timeout';
+      state.peer.change = { day: 12, behaviour: { ...state.peer.behaviour, cleartext: 'connect-failed' }, attacker: true };
+      state.peer.resetPercent = 7;
+    }
+    Object.assign(state.peer.context, { dane: 'unusable', mtaSts: 'testing', requiretls: true, tlsRequiredNo: true, sasl: true });
+    Object.assign(state.policy, {
+      profile: 'browser-style', allowLegacyTls: false, allowCleartext: false, stepDownDelaySecs: 17,
+      reprobeIntervalSecs: 43200, pinDurationSecs: 0, transientFailureThreshold: 9, retryAfterSecs: 600,
+    });
+    Object.assign(state, { days: 90, messagesPerDay: 24, queueLifetimeDays: 3, seed: 42 });
+    const { state: read, problems } = fromQuery(toQuery(state), defaults);
+    assert.deepEqual(problems, []);
+    assert.deepEqual(read, state, preset);
+  }
+});
+
+test('a parameter that is present but wrong is reported and left at its default', () => {
+  const { state, problems } = fromQuery('?profile=yolo&days=0&legacy=yes&peer=a,b&preset=stripping-attacker&change_day=5', defaults);
+  assert.deepEqual(problems, [
+    'peer=a,b is not understood; kept peer at its default',
+    'profile=yolo is not understood; kept profile at its default',
+    'legacy=yes is not understood; kept legacy at its default',
+    'days=0 is not understood; kept days at its default',
+  ]);
+  assert.equal(state.policy.profile, defaults.policy.profile);
+  assert.equal(state.peer.change.day, 5);
+  assert.equal(state.peer.change.attacker, true);
+});
