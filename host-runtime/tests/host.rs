@@ -4,8 +4,10 @@
 mod util;
 // `tlsfallback decide`: the JSON Lines contract, errors per line, engines, policy files.
 mod decide;
-// `tlsfallback simulate`: the readable timeline over simulated time.
+// `tlsfallback simulate`: the readable timeline over simulated time, and its JSON.
 mod simulate;
+// `tlsfallback playground`: refusing what is not a built playground (the page: playground/test).
+mod playground;
 // One SMTP attempt per tier against local OpenSSL peers: what is negotiated, how failures classify.
 mod attempts;
 // The SQLite history store: round trips, concurrent updates, corrupt rows.

@@ -63,3 +63,37 @@ fn an_unknown_preset_is_a_usage_error_listing_the_known_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn json_gives_one_object_per_preset_with_totals_and_reasons() {
+    let out = stdout_of(
+        &[
+            "simulate",
+            "--preset",
+            "legacy-only",
+            "--preset",
+            "modern",
+            "--days",
+            "2",
+            "--json",
+        ],
+        "",
+    );
+    let objects: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(objects.len(), 2, "{out}");
+    let legacy = &objects[0];
+    assert_eq!(legacy["preset"], "legacy-only");
+    assert_eq!(legacy["summary"]["messages"], 8);
+    assert_eq!(legacy["summary"]["delivered_by_tier"]["legacy-tls"], 8);
+    let first = &legacy["deliveries"][0];
+    assert_eq!(first["first_tier"], "modern-tls");
+    assert_eq!(first["delivered_tier"], "legacy-tls");
+    assert_eq!(
+        first["reasons"],
+        serde_json::json!(["strongest-tier", "stepped-down-after-alert", "delivered"])
+    );
+    assert_eq!(objects[1]["summary"]["delivered_by_tier"]["modern-tls"], 8);
+}
