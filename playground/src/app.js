@@ -173,11 +173,13 @@ async function run() {
   const outcome = await simulator.run(scenario, engineSpecs(),
     Number.isFinite(deadline) && deadline > 0 ? deadline * 1000 : RUN_DEADLINE_MS);
   if (id !== runCounter) return;
-  const elapsed = performance.now() - started;
+  const simulated = performance.now();
   results = outcome.map((r, i) => ({ ...r, kind: i === 0 ? 'built-in' : 'plugin' }));
   render(scenario);
+  const drawn = performance.now();
   const decisions = results.reduce((n, r) => n + (r.run?.deliveries.reduce((m, d) => m + d.steps.length, 0) ?? 0), 0);
-  setStatus(`${decisions} decisions in ${elapsed.toFixed(0)} ms`);
+  window.playground.timings = { decisions, simulateMs: simulated - started, drawMs: drawn - simulated };
+  setStatus(`${decisions} decisions in ${(simulated - started).toFixed(0)} ms, drawn in ${(drawn - simulated).toFixed(0)} ms`);
   document.body.dataset.state = 'done';
 }
 

@@ -1,0 +1,52 @@
+// `npm run bench`: how long the page takes, in Debian's chromium, to simulate and to draw a few
+// scenarios, and to transpile the example plugin. Prints a Markdown table (median of RUNS, default 3).
+// Needs the built playground (scripts/playground --build-only) and target/debug/tlsfallback.
+import { launchChromium, startServer } from './test/support.mjs';
+
+const RUNS = Number(process.env.RUNS ?? 3);
+const SCENARIOS = [
+  ['legacy-only', 30, 4],
+  ['stripping-attacker', 30, 4],
+  ['flaky-network', 365, 4],
+  ['upgrading', 365, 24],
+  ['stripping-attacker', 365, 4],
+];
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+const server = await startServer();
+const browser = await launchChromium();
+try {
+  console.log(`chromium ${browser.version()}, median of ${RUNS} runs\n`);
+  console.log('| scenario | days × messages/day | decisions | simulate (worker) | decisions/s | draw (SVG) |');
+  console.log('|---|---|---|---|---|---|');
+  for (const [preset, days, perDay] of SCENARIOS) {
+    const samples = [];
+    for (let i = 0; i < RUNS; i++) {
+      const page = await browser.newPage({ viewport: { width: 1600, height: 1200 } });
+      await page.goto(`${server.url}?preset=${preset}&days=${days}&per_day=${perDay}`);
+      await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 120000 });
+      samples.push(await page.evaluate(() => window.playground.timings));
+      await page.close();
+    }
+    const simulate = median(samples.map((s) => s.simulateMs));
+    const draw = median(samples.map((s) => s.drawMs));
+    const { decisions } = samples[0];
+    console.log(`| ${preset} | ${days} × ${perDay} | ${decisions} | ${simulate.toFixed(0)} ms | `
+      + `${Math.round(decisions / (simulate / 1000))} | ${draw.toFixed(0)} ms |`);
+  }
+  const transpile = [];
+  for (let i = 0; i < RUNS; i++) {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}?preset=modern&days=1`);
+    await page.waitForFunction(() => document.body.dataset.state === 'done');
+    await page.click('#load-example');
+    await page.waitForFunction(() => document.body.dataset.plugin === 'loaded', null, { timeout: 60000 });
+    transpile.push(Number(/transpiled in (\d+) ms/.exec(await page.textContent('#plugin-status'))[1]));
+    await page.close();
+  }
+  console.log(`\nTranspiling the example plugin (first-contact.wasm) in the page, jco's transpiler loaded `
+    + `fresh each time: median ${median(transpile)} ms (${transpile.join(', ')}).`);
+} finally {
+  await browser.close();
+  server.stop();
+}
