@@ -184,6 +184,21 @@ test('a component that never returns is stopped at the deadline; the built-in co
   await page.close();
 });
 
+test('a component that traps is reported with the trap and the request; the page goes on', async () => {
+  const dir = mkdtempSync(path.join(scratch, 'trap-'));
+  const trapping = componentFromWat(loopingCoreModule('unreachable'), dir);
+  const { page, errors } = await open('?preset=legacy-only&days=3');
+  await change(page, () => page.setInputFiles('#plugin-file', trapping));
+  const message = await page.textContent('.engine-column[data-engine="plugin"] .error');
+  assert.match(message, /failed: the component trapped \(unreachable\) — on the request \{"peer":"mx\.peer\.example","now":1767225600,/);
+  assert.equal(await page.locator('.engine-column[data-engine="built-in"] svg .mark').count() > 0, true);
+  // The next run instantiates it afresh (and it traps again, the same way).
+  await change(page, () => page.selectOption('#preset', 'modern'));
+  assert.match(await page.textContent('.engine-column[data-engine="plugin"] .error'), /the component trapped/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('the URL holds the scenario: a shared link opens the same scenario, bad parameters are named', async () => {
   const { page } = await open('?preset=upgrading&change_day=5&profile=mandatory&days=12&per_day=2&delay=0&seed=9&profile2=x&retry=abc');
   assert.equal(await page.inputValue('#preset'), 'upgrading');
@@ -271,10 +286,11 @@ function execWat(wat, out) {
 }
 
 /**
- * A core module for the policy world whose `decide` loops forever (the shape of the host suite's
- * hostile fixtures, tests/tests/plugins/hostile.rs: a bump allocator, a resource constructor).
+ * A core module for the policy world whose `decide` runs `body` (by default: loops forever), in
+ * the shape of the host suite's hostile fixtures (tests/tests/plugins/hostile.rs: a bump
+ * allocator, a resource constructor).
  */
-function loopingCoreModule() {
+function loopingCoreModule(body = '(loop $forever (br $forever)) (i32.const 0)') {
   const i = 'tlsfallback:policy/engine@0.2.0';
   return `(module
   (import "[export]${i}" "[resource-new]decider" (func $new (param i32) (result i32)))
@@ -290,6 +306,6 @@ function loopingCoreModule() {
   (func (export "${i}#[dtor]decider") (param i32))
   (func (export "${i}#[method]decider.decide")
     (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32)
-    (loop $forever (br $forever)) (i32.const 0))
+    ${body})
 )`;
 }
