@@ -178,7 +178,11 @@ async function run() {
   render(scenario);
   const drawn = performance.now();
   const decisions = results.reduce((n, r) => n + (r.run?.deliveries.reduce((m, d) => m + d.steps.length, 0) ?? 0), 0);
-  window.playground.timings = { decisions, simulateMs: simulated - started, drawMs: drawn - simulated };
+  const builtIn = results[0].timing ?? {};
+  window.playground.timings = {
+    decisions, simulateMs: simulated - started, drawMs: drawn - simulated,
+    engineInstantiateMs: builtIn.instantiateMs, engineSimulateMs: builtIn.simulateMs,
+  };
   setStatus(`${decisions} decisions in ${(simulated - started).toFixed(0)} ms, drawn in ${(drawn - simulated).toFixed(0)} ms`);
   document.body.dataset.state = 'done';
 }
@@ -358,8 +362,8 @@ function logList(list, run, select) {
   });
 }
 
-/** How many messages the two runs decided differently (their tries' reasons, message by message). */
-function differences(base, other) {
+/** The messages the two runs decided differently (their tries' reasons, message by message). */
+function differingMessages(base, other) {
   const byMessage = (run) => {
     const out = new Map();
     for (const d of run.deliveries) {
@@ -369,9 +373,20 @@ function differences(base, other) {
   };
   const a = byMessage(base);
   const b = byMessage(other);
-  let differing = 0;
-  for (const message of new Set([...a.keys(), ...b.keys()])) if (a.get(message) !== b.get(message)) differing += 1;
+  const differing = new Set();
+  for (const message of new Set([...a.keys(), ...b.keys()])) if (a.get(message) !== b.get(message)) differing.add(message);
   return differing;
+}
+
+/** The try in `to` that matches try `d` of `from`: the same message's same try (1st, 2nd, …). */
+function counterpart(from, d, to) {
+  const { message } = from.deliveries[d];
+  let nth = 0;
+  for (let i = 0; i < d; i++) if (from.deliveries[i].message === message) nth += 1;
+  for (let i = 0; i < to.deliveries.length; i++) {
+    if (to.deliveries[i].message === message && nth-- === 0) return i;
+  }
+  return null;
 }
 
 function render(scenario) {
@@ -379,6 +394,8 @@ function render(scenario) {
   container.replaceChildren();
   container.classList.toggle('side-by-side', results.length > 1);
   const attackerFrom = state.peer.change?.attacker ? state.peer.change.day : null;
+  /** The columns drawn so far that have a run (for linked selection). */
+  const columns = [];
   for (const result of results) {
     const column = $('engine-column').content.firstElementChild.cloneNode(true);
     column.dataset.engine = result.kind;
@@ -393,16 +410,37 @@ function render(scenario) {
       continue;
     }
     summarise(column.querySelector('.summary tbody'), result.run);
+    let outlined = new Set();
     if (result.kind === 'plugin' && results[0].run !== undefined) {
-      const n = differences(results[0].run, result.run);
-      row(column.querySelector('.summary tbody'), 'Compared with the built-in engine',
-        n === 0 ? 'the same decisions for every message' : `${n} of ${result.run.summary.messages} messages decided differently`, 'differences');
+      outlined = differingMessages(results[0].run, result.run);
+      row(column.querySelector('.summary tbody'), 'Compared with the built-in engine', outlined.size === 0
+        ? 'the same decisions for every message'
+        : `${outlined.size} of ${result.run.summary.messages} messages decided differently (outlined)`, 'differences');
     }
-    const select = (d, s) => showDetails(column, result, d, s);
+    columns.push({ column, result });
+    // Selecting a step shows it, and the same message's same try in the other column.
+    const select = (d, s) => {
+      showDetails(column, result, d, s);
+      for (const other of columns) {
+        if (other.result === result) continue;
+        const match = counterpart(result.run, d, other.result.run);
+        if (match !== null) {
+          showDetails(other.column, other.result, match, Math.min(s, other.result.run.deliveries[match].steps.length - 1));
+        }
+      }
+    };
     drawTimeline(column.querySelector('.timeline-box'), result.run, {
-      start: scenario.start, days: scenario.days, attackerFrom, onSelect: select,
+      start: scenario.start, days: scenario.days, attackerFrom, onSelect: select, outlined,
     });
-    logList(column.querySelector('.log'), result.run, select);
+    // The list of every try is built when first opened: thousands of rows nobody asked for
+    // would double the drawing time of a long attack.
+    const logBox = column.querySelector('.log-box');
+    logBox.addEventListener('toggle', () => {
+      if (logBox.open && logBox.dataset.built === undefined) {
+        logBox.dataset.built = '';
+        logList(column.querySelector('.log'), result.run, select);
+      }
+    });
   }
   window.playground.results = results;
 }

@@ -31,8 +31,11 @@ export function outcomeClass(outcome) {
   return outcome.outcome === 'success' ? 'ok' : 'failed';
 }
 
-/** Draws `run` (from src/simulate.js) over `days` days from `start` into `container`. */
-export function drawTimeline(container, run, { start, days, attackerFrom, onSelect }) {
+/**
+ * Draws `run` (from src/simulate.js) over `days` days from `start` into `container`; the marks of
+ * messages in `outlined` (message numbers) are outlined.
+ */
+export function drawTimeline(container, run, { start, days, attackerFrom, onSelect, outlined = new Set() }) {
   container.replaceChildren();
   const height = TOP + ROWS.length * ROW_HEIGHT + BOTTOM;
   const svg = el('svg', {
@@ -64,6 +67,32 @@ export function drawTimeline(container, run, { start, days, attackerFrom, onSele
   }
 
   const marks = el('g', { class: 'marks' }, svg);
+  // One listener for every mark (a year of an attacker is tens of thousands of them), and each
+  // mark's tooltip made when the pointer first reaches it.
+  const markOf = (event) => event.target.closest?.('.mark');
+  const choose = (mark) => onSelect(Number(mark.dataset.delivery), Number(mark.dataset.step));
+  marks.addEventListener('click', (event) => {
+    const mark = markOf(event);
+    if (mark) choose(mark);
+  });
+  marks.addEventListener('keydown', (event) => {
+    const mark = markOf(event);
+    if (mark && (event.key === 'Enter' || event.key === ' ')) {
+      event.preventDefault();
+      choose(mark);
+    }
+  });
+  marks.addEventListener('pointerover', (event) => {
+    const mark = markOf(event);
+    if (!mark || mark.firstChild) return;
+    const delivery = run.deliveries[Number(mark.dataset.delivery)];
+    const step = delivery.steps[Number(mark.dataset.step)];
+    const r = step.response;
+    el('title', {}, mark).textContent = `#${delivery.message} ${r.action}${r.tier ? ` ${r.tier}` : ''}`
+      + `${step.outcome ? ` → ${step.outcome.outcome}` : ''} (${r.reason})`;
+  });
+  const lines = document.createDocumentFragment();
+  const dots = document.createDocumentFragment();
   run.deliveries.forEach((delivery, d) => {
     const points = [];
     delivery.steps.forEach((step, s) => {
@@ -75,7 +104,7 @@ export function drawTimeline(container, run, { start, days, attackerFrom, onSele
       points.push(`${cx.toFixed(1)},${cy}`);
       const attributes = {
         class: `mark ${response.action === 'attempt' ? 'attempt' : 'final'} ${outcomeClass(step.outcome)}`
-          + `${response.action === 'bounce' ? ' bounce' : ''}`,
+          + `${response.action === 'bounce' ? ' bounce' : ''}${outlined.has(delivery.message) ? ' differs' : ''}`,
         tabindex: 0,
         'data-delivery': d,
         'data-step': s,
@@ -86,22 +115,13 @@ export function drawTimeline(container, run, { start, days, attackerFrom, onSele
         attributes['data-tier'] = response.tier;
         attributes['data-outcome'] = step.outcome.outcome;
       }
-      const mark = response.action === 'attempt'
-        ? el('circle', { ...attributes, cx, cy, r: 4.5 }, marks)
-        : el('rect', { ...attributes, x: cx - 4, y: cy - 4, width: 8, height: 8 }, marks);
-      const title = el('title', {}, mark);
-      title.textContent = `#${delivery.message} ${response.action}${response.tier ? ` ${response.tier}` : ''}`
-        + `${step.outcome ? ` → ${step.outcome.outcome}` : ''} (${response.reason})`;
-      const select = () => onSelect(d, s);
-      mark.addEventListener('click', select);
-      mark.addEventListener('keydown', (event) => {
-        if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); select(); }
-      });
+      if (response.action === 'attempt') el('circle', { ...attributes, cx, cy, r: 4.5 }, dots);
+      else el('rect', { ...attributes, x: cx - 4, y: cy - 4, width: 8, height: 8 }, dots);
     });
-    if (points.length > 1) {
-      el('polyline', { points: points.join(' '), class: 'try-line' }, marks).parentNode.prepend(marks.lastChild);
-    }
+    if (points.length > 1) el('polyline', { points: points.join(' '), class: 'try-line' }, lines);
   });
+  // Built off-document and added at once; lines under the dots.
+  marks.append(lines, dots);
   return svg;
 }
 

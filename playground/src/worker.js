@@ -51,6 +51,7 @@ self.onmessage = async ({ data }) => {
   const results = [];
   for (const spec of data.engines) {
     let engine;
+    const started = performance.now();
     try {
       engine = await engineFor(spec);
     } catch (error) {
@@ -58,12 +59,14 @@ self.onmessage = async ({ data }) => {
       continue;
     }
     let current = null;
+    const instantiated = performance.now();
     try {
       const run = simulate(data.scenario, (request) => {
         current = request;
         return engine.decideJson(request);
       });
-      results.push({ label: spec.label, run });
+      const timing = { instantiateMs: instantiated - started, simulateMs: performance.now() - instantiated };
+      results.push({ label: spec.label, run, timing });
     } catch (error) {
       // A trapped instance must not be called again: the next run makes a fresh one.
       engines.delete(spec.kind === 'built-in' ? 'built-in' : spec.key);

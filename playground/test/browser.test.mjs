@@ -139,8 +139,13 @@ test('the example plugin runs in the page beside the built-in engine, with its o
   assert.deepEqual(builtIn.get(0).map((m) => m.reason), ['strongest-tier', 'stepped-down-no-starttls']);
   assert.equal(plugin.get(0).at(-1).action, 'defer');
   assert.match(await page.textContent('.engine-column[data-engine="plugin"] tr[data-key="differences"]'), /1 of 120 messages decided differently/);
+  assert.ok(await page.locator('.engine-column[data-engine="plugin"] svg .mark.differs[data-delivery="0"]').count() > 0);
   await page.click('.engine-column[data-engine="plugin"] svg .mark[data-delivery="0"][data-action="defer"]');
   assert.match(await page.textContent('.engine-column[data-engine="plugin"] .details tr[data-key="action"]'), /defer/);
+  // The same message's same step is shown beside it: the built-in engine went on in cleartext.
+  const beside = page.locator('.engine-column[data-engine="built-in"] .details');
+  assert.match(await beside.locator('h3').textContent(), /^Message #0, /);
+  assert.match(await beside.locator('tr[data-key="reason"]').textContent(), /stepped-down-no-starttls/);
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, 'playground-plugin.png'), fullPage: true });
 
