@@ -1,5 +1,6 @@
 // `npm run bench`: how long the page takes, in Debian's chromium, to simulate and to draw a few
-// scenarios, and to transpile the example plugin. Prints a Markdown table (median of RUNS, default 3).
+// scenarios, and to transpile the example plugin. Prints a Markdown table (median of RUNS, default
+// 3), or with BENCH_JSON=1 one JSON object (what scripts/bench puts in docs/benchmarks.md).
 // Needs the built playground (scripts/playground --build-only) and target/debug/tlsfallback.
 import { launchChromium, startServer } from './test/support.mjs';
 
@@ -12,13 +13,17 @@ const SCENARIOS = [
   ['stripping-attacker', 365, 4],
 ];
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const json = process.env.BENCH_JSON === '1';
+const report = { chromium: null, runs: RUNS, scenarios: [], transpileMs: [] };
+const print = (line) => { if (!json) console.log(line); };
 
 const server = await startServer();
 const browser = await launchChromium();
 try {
-  console.log(`chromium ${browser.version()}, median of ${RUNS} runs\n`);
-  console.log('| scenario | days × messages/day | decisions | run (page to page) | of which simulating in the worker | decisions/s simulating | draw (SVG) |');
-  console.log('|---|---|---|---|---|---|---|');
+  report.chromium = browser.version();
+  print(`chromium ${browser.version()}, median of ${RUNS} runs\n`);
+  print('| scenario | days × messages/day | decisions | run (page to page) | of which simulating in the worker | decisions/s simulating | draw (SVG) |');
+  print('|---|---|---|---|---|---|---|');
   for (const [preset, days, perDay] of SCENARIOS) {
     const samples = [];
     for (let i = 0; i < RUNS; i++) {
@@ -32,7 +37,8 @@ try {
     const draw = median(samples.map((s) => s.drawMs));
     const engine = median(samples.map((s) => s.engineSimulateMs));
     const { decisions } = samples[0];
-    console.log(`| ${preset} | ${days} × ${perDay} | ${decisions} | ${simulate.toFixed(0)} ms | ${engine.toFixed(0)} ms | `
+    report.scenarios.push({ preset, days, perDay, decisions, runMs: simulate, simulateMs: engine, drawMs: draw });
+    print(`| ${preset} | ${days} × ${perDay} | ${decisions} | ${simulate.toFixed(0)} ms | ${engine.toFixed(0)} ms | `
       + `${Math.round(decisions / (engine / 1000))} | ${draw.toFixed(0)} ms |`);
   }
   const transpile = [];
@@ -45,8 +51,10 @@ try {
     transpile.push(Number(/transpiled in (\d+) ms/.exec(await page.textContent('#plugin-status'))[1]));
     await page.close();
   }
-  console.log(`\nTranspiling the example plugin (first-contact.wasm) in the page, jco's transpiler loaded `
+  report.transpileMs = transpile;
+  print(`\nTranspiling the example plugin (first-contact.wasm) in the page, jco's transpiler loaded `
     + `fresh each time: median ${median(transpile)} ms (${transpile.join(', ')}).`);
+  if (json) console.log(JSON.stringify(report));
 } finally {
   await browser.close();
   server.stop();

@@ -6,8 +6,21 @@ import { drawTimeline, highlight, outcomeClass } from './timeline.js';
 import { HistoryDecodeError, decodeHistory, hex } from './history.js';
 
 const $ = (id) => document.getElementById(id);
-const contract = await (await fetch(new URL('../vendor/kit/contract.json', import.meta.url))).json();
-const build = await (await fetch(new URL('../vendor/build.json', import.meta.url))).json();
+/** A JSON file of the build; a page served without its build says so instead of staying blank. */
+async function buildFile(name) {
+  const url = new URL(`../vendor/${name}`, import.meta.url);
+  const response = await fetch(url).catch((error) => ({ ok: false, statusText: String(error) }));
+  if (!response.ok) {
+    const message = `The playground is not built: ${url.pathname} could not be loaded (${response.status ?? ''} `
+      + `${response.statusText}). Run scripts/playground --build-only, or npm run build in playground/.`;
+    $('status').textContent = message;
+    document.body.dataset.state = 'failed';
+    throw new Error(message);
+  }
+  return response.json();
+}
+const contract = await buildFile('kit/contract.json');
+const build = await buildFile('build.json');
 const simulator = new Simulator();
 
 const initial = fromQuery(location.search, defaultState(contract.default_policy));
