@@ -8,7 +8,7 @@ import http from 'node:http';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ARTIFACTS, PLAYGROUND, cli, componentFromWat, launchChromium, startServer } from './support.mjs';
+import { ARTIFACTS, PLAYGROUND, REPO, cli, componentFromWat, launchChromium, startServer } from './support.mjs';
 
 let server;
 let browser;
@@ -152,6 +152,32 @@ test('the example plugin runs in the page beside the built-in engine, with its o
   // The same component chosen as a file.
   await change(page, () => page.setInputFiles('#plugin-file', path.join(PLAYGROUND, 'vendor/examples/first-contact.wasm')));
   assert.match(await page.textContent('#plugin-status'), /^first-contact\.wasm: /);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a JavaScript component (ComponentizeJS, 12 MB) transpiled in the page: never cleartext, its own history format', async () => {
+  // examples/plugin-js, built as its README says (scripts/setup installed its npm packages).
+  const wasm = path.join(scratch, 'plugin-js.wasm');
+  const built = spawnSync(process.execPath, ['build.mjs', wasm], { cwd: path.join(REPO, 'examples/plugin-js'), encoding: 'utf8' });
+  assert.equal(built.status, 0, built.stderr);
+  const { page, errors } = await open('?preset=no-starttls&days=5');
+  await page.fill('#deadline', '60');
+  await page.setInputFiles('#plugin-file', wasm);
+  await page.waitForFunction(() => document.body.dataset.plugin === 'loaded' || document.body.dataset.plugin === 'failed', null, { timeout: 120000 });
+  assert.match(await page.textContent('#plugin-status'), /^plugin-js\.wasm: \d+ bytes, exports tlsfallback:policy\/engine@0\.2\.0/);
+  await page.waitForFunction(() => document.querySelector('.engine-column[data-engine="plugin"]') !== null, null, { timeout: 60000 });
+  const plugin = await marks(page, 'plugin');
+  assert.ok(plugin.length > 0);
+  assert.equal(plugin.filter((m) => m.tier === 'cleartext').length, 0);
+  assert.ok(plugin.some((m) => m.action === 'defer' && m.reason === 'tls-required-not-offered'));
+  assert.ok((await marks(page, 'built-in')).some((m) => m.tier === 'cleartext' && m.outcome === 'success'));
+  // Its history blob is its own format: shown in hex, and said not to be the engine's.
+  // Marks this dense overlap; the keyboard reaches any of them.
+  await page.focus('.engine-column[data-engine="plugin"] svg .mark[data-delivery="0"][data-step="0"]');
+  await page.keyboard.press('Enter');
+  assert.match(await page.textContent('.engine-column[data-engine="plugin"] .details .history'),
+    /^4a .*not a history this engine reads: the history blob has format version 74/);
   assert.deepEqual(errors, []);
   await page.close();
 });
