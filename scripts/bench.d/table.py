@@ -121,12 +121,12 @@ def main() -> None:
          f"{socketmap['sequential_us_per_lookup']} µs per lookup on one connection, "
          f"{socketmap['parallel_lookups_per_second']:,}/s from {socketmap['connections']} "
          f"connections ({socketmap['destinations']:,} destinations)", "—", ""),
-        ("11", "browser playground (playground/bench.mjs): a run from the page's change to its "
-         "drawing, the worker's simulation within it, and the SVG drawing; transpiling a "
-         "component in the page",
+        ("11", "browser playground (playground/bench.mjs): a run (the page to the simulation "
+         "worker and back), the simulation within it, then the drawing; transpiling a component "
+         "in the page",
          "; ".join(f"{s['preset']} {s['days']} days × {s['perDay']}/day ({s['decisions']:,} "
-                   f"decisions): {s['runMs']:.0f} ms, simulating {s['simulateMs']:.0f} ms, "
-                   f"drawing {s['drawMs']:.0f} ms" for s in playground["scenarios"])
+                   f"decisions): run {s['runMs']:.0f} ms (simulating {s['simulateMs']:.0f} ms), "
+                   f"then drawing {s['drawMs']:.0f} ms" for s in playground["scenarios"])
          + f"; transpiling the 31 KB example plugin: {sorted(playground['transpileMs'])[len(playground['transpileMs']) // 2]} ms "
          f"(chromium {playground['chromium']})", "—", ""),
     ]
