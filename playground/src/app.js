@@ -30,6 +30,8 @@ let plugin = null;
 /** The latest results: [{label, kind, run|error}], for the page and for tests (window.playground). */
 let results = [];
 let runCounter = 0;
+/** The scenario of the results shown (redrawn, not rerun, when the view changes). */
+let lastScenario = null;
 
 // --- Controls ------------------------------------------------------------------------------------
 
@@ -92,6 +94,8 @@ function showState() {
   $('per-day').value = state.messagesPerDay;
   $('lifetime').value = state.queueLifetimeDays;
   $('seed').value = state.seed;
+  $('view-from').value = state.view?.from ?? 0;
+  $('view-to').value = state.view?.to ?? state.days;
 }
 
 /** Reads a number control, or reports it and returns null. */
@@ -188,6 +192,7 @@ async function run() {
   if (id !== runCounter) return;
   const simulated = performance.now();
   results = outcome.map((r, i) => ({ ...r, kind: i === 0 ? 'built-in' : 'plugin' }));
+  lastScenario = scenario;
   render(scenario);
   const drawn = performance.now();
   const decisions = results.reduce((n, r) => n + (r.run?.deliveries.reduce((m, d) => m + d.steps.length, 0) ?? 0), 0);
@@ -443,7 +448,7 @@ function render(scenario) {
       }
     };
     drawTimeline(column.querySelector('.timeline-box'), result.run, {
-      start: scenario.start, days: scenario.days, attackerFrom, onSelect: select, outlined,
+      start: scenario.start, days: scenario.days, attackerFrom, onSelect: select, outlined, view: state.view,
     });
     // The list of every try is built when first opened: thousands of rows nobody asked for
     // would double the drawing time of a long attack.
@@ -518,6 +523,23 @@ $('controls').addEventListener('submit', (event) => {
     run();
   }
 });
+/** Redraws the timelines for the days the view controls ask for (no new run). */
+function changeView(view) {
+  const problems = [];
+  if (view !== null && !(view.from >= 0 && view.to > view.from)) {
+    problems.push(`days ${view.from} to ${view.to} is not a range of days; the timelines show them all`);
+    view = null;
+  }
+  showProblems(problems);
+  state = { ...state, view };
+  showState();
+  history.replaceState(null, '', `?${toQuery(state)}`);
+  if (results.length > 0) render(lastScenario);
+}
+for (const id of ['view-from', 'view-to']) {
+  $(id).addEventListener('change', () => changeView({ from: Number($('view-from').value), to: Number($('view-to').value) }));
+}
+$('view-all').addEventListener('click', () => changeView(null));
 $('copy-link').addEventListener('click', async () => {
   history.replaceState(null, '', `?${toQuery(state)}`);
   try {

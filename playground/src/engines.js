@@ -13,6 +13,7 @@ export const RUN_DEADLINE_MS = 10000;
 export class ComponentError extends Error {}
 
 let transpiler = null;
+let loads = 0;
 
 /**
  * Transpiles a component's bytes for the worker. Refuses (ComponentError) anything that is not
@@ -44,9 +45,10 @@ export async function transpileComponent(bytes, name) {
     else if (file.endsWith('.wasm')) cores[file] = content;
   }
   if (js === null) throw new ComponentError(`jco produced no JavaScript for ${name}`);
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  const key = Array.from(digest.slice(0, 12), (b) => b.toString(16).padStart(2, '0')).join('');
-  return { js, cores, key, bytes: bytes.length, exportName: engine };
+  // A key per load, not per content: crypto.subtle (for a digest) exists only in secure contexts,
+  // and the page may be served over plain HTTP from another host.
+  loads += 1;
+  return { js, cores, key: `component-${loads}`, bytes: bytes.length, exportName: engine };
 }
 
 /**
@@ -54,7 +56,7 @@ export async function transpileComponent(bytes, name) {
  * worker terminated) without holding up the others.
  */
 export class Simulator {
-  /** Workers by engine key ('built-in' or a component's content key). */
+  /** Workers by engine key ('built-in' or the key of a component's load). */
   #workers = new Map();
   #next = 0;
 

@@ -30,6 +30,8 @@ export function defaultState(contractPolicy) {
     messagesPerDay: 4,
     queueLifetimeDays: 5,
     seed: 0x5eed,
+    /** The days the timelines show ({from, to}), or null for the whole run. */
+    view: null,
   };
 }
 
@@ -91,6 +93,7 @@ export function toQuery(state) {
   q.set('per_day', String(state.messagesPerDay));
   q.set('lifetime', String(state.queueLifetimeDays));
   q.set('seed', String(state.seed));
+  if (state.view !== null) q.set('view', `${state.view.from}-${state.view.to}`);
   return q.toString();
 }
 
@@ -151,5 +154,11 @@ export function fromQuery(search, defaults) {
   read('per_day', int(1, 96), (v) => { state.messagesPerDay = v; });
   read('lifetime', int(1, 30), (v) => { state.queueLifetimeDays = v; });
   read('seed', int(0, Number.MAX_SAFE_INTEGER), (v) => { state.seed = v; });
+  read('view', (raw) => {
+    const match = /^(\d{1,4}(?:\.\d+)?)-(\d{1,4}(?:\.\d+)?)$/.exec(raw);
+    if (match === null) return undefined;
+    const [from, to] = [Number(match[1]), Number(match[2])];
+    return from < to ? { from, to } : undefined;
+  }, (v) => { state.view = v; });
   return { state, problems };
 }

@@ -32,25 +32,32 @@ export function outcomeClass(outcome) {
 }
 
 /**
- * Draws `run` (from src/simulate.js) over `days` days from `start` into `container`; the marks of
- * messages in `outlined` (message numbers) are outlined.
+ * Draws `run` (from src/simulate.js) over `days` days from `start` into `container` (or the days
+ * `view` asks for); the marks of messages in `outlined` (message numbers) are outlined.
  */
-export function drawTimeline(container, run, { start, days, attackerFrom, onSelect, outlined = new Set() }) {
+export function drawTimeline(container, run, {
+  start, days, attackerFrom, onSelect, outlined = new Set(), view = null,
+}) {
+  // The days shown: the whole run, or the part `view` ({from, to} in days) asks for.
+  const from = view === null ? 0 : Math.max(0, Math.min(view.from, days));
+  const to = view === null ? days : Math.max(from + 1 / 24, Math.min(view.to, days));
+  const first = start + from * DAY;
+  const last = start + to * DAY;
   container.replaceChildren();
   const height = TOP + ROWS.length * ROW_HEIGHT + BOTTOM;
   const svg = el('svg', {
     viewBox: `0 0 ${WIDTH} ${height}`, width: '100%', role: 'img', class: 'timeline',
-    'aria-label': `Timeline of ${run.deliveries.length} delivery tries over ${days} days`,
+    'aria-label': `Timeline of delivery tries, days ${from} to ${to} of ${days}`,
   }, container);
-  const x = (at) => LEFT + ((at - start) / (days * DAY)) * (WIDTH - LEFT - RIGHT);
+  const x = (at) => LEFT + ((at - first) / (last - first)) * (WIDTH - LEFT - RIGHT);
   const y = (row) => TOP + ROWS.indexOf(row) * ROW_HEIGHT + ROW_HEIGHT / 2;
 
-  if (attackerFrom !== null && attackerFrom < days) {
+  if (attackerFrom !== null && attackerFrom < to) {
+    const zone = x(start + Math.max(attackerFrom, from) * DAY);
     el('rect', {
-      x: x(start + attackerFrom * DAY), y: TOP, width: WIDTH - RIGHT - x(start + attackerFrom * DAY),
-      height: ROWS.length * ROW_HEIGHT, class: 'attacker-zone',
+      x: zone, y: TOP, width: WIDTH - RIGHT - zone, height: ROWS.length * ROW_HEIGHT, class: 'attacker-zone',
     }, svg);
-    const label = el('text', { x: x(start + attackerFrom * DAY) + 4, y: TOP + 10, class: 'attacker-label' }, svg);
+    const label = el('text', { x: zone + 4, y: TOP + 10, class: 'attacker-label' }, svg);
     label.textContent = 'attacker on path';
   }
   for (const row of ROWS) {
@@ -58,12 +65,17 @@ export function drawTimeline(container, run, { start, days, attackerFrom, onSele
     const label = el('text', { x: LEFT - 8, y: y(row) + 4, class: 'row-label', 'text-anchor': 'end' }, svg);
     label.textContent = ROW_LABELS[row];
   }
-  const tickEvery = Math.max(1, Math.ceil(days / 15));
-  for (let day = 0; day <= days; day += tickEvery) {
-    const at = x(start + day * DAY);
-    el('line', { x1: at, x2: at, y1: TOP, y2: TOP + ROWS.length * ROW_HEIGHT, class: 'tick' }, svg);
-    const label = el('text', { x: at, y: height - 10, class: 'tick-label', 'text-anchor': 'middle' }, svg);
-    label.textContent = `day ${day}`;
+  // At most ~15 ticks, on whole hours or days.
+  const STEPS = [3600, 3 * 3600, 6 * 3600, 12 * 3600, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 90 * DAY];
+  const tick = STEPS.find((step) => (last - first) / step <= 15) ?? 180 * DAY;
+  for (let at = first + ((tick - ((first - start) % tick)) % tick); at <= last; at += tick) {
+    const position = x(at);
+    el('line', { x1: position, x2: position, y1: TOP, y2: TOP + ROWS.length * ROW_HEIGHT, class: 'tick' }, svg);
+    const label = el('text', { x: position, y: height - 10, class: 'tick-label', 'text-anchor': 'middle' }, svg);
+    const offset = at - start;
+    label.textContent = tick < DAY
+      ? `day ${Math.floor(offset / DAY)} ${String(Math.floor((offset % DAY) / 3600)).padStart(2, '0')}h`
+      : `day ${offset / DAY}`;
   }
 
   const marks = el('g', { class: 'marks' }, svg);
@@ -98,7 +110,7 @@ export function drawTimeline(container, run, { start, days, attackerFrom, onSele
     delivery.steps.forEach((step, s) => {
       const { response } = step;
       const row = response.action === 'attempt' ? response.tier : response.action === 'done' ? null : 'ended';
-      if (row === null) return;
+      if (row === null || (view !== null && (step.at < first || step.at >= last))) return;
       const cx = x(step.at);
       const cy = y(row);
       points.push(`${cx.toFixed(1)},${cy}`);

@@ -9,7 +9,7 @@ import { createKit } from '../vendor/kit/core.js';
 import { simulate } from './simulate.js';
 
 const contract = fetch(new URL('../vendor/kit/contract.json', import.meta.url)).then((r) => r.json());
-/** Instantiated engines by key ('built-in' or the plugin's content key). */
+/** Instantiated engines by key ('built-in' or the key of a component's load). */
 const engines = new Map();
 
 async function instantiateBuiltIn() {

@@ -251,6 +251,24 @@ test('the URL holds the scenario: a shared link opens the same scenario, bad par
   await page.close();
 });
 
+test('the timelines can show a few days: the marks of those days, hourly ticks, in the URL', async () => {
+  const { page } = await open('?preset=legacy-only&view=0-1');
+  const day0 = await marks(page);
+  // Day 0: message 0's two attempts (modern, then legacy), then messages 1-3 at legacy.
+  assert.deepEqual(day0.map((m) => `${m.delivery}:${m.tier}`), ['0:modern-tls', '0:legacy-tls', '1:legacy-tls', '2:legacy-tls', '3:legacy-tls']);
+  assert.ok((await page.$$eval('svg .tick-label', (ls) => ls.map((l) => l.textContent))).includes('day 0 06h'));
+  await page.click('.engine-column[data-engine="built-in"] svg .mark[data-delivery="0"][data-step="0"]');
+  assert.match(await page.textContent('.engine-column[data-engine="built-in"] .details tr[data-key="outcome"]'), /tls-alert \(protocol-version\)/);
+  await page.click('#view-all');
+  assert.equal((await marks(page)).length, 125);
+  assert.equal(new URL(page.url()).searchParams.has('view'), false);
+  await page.fill('#view-from', '28');
+  await page.press('#view-from', 'Enter');
+  assert.equal(new URL(page.url()).searchParams.get('view'), '28-30');
+  assert.ok((await marks(page)).every((m) => m.delivery >= 112));
+  await page.close();
+});
+
 test('decisions shown in the page equal `tlsfallback decide` for the same requests', async () => {
   const { page } = await open('?preset=flaky-network&days=10&dane=unusable&threshold=2');
   const steps = await page.evaluate(() => window.playground.results[0].run.deliveries

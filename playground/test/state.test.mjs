@@ -28,7 +28,7 @@ test('every preset, with every control changed, survives the URL', () => {
       profile: 'browser-style', allowLegacyTls: false, allowCleartext: false, stepDownDelaySecs: 17,
       reprobeIntervalSecs: 43200, pinDurationSecs: 0, transientFailureThreshold: 9, retryAfterSecs: 600,
     });
-    Object.assign(state, { days: 90, messagesPerDay: 24, queueLifetimeDays: 3, seed: 42 });
+    Object.assign(state, { days: 90, messagesPerDay: 24, queueLifetimeDays: 3, seed: 42, view: { from: 2.5, to: 4 } });
     const { state: read, problems } = fromQuery(toQuery(state), defaults);
     assert.deepEqual(problems, []);
     assert.deepEqual(read, state, preset);
@@ -36,12 +36,13 @@ test('every preset, with every control changed, survives the URL', () => {
 });
 
 test('a parameter that is present but wrong is reported and left at its default', () => {
-  const { state, problems } = fromQuery('?profile=yolo&days=0&legacy=yes&peer=a,b&preset=stripping-attacker&change_day=5', defaults);
+  const { state, problems } = fromQuery('?profile=yolo&days=0&legacy=yes&peer=a,b&preset=stripping-attacker&change_day=5&view=4-2', defaults);
   assert.deepEqual(problems, [
     'peer=a,b is not understood; kept peer at its default',
     'profile=yolo is not understood; kept profile at its default',
     'legacy=yes is not understood; kept legacy at its default',
     'days=0 is not understood; kept days at its default',
+    'view=4-2 is not understood; kept view at its default',
   ]);
   assert.equal(state.policy.profile, defaults.policy.profile);
   assert.equal(state.peer.change.day, 5);
