@@ -71,7 +71,9 @@ export function drawTimeline(container, run, {
   for (let at = first + ((tick - ((first - start) % tick)) % tick); at <= last; at += tick) {
     const position = x(at);
     el('line', { x1: position, x2: position, y1: TOP, y2: TOP + ROWS.length * ROW_HEIGHT, class: 'tick' }, svg);
-    const label = el('text', { x: position, y: height - 10, class: 'tick-label', 'text-anchor': 'middle' }, svg);
+    // A label at the right edge ends there instead of being cut off.
+    const anchor = position > WIDTH - RIGHT - 30 ? 'end' : 'middle';
+    const label = el('text', { x: position, y: height - 10, class: 'tick-label', 'text-anchor': anchor }, svg);
     const offset = at - start;
     label.textContent = tick < DAY
       ? `day ${Math.floor(offset / DAY)} ${String(Math.floor((offset % DAY) / 3600)).padStart(2, '0')}h`
