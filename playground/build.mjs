@@ -6,7 +6,8 @@
 //   vendor/kit/        the Node kit's browser-safe core (kits/node/src/core.js) and the shared
 //                      contract (kits/vectors/contract.json): the wire format, identical to the CLI's
 //   vendor/jco/        jco's transpiler (itself a component) for loading your own .wasm in the page
-//   vendor/preview2-shim/  the WASI shims the transpiler imports (browser build), for the import map
+//   vendor/preview2-shim/  the WASI shims the transpiler imports (browser build; the transpiler's
+//                      imports are rewritten to point here)
 //   vendor/examples/   the Rust example plugin, when TLSFALLBACK_EXAMPLE_PLUGIN names one
 //
 // scripts/playground does this with the right environment; run it by hand with
@@ -65,6 +66,19 @@ cpSync(path.join(modules, 'jco/src/browser.js'), path.join(jcoDir, 'browser.js')
 writeFileSync(path.join(jcoDir, 'browser.js'),
   readFileSync(path.join(jcoDir, 'browser.js'), 'utf8').replace('../obj/', './'));
 cpSync(path.join(modules, 'preview2-shim/lib/browser'), path.join(vendor, 'preview2-shim'), { recursive: true });
+// The transpiler imports its WASI shims by package name. It runs in a module worker (so a big
+// component does not freeze the page), where Chromium applies no import map: the names become
+// relative paths here.
+const bindgen = path.join(jcoDir, 'js-component-bindgen-component.js');
+let bindgenSource = readFileSync(bindgen, 'utf8');
+const shimImport = /'@bytecodealliance\/preview2-shim\/([a-z]+)'/g;
+const shims = [...bindgenSource.matchAll(shimImport)].map((m) => m[1]);
+for (const shim of shims) {
+  if (!existsSync(path.join(vendor, 'preview2-shim', `${shim}.js`))) fail(`jco's transpiler imports a shim ${shim} the browser build lacks`);
+}
+bindgenSource = bindgenSource.replace(shimImport, (_, shim) => `'../preview2-shim/${shim}.js'`);
+if (bindgenSource.includes('@bytecodealliance/')) fail('jco\'s transpiler imports a package this build does not map');
+writeFileSync(bindgen, bindgenSource);
 const versions = {
   jco: JSON.parse(readFileSync(path.join(modules, 'jco/package.json'), 'utf8')).version,
   'preview2-shim': JSON.parse(readFileSync(path.join(modules, 'preview2-shim/package.json'), 'utf8')).version,

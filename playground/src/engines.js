@@ -1,34 +1,54 @@
-// Engines for the page: the built-in component, and components you load, transpiled here by jco.
+// Engines for the page: the built-in component, and components you load, transpiled by jco in a worker.
 //
-// Transpiling needs jco's transpiler (vendor/jco, itself a component that imports WASI shims
-// through the page's import map), so it runs on the page; the transpiled code runs in the
-// simulation worker (src/worker.js), which this module restarts when a run misses its deadline.
+// Transpiling runs jco's transpiler in its own worker (src/transpiler.js); the transpiled code
+// runs in the simulation workers (src/worker.js), one per engine, which this module terminates
+// when a run misses its deadline.
 
 /** The interface a policy component must export: the version range the host accepts. */
 export const ENGINE_INTERFACE = /^tlsfallback:policy\/engine@0\.2\.\d+$/;
 /** How long a run may take before the worker is terminated (a component that never answers). */
 export const RUN_DEADLINE_MS = 10000;
+/** How long transpiling a component may take (the 12 MB JavaScript example takes about 7 s). */
+export const TRANSPILE_DEADLINE_MS = 120000;
 
 /** A component the page could not use; the message says why. */
 export class ComponentError extends Error {}
 
-let transpiler = null;
 let loads = 0;
 
+/** Runs jco's transpiler on `bytes` in a worker of its own, stopped at the deadline. */
+function generateInWorker(bytes, name, deadlineMs) {
+  const worker = new Worker(new URL('./transpiler.js', import.meta.url), { type: 'module' });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      worker.terminate();
+      reject(new ComponentError(`jco did not finish transpiling ${name} within ${deadlineMs / 1000} s; stopped`));
+    }, deadlineMs);
+    const finish = () => {
+      clearTimeout(timer);
+      worker.terminate();
+    };
+    worker.onmessage = ({ data }) => {
+      finish();
+      if (data.error !== undefined) reject(new ComponentError(`${name} is not a WebAssembly component jco can read: ${data.error}`));
+      else resolve(data);
+    };
+    worker.onerror = (event) => {
+      finish();
+      reject(new ComponentError(`jco's transpiler failed on ${name}: ${event.message ?? 'unknown error'}`));
+    };
+    const copy = bytes.slice();
+    worker.postMessage({ id: 1, bytes: copy }, [copy.buffer]);
+  });
+}
+
 /**
- * Transpiles a component's bytes for the worker. Refuses (ComponentError) anything that is not
- * a component, imports anything, or does not export the engine interface at 0.2.x.
+ * Transpiles a component's bytes for the simulation worker. Refuses (ComponentError) anything that
+ * is not a component, imports anything, or does not export the engine interface at 0.2.x.
  * @returns {Promise<{js: string, cores: Record<string, Uint8Array>, key: string, bytes: number, exportName: string}>}
  */
-export async function transpileComponent(bytes, name) {
-  transpiler ??= import('../vendor/jco/browser.js');
-  const { generate } = await transpiler;
-  let out;
-  try {
-    out = await generate(bytes, { name: 'plugin', instantiation: { tag: 'async' }, noTypescript: true, noNodejsCompat: true });
-  } catch (error) {
-    throw new ComponentError(`${name} is not a WebAssembly component jco can read: ${error?.message ?? error}`);
-  }
+export async function transpileComponent(bytes, name, deadlineMs = TRANSPILE_DEADLINE_MS) {
+  const out = await generateInWorker(bytes, name, deadlineMs);
   if (out.imports.length !== 0) {
     throw new ComponentError(`${name} imports ${out.imports.join(', ')}: a policy component must import nothing`);
   }
