@@ -118,7 +118,13 @@ function readControls(changed) {
   const { peer, policy } = next;
   if (changed === 'preset') {
     next.preset = $('preset').value;
-    if (next.preset !== 'custom') next.peer = PRESETS[next.preset].peer();
+    if (next.preset !== 'custom') {
+      // The preset's peer, and its DANE records (the DANE-protected one has them); the message's
+      // context (MTA-STS, REQUIRETLS, TLS-Required: No, SASL) stays as you set it.
+      const { context } = next.peer;
+      next.peer = PRESETS[next.preset].peer();
+      next.peer.context = { ...context, dane: next.peer.context.dane };
+    }
     return next;
   }
   const customising = ['change-enabled', 'attacker', 'resets'].includes(changed)

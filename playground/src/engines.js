@@ -42,12 +42,66 @@ function generateInWorker(bytes, name, deadlineMs) {
   });
 }
 
+/** Reads a LEB128 u32 at `at`; returns [value, next offset], or throws when the bytes end. */
+function leb(bytes, at, name) {
+  let value = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    if (at >= bytes.length) throw new ComponentError(`${name} is truncated (it ends inside a section)`);
+    const byte = bytes[at++];
+    value += (byte & 0x7f) * 2 ** shift;
+    if ((byte & 0x80) === 0) return [value, at];
+  }
+  throw new ComponentError(`${name} is not a valid WebAssembly binary (an overlong number)`);
+}
+
+/**
+ * Checks the binary's preamble and its top-level import sections before jco sees it, so the usual
+ * mistakes get their own message: not WebAssembly at all, a core module that was never wrapped
+ * into a component, a component that imports something (jco lists only imports it uses).
+ * Written by hand: these few bytes of the component binary format are all it needs.
+ */
+export function checkComponentBinary(bytes, name) {
+  const has = (offset, expected) => expected.every((b, i) => bytes[offset + i] === b);
+  if (bytes.length < 8 || !has(0, [0x00, 0x61, 0x73, 0x6d])) {
+    throw new ComponentError(`${name} is not WebAssembly (it does not start with \\0asm)`);
+  }
+  if (has(4, [0x01, 0x00, 0x00, 0x00])) {
+    throw new ComponentError(`${name} is a core WebAssembly module, not a component: wrap it with `
+      + '`wasm-tools component new` (or `jco new`) first');
+  }
+  if (!has(4, [0x0d, 0x00, 0x01, 0x00])) {
+    throw new ComponentError(`${name} is a WebAssembly binary of a version or layer this page does not read`);
+  }
+  const imports = [];
+  let at = 8;
+  while (at < bytes.length) {
+    const id = bytes[at];
+    const [size, body] = leb(bytes, at + 1, name);
+    if (body + size > bytes.length) throw new ComponentError(`${name} is truncated (a section runs past its end)`);
+    if (id === 10) {
+      let [count, cursor] = leb(bytes, body, name);
+      if (count > 0 && (bytes[cursor] === 0x00 || bytes[cursor] === 0x01)) {
+        const [length, start] = leb(bytes, cursor + 1, name);
+        imports.push(new TextDecoder().decode(bytes.subarray(start, Math.min(start + length, body + size))));
+        count -= 1;
+      }
+      for (; count > 0; count -= 1) imports.push('…');
+    }
+    at = body + size;
+  }
+  if (imports.length !== 0) {
+    throw new ComponentError(`${name} imports ${imports.length === 1 ? imports[0] : `${imports.length} items, the first ${imports[0]}`}: `
+      + 'a policy component must import nothing');
+  }
+}
+
 /**
  * Transpiles a component's bytes for the simulation worker. Refuses (ComponentError) anything that
  * is not a component, imports anything, or does not export the engine interface at 0.2.x.
  * @returns {Promise<{js: string, cores: Record<string, Uint8Array>, key: string, bytes: number, exportName: string}>}
  */
 export async function transpileComponent(bytes, name, deadlineMs = TRANSPILE_DEADLINE_MS) {
+  checkComponentBinary(bytes, name);
   const out = await generateInWorker(bytes, name, deadlineMs);
   if (out.imports.length !== 0) {
     throw new ComponentError(`${name} imports ${out.imports.join(', ')}: a policy component must import nothing`);

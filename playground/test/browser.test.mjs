@@ -182,21 +182,27 @@ test('a JavaScript component (ComponentizeJS, 12 MB) transpiled in the page: nev
   await page.close();
 });
 
-test('a file that is not a component, or imports something, is refused with the reason', async () => {
+test('a file that is not a component, a core module, or a component that imports, is refused with the reason', async () => {
   const { page } = await open();
   const notWasm = path.join(scratch, 'notes.wasm');
   writeFileSync(notWasm, 'this is not WebAssembly');
   await page.setInputFiles('#plugin-file', notWasm);
   await page.waitForFunction(() => document.body.dataset.plugin === 'failed');
-  assert.match(await page.textContent('#plugin-status'), /notes\.wasm is not a WebAssembly component jco can read/);
+  assert.match(await page.textContent('#plugin-status'), /^notes\.wasm is not WebAssembly/);
   assert.equal(await page.locator('.engine-column').count(), 1);
   await page.evaluate(() => { delete document.body.dataset.plugin; });
   const importing = path.join(scratch, 'importing.wasm');
   execWat(`(component (import "wasi:cli/environment@0.2.3" (instance (export "get-arguments" (func (result (list string)))))))`, importing);
   await page.setInputFiles('#plugin-file', importing);
   await page.waitForFunction(() => document.body.dataset.plugin === 'failed');
-  // jco lists no import this component never uses; it is refused for what it lacks.
-  assert.match(await page.textContent('#plugin-status'), /importing\.wasm (imports wasi:cli\/environment@0\.2\.3: a policy component must import nothing|does not export tlsfallback:policy\/engine@0\.2\.x)/);
+  assert.equal(await page.textContent('#plugin-status'), 'importing.wasm imports wasi:cli/environment@0.2.3: a policy component must import nothing');
+  // A core module, the usual mistake: built for wasm32 but never wrapped into a component.
+  await page.evaluate(() => { delete document.body.dataset.plugin; });
+  const core = path.join(scratch, 'core.wasm');
+  execWat('(module (func (export "decide")))', core);
+  await page.setInputFiles('#plugin-file', core);
+  await page.waitForFunction(() => document.body.dataset.plugin === 'failed');
+  assert.match(await page.textContent('#plugin-status'), /^core\.wasm is a core WebAssembly module, not a component: wrap it with `wasm-tools component new`/);
   await page.close();
 });
 
@@ -248,6 +254,23 @@ test('the URL holds the scenario: a shared link opens the same scenario, bad par
   await settled(again);
   assert.deepEqual(await marks(again), await marks(page));
   await again.close();
+  await page.close();
+});
+
+test('a preset brings its peer and DANE records; the message\'s context stays', async () => {
+  const { page } = await open('?preset=modern&days=2');
+  await change(page, () => page.check('#requiretls'));
+  await change(page, () => page.selectOption('#mta-sts', 'enforce'));
+  await change(page, () => page.selectOption('#preset', 'dane-protected'));
+  assert.equal(await page.inputValue('#dane'), 'usable');
+  assert.equal(await page.isChecked('#requiretls'), true);
+  assert.equal(await page.inputValue('#mta-sts'), 'enforce');
+  await change(page, () => page.selectOption('#preset', 'legacy-only'));
+  assert.equal(await page.inputValue('#dane'), 'none');
+  assert.equal(await page.isChecked('#requiretls'), true);
+  // REQUIRETLS to a TLS-1.0-only peer: authenticated TLS is refused, so the message bounces 5.7.10.
+  const finals = (await marks(page)).filter((m) => m.action === 'bounce');
+  assert.ok(finals.length > 0 && finals.every((m) => m.reason === 'requiretls-unsatisfiable' || m.reason === 'no-tier-left'));
   await page.close();
 });
 
@@ -326,7 +349,7 @@ test('`tlsfallback playground` serves only the playground, with the types browse
   assert.equal((await fetch(server.url, { method: 'POST' })).status, 405);
 });
 
-/** Writes the component in WebAssembly text `wat` to `out` as a binary (jco parse). */
+/** Writes the module or component in WebAssembly text `wat` to `out` as a binary (jco parse). */
 function execWat(wat, out) {
   const jco = path.join(PLAYGROUND, 'node_modules/@bytecodealliance/jco/src/jco.js');
   writeFileSync(`${out}.wat`, wat);
