@@ -1,5 +1,5 @@
 // The playground page: controls ⇄ state ⇄ URL, runs in the worker, results drawn per engine.
-import { BEHAVIOURS, DAY, OUTCOMES, PRESETS, TIERS, comparable, deliveredTier } from './simulate.js';
+import { BEHAVIOURS, DAY, DEFAULT_START, OUTCOMES, PRESETS, TIERS, comparable, deliveredTier } from './simulate.js';
 import { DANE, MTA_STS, PEER_TIERS, PROFILES, defaultState, fromQuery, scenarioOf, toQuery } from './state.js';
 import { ComponentError, RUN_DEADLINE_MS, Simulator, transpileComponent } from './engines.js';
 import { drawTimeline, highlight, outcomeClass } from './timeline.js';
@@ -83,13 +83,13 @@ function showState() {
   $('tls-required-no').checked = peer.context.tlsRequiredNo;
   $('sasl').checked = peer.context.sasl;
   $('profile').value = policy.profile;
-  $('allow-legacy').checked = policy.allowLegacyTls;
-  $('allow-cleartext').checked = policy.allowCleartext;
-  $('delay').value = policy.stepDownDelaySecs;
-  $('reprobe-days').value = days(policy.reprobeIntervalSecs);
-  $('pin-days').value = days(policy.pinDurationSecs);
-  $('threshold').value = policy.transientFailureThreshold;
-  $('retry').value = policy.retryAfterSecs;
+  $('allow-legacy').checked = policy.allow_legacy_tls;
+  $('allow-cleartext').checked = policy.allow_cleartext;
+  $('delay').value = policy.step_down_delay_secs;
+  $('reprobe-days').value = days(policy.reprobe_interval_secs);
+  $('pin-days').value = days(policy.pin_duration_secs);
+  $('threshold').value = policy.transient_failure_threshold;
+  $('retry').value = policy.retry_after_secs;
   $('days').value = state.days;
   $('per-day').value = state.messagesPerDay;
   $('lifetime').value = state.queueLifetimeDays;
@@ -151,13 +151,13 @@ function readControls(changed) {
     sasl: $('sasl').checked,
   };
   policy.profile = $('profile').value;
-  policy.allowLegacyTls = $('allow-legacy').checked;
-  policy.allowCleartext = $('allow-cleartext').checked;
-  policy.stepDownDelaySecs = Math.floor(number('delay', 0, 3600, problems) ?? 0);
-  policy.reprobeIntervalSecs = secs(number('reprobe-days', 0, 49000, problems) ?? 0);
-  policy.pinDurationSecs = secs(number('pin-days', 0, 49000, problems) ?? 0);
-  policy.transientFailureThreshold = Math.floor(number('threshold', 0, 255, problems) ?? 0);
-  policy.retryAfterSecs = Math.floor(number('retry', 0, 86400, problems) ?? 0);
+  policy.allow_legacy_tls = $('allow-legacy').checked;
+  policy.allow_cleartext = $('allow-cleartext').checked;
+  policy.step_down_delay_secs = Math.floor(number('delay', 0, 3600, problems) ?? 0);
+  policy.reprobe_interval_secs = secs(number('reprobe-days', 0, 49000, problems) ?? 0);
+  policy.pin_duration_secs = secs(number('pin-days', 0, 49000, problems) ?? 0);
+  policy.transient_failure_threshold = Math.floor(number('threshold', 0, 255, problems) ?? 0);
+  policy.retry_after_secs = Math.floor(number('retry', 0, 86400, problems) ?? 0);
   next.days = Math.floor(number('days', 1, 365, problems) ?? 1);
   next.messagesPerDay = Math.floor(number('per-day', 1, 96, problems) ?? 1);
   next.queueLifetimeDays = Math.floor(number('lifetime', 1, 30, problems) ?? 1);
@@ -177,7 +177,7 @@ function setStatus(text) {
 // --- Running -------------------------------------------------------------------------------------
 
 function engineSpecs() {
-  const specs = [{ label: 'built-in engine', kind: 'built-in' }];
+  const specs = [{ label: 'built-in engine', kind: 'built-in', key: 'built-in' }];
   if (plugin !== null) {
     const { js, cores, key } = plugin.transpiled;
     specs.push({ label: plugin.name, kind: 'plugin', key, js, cores });
@@ -185,9 +185,14 @@ function engineSpecs() {
   return specs;
 }
 
+/** Writes the state into the address bar. */
+function writeUrl() {
+  history.replaceState(null, '', `?${toQuery(state)}`);
+}
+
 async function run() {
   const id = ++runCounter;
-  history.replaceState(null, '', `?${toQuery(state)}`);
+  writeUrl();
   setStatus('running…');
   document.body.dataset.state = 'running';
   const scenario = scenarioOf(state);
@@ -220,7 +225,7 @@ function scheduleRun() {
 // --- Rendering -----------------------------------------------------------------------------------
 
 function clock(at) {
-  const offset = at - 1767225600;
+  const offset = at - DEFAULT_START;
   const d = Math.floor(offset / DAY);
   const rest = offset % DAY;
   const two = (n) => String(n).padStart(2, '0');
@@ -539,7 +544,7 @@ function changeView(view) {
   showProblems(problems);
   state = { ...state, view };
   showState();
-  history.replaceState(null, '', `?${toQuery(state)}`);
+  writeUrl();
   if (results.length > 0) render(lastScenario);
 }
 for (const id of ['view-from', 'view-to']) {
@@ -547,7 +552,7 @@ for (const id of ['view-from', 'view-to']) {
 }
 $('view-all').addEventListener('click', () => changeView(null));
 $('copy-link').addEventListener('click', async () => {
-  history.replaceState(null, '', `?${toQuery(state)}`);
+  writeUrl();
   try {
     await navigator.clipboard.writeText(location.href);
     setStatus('link copied');
@@ -556,9 +561,8 @@ $('copy-link').addEventListener('click', async () => {
   }
 });
 $('download-json').addEventListener('click', () => {
-  const scenario = scenarioOf(state);
   const out = results.filter((r) => r.run !== undefined)
-    .map((r) => ({ engine: r.label, ...comparable(state.preset, scenario, r.run) }));
+    .map((r) => ({ engine: r.label, ...comparable(state.preset, lastScenario, r.run) }));
   const blob = new Blob([`${JSON.stringify(out, null, 2)}\n`], { type: 'application/json' });
   const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(blob), download: `tlsfallback-${state.preset}.json` });
   link.click();
@@ -570,8 +574,8 @@ window.playground = {
   /** The current state (read-only use). */
   get state() { return state; },
   results,
-  /** The comparison form of a run, as `tlsfallback simulate --json` prints it. */
-  comparable: (preset, run) => comparable(preset, scenarioOf(state), run),
+  /** The comparison form of a run shown, as `tlsfallback simulate --json` prints it. */
+  comparable: (preset, run) => comparable(preset, lastScenario, run),
 };
 showProblems(initial.problems);
 showState();

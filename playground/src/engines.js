@@ -130,7 +130,7 @@ export async function transpileComponent(bytes, name, deadlineMs = TRANSPILE_DEA
  * worker terminated) without holding up the others.
  */
 export class Simulator {
-  /** Workers by engine key ('built-in' or the key of a component's load). */
+  /** Workers by engine key (`spec.key`: 'built-in' or the key of a component's load). */
   #workers = new Map();
   #next = 0;
 
@@ -143,7 +143,7 @@ export class Simulator {
   }
 
   #runOne(scenario, spec, deadlineMs) {
-    const key = spec.kind === 'built-in' ? 'built-in' : spec.key;
+    const { key } = spec;
     let worker = this.#workers.get(key);
     if (worker === undefined) {
       worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -166,14 +166,14 @@ export class Simulator {
         if (data.id !== id) return;
         worker.removeEventListener('message', answer);
         clearTimeout(timer);
-        resolve(data.results[0]);
+        resolve(data.result);
       });
       worker.onerror = (event) => {
         clearTimeout(timer);
         stop();
         resolve({ label: spec.label, error: { message: `the simulation worker failed: ${event.message ?? 'unknown error'}` } });
       };
-      worker.postMessage({ id, scenario, engines: [spec] });
+      worker.postMessage({ id, scenario, engine: spec });
     });
   }
 

@@ -3,7 +3,9 @@
 // Reading is strict: a parameter that is present but invalid is reported (and the default used in
 // its place), never silently replaced. Writing leaves out nothing, so a link means the same thing
 // after the defaults change.
-import { BEHAVIOURS, DAY, OUTCOMES, PRESETS, TIERS } from './simulate.js';
+import {
+  BEHAVIOURS, DAY, DEFAULT_START, OUTCOMES, PRESETS, TIERS, defaultScenario,
+} from './simulate.js';
 
 export const PROFILES = ['opportunistic', 'mandatory', 'authenticated-only', 'no-fallback', 'browser-style'];
 export const DANE = ['none', 'usable', 'unusable', 'lookup-failed'];
@@ -11,41 +13,23 @@ export const MTA_STS = ['none', 'testing', 'enforce', 'fetch-failed'];
 /** Tiers strongest first, the order of the custom peer's fields in the URL. */
 export const PEER_TIERS = [...TIERS].reverse();
 
-/** The engine's default policy in page units (the contract's default_policy; days for intervals). */
+/**
+ * The page's state over the contract's default policy. The policy is kept in the wire form (a
+ * request's `policy`, snake_case, intervals in seconds), so every request carries it as it is.
+ */
 export function defaultState(contractPolicy) {
+  // The mail defaults of policy-core's `Scenario::new`, which the simulator mirrors.
+  const mail = defaultScenario(PRESETS['legacy-only'].peer(), contractPolicy);
   return {
     preset: 'legacy-only',
-    peer: PRESETS['legacy-only'].peer(),
-    policy: {
-      profile: contractPolicy.profile,
-      allowLegacyTls: contractPolicy.allow_legacy_tls,
-      allowCleartext: contractPolicy.allow_cleartext,
-      stepDownDelaySecs: contractPolicy.step_down_delay_secs,
-      reprobeIntervalSecs: contractPolicy.reprobe_interval_secs,
-      pinDurationSecs: contractPolicy.pin_duration_secs,
-      transientFailureThreshold: contractPolicy.transient_failure_threshold,
-      retryAfterSecs: contractPolicy.retry_after_secs,
-    },
-    days: 30,
-    messagesPerDay: 4,
-    queueLifetimeDays: 5,
-    seed: 0x5eed,
+    peer: mail.peer,
+    policy: { ...contractPolicy },
+    days: mail.days,
+    messagesPerDay: mail.messagesPerDay,
+    queueLifetimeDays: mail.queueLifetimeSecs / DAY,
+    seed: mail.seed,
     /** The days the timelines show ({from, to}), or null for the whole run. */
     view: null,
-  };
-}
-
-/** The wire policy (a request's `policy`) for a page policy. */
-export function wirePolicy(p) {
-  return {
-    profile: p.profile,
-    allow_legacy_tls: p.allowLegacyTls,
-    allow_cleartext: p.allowCleartext,
-    step_down_delay_secs: p.stepDownDelaySecs,
-    reprobe_interval_secs: p.reprobeIntervalSecs,
-    pin_duration_secs: p.pinDurationSecs,
-    transient_failure_threshold: p.transientFailureThreshold,
-    retry_after_secs: p.retryAfterSecs,
   };
 }
 
@@ -53,8 +37,8 @@ export function wirePolicy(p) {
 export function scenarioOf(state) {
   return {
     peer: state.peer,
-    policy: wirePolicy(state.policy),
-    start: 1767225600,
+    policy: { ...state.policy },
+    start: DEFAULT_START,
     days: state.days,
     messagesPerDay: state.messagesPerDay,
     queueLifetimeSecs: state.queueLifetimeDays * DAY,
@@ -82,13 +66,13 @@ export function toQuery(state) {
   q.set('tls_required_no', peer.context.tlsRequiredNo ? '1' : '0');
   q.set('sasl', peer.context.sasl ? '1' : '0');
   q.set('profile', policy.profile);
-  q.set('legacy', policy.allowLegacyTls ? '1' : '0');
-  q.set('cleartext', policy.allowCleartext ? '1' : '0');
-  q.set('delay', String(policy.stepDownDelaySecs));
-  q.set('reprobe', String(policy.reprobeIntervalSecs));
-  q.set('pin', String(policy.pinDurationSecs));
-  q.set('threshold', String(policy.transientFailureThreshold));
-  q.set('retry', String(policy.retryAfterSecs));
+  q.set('legacy', policy.allow_legacy_tls ? '1' : '0');
+  q.set('cleartext', policy.allow_cleartext ? '1' : '0');
+  q.set('delay', String(policy.step_down_delay_secs));
+  q.set('reprobe', String(policy.reprobe_interval_secs));
+  q.set('pin', String(policy.pin_duration_secs));
+  q.set('threshold', String(policy.transient_failure_threshold));
+  q.set('retry', String(policy.retry_after_secs));
   q.set('days', String(state.days));
   q.set('per_day', String(state.messagesPerDay));
   q.set('lifetime', String(state.queueLifetimeDays));
@@ -143,13 +127,13 @@ export function fromQuery(search, defaults) {
   read('tls_required_no', flag, (v) => { state.peer.context.tlsRequiredNo = v; });
   read('sasl', flag, (v) => { state.peer.context.sasl = v; });
   read('profile', oneOf(PROFILES), (v) => { state.policy.profile = v; });
-  read('legacy', flag, (v) => { state.policy.allowLegacyTls = v; });
-  read('cleartext', flag, (v) => { state.policy.allowCleartext = v; });
-  read('delay', int(0, 0xffffffff), (v) => { state.policy.stepDownDelaySecs = v; });
-  read('reprobe', int(0, 0xffffffff), (v) => { state.policy.reprobeIntervalSecs = v; });
-  read('pin', int(0, 0xffffffff), (v) => { state.policy.pinDurationSecs = v; });
-  read('threshold', int(0, 255), (v) => { state.policy.transientFailureThreshold = v; });
-  read('retry', int(0, 0xffffffff), (v) => { state.policy.retryAfterSecs = v; });
+  read('legacy', flag, (v) => { state.policy.allow_legacy_tls = v; });
+  read('cleartext', flag, (v) => { state.policy.allow_cleartext = v; });
+  read('delay', int(0, 0xffffffff), (v) => { state.policy.step_down_delay_secs = v; });
+  read('reprobe', int(0, 0xffffffff), (v) => { state.policy.reprobe_interval_secs = v; });
+  read('pin', int(0, 0xffffffff), (v) => { state.policy.pin_duration_secs = v; });
+  read('threshold', int(0, 255), (v) => { state.policy.transient_failure_threshold = v; });
+  read('retry', int(0, 0xffffffff), (v) => { state.policy.retry_after_secs = v; });
   read('days', int(1, 365), (v) => { state.days = v; });
   read('per_day', int(1, 96), (v) => { state.messagesPerDay = v; });
   read('lifetime', int(1, 30), (v) => { state.queueLifetimeDays = v; });

@@ -2,9 +2,9 @@
 //
 // A component you load runs here, not in the page: if it loops forever the page stays responsive
 // and terminates this worker when it misses its deadline (src/engines.js), and a trap only ends
-// the run that hit it. Messages: {id, scenario, engines: [{label, kind: 'built-in'} |
-// {label, kind: 'plugin', key, js, cores: {name: Uint8Array}}]} in, {id, results: [{label, run} |
-// {label, error}]} out.
+// the run that hit it. Messages: {id, scenario, engine: {label, kind: 'built-in', key} |
+// {label, kind: 'plugin', key, js, cores: {name: Uint8Array}}} in, {id, result: {label, run,
+// timing} | {label, error}} out.
 import { createKit } from '../vendor/kit/core.js';
 import { simulate } from './simulate.js';
 
@@ -31,13 +31,12 @@ async function instantiatePlugin({ js, cores }) {
 }
 
 async function engineFor(spec) {
-  const key = spec.kind === 'built-in' ? 'built-in' : spec.key;
-  let engine = engines.get(key);
+  let engine = engines.get(spec.key);
   if (engine === undefined) {
     const exports = spec.kind === 'built-in' ? await instantiateBuiltIn() : await instantiatePlugin(spec);
     const kit = createKit({ engine: exports.engine, contract: await contract });
     engine = new kit.PolicyEngine();
-    engines.set(key, engine);
+    engines.set(spec.key, engine);
   }
   return engine;
 }
@@ -47,31 +46,31 @@ function describeError(error, request) {
   return { message: what, request };
 }
 
-self.onmessage = async ({ data }) => {
-  const results = [];
-  for (const spec of data.engines) {
-    let engine;
-    const started = performance.now();
-    try {
-      engine = await engineFor(spec);
-    } catch (error) {
-      results.push({ label: spec.label, error: { message: `could not instantiate: ${error?.message ?? error}` } });
-      continue;
-    }
-    let current = null;
-    const instantiated = performance.now();
-    try {
-      const run = simulate(data.scenario, (request) => {
-        current = request;
-        return engine.decideJson(request);
-      });
-      const timing = { instantiateMs: instantiated - started, simulateMs: performance.now() - instantiated };
-      results.push({ label: spec.label, run, timing });
-    } catch (error) {
-      // A trapped instance must not be called again: the next run makes a fresh one.
-      engines.delete(spec.kind === 'built-in' ? 'built-in' : spec.key);
-      results.push({ label: spec.label, error: describeError(error, current) });
-    }
+/** Runs `scenario` with the engine `spec` names: {label, run, timing} or {label, error}. */
+async function runWith(spec, scenario) {
+  let engine;
+  const started = performance.now();
+  try {
+    engine = await engineFor(spec);
+  } catch (error) {
+    return { label: spec.label, error: { message: `could not instantiate: ${error?.message ?? error}` } };
   }
-  self.postMessage({ id: data.id, results });
+  let current = null;
+  const instantiated = performance.now();
+  try {
+    const run = simulate(scenario, (request) => {
+      current = request;
+      return engine.decideJson(request);
+    });
+    const timing = { instantiateMs: instantiated - started, simulateMs: performance.now() - instantiated };
+    return { label: spec.label, run, timing };
+  } catch (error) {
+    // A trapped instance must not be called again: the next run makes a fresh one.
+    engines.delete(spec.key);
+    return { label: spec.label, error: describeError(error, current) };
+  }
+}
+
+self.onmessage = async ({ data }) => {
+  self.postMessage({ id: data.id, result: await runWith(data.engine, data.scenario) });
 };

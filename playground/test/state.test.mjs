@@ -25,8 +25,8 @@ test('every preset, with every control changed, survives the URL', () => {
     }
     Object.assign(state.peer.context, { dane: 'unusable', mtaSts: 'testing', requiretls: true, tlsRequiredNo: true, sasl: true });
     Object.assign(state.policy, {
-      profile: 'browser-style', allowLegacyTls: false, allowCleartext: false, stepDownDelaySecs: 17,
-      reprobeIntervalSecs: 43200, pinDurationSecs: 0, transientFailureThreshold: 9, retryAfterSecs: 600,
+      profile: 'browser-style', allow_legacy_tls: false, allow_cleartext: false, step_down_delay_secs: 17,
+      reprobe_interval_secs: 43200, pin_duration_secs: 0, transient_failure_threshold: 9, retry_after_secs: 600,
     });
     Object.assign(state, { days: 90, messagesPerDay: 24, queueLifetimeDays: 3, seed: 42, view: { from: 2.5, to: 4 } });
     const { state: read, problems } = fromQuery(toQuery(state), defaults);
