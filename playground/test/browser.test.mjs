@@ -8,7 +8,9 @@ import http from 'node:http';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ARTIFACTS, PLAYGROUND, REPO, cli, componentFromWat, launchChromium, startServer } from './support.mjs';
+import {
+  ARTIFACTS, PLAYGROUND, REPO, cli, componentFromWat, launchChromium, startServer, watToBinary,
+} from './support.mjs';
 
 let server;
 let browser;
@@ -192,14 +194,14 @@ test('a file that is not a component, a core module, or a component that imports
   assert.equal(await page.locator('.engine-column').count(), 1);
   await page.evaluate(() => { delete document.body.dataset.plugin; });
   const importing = path.join(scratch, 'importing.wasm');
-  execWat(`(component (import "wasi:cli/environment@0.2.3" (instance (export "get-arguments" (func (result (list string)))))))`, importing);
+  watToBinary(`(component (import "wasi:cli/environment@0.2.3" (instance (export "get-arguments" (func (result (list string)))))))`, importing);
   await page.setInputFiles('#plugin-file', importing);
   await page.waitForFunction(() => document.body.dataset.plugin === 'failed');
   assert.equal(await page.textContent('#plugin-status'), 'importing.wasm imports wasi:cli/environment@0.2.3: a policy component must import nothing');
   // A core module, the usual mistake: built for wasm32 but never wrapped into a component.
   await page.evaluate(() => { delete document.body.dataset.plugin; });
   const core = path.join(scratch, 'core.wasm');
-  execWat('(module (func (export "decide")))', core);
+  watToBinary('(module (func (export "decide")))', core);
   await page.setInputFiles('#plugin-file', core);
   await page.waitForFunction(() => document.body.dataset.plugin === 'failed');
   assert.match(await page.textContent('#plugin-status'), /^core\.wasm is a core WebAssembly module, not a component: wrap it with `wasm-tools component new`/);
@@ -348,14 +350,6 @@ test('`tlsfallback playground` serves only the playground, with the types browse
   assert.equal(raw, 400);
   assert.equal((await fetch(server.url, { method: 'POST' })).status, 405);
 });
-
-/** Writes the module or component in WebAssembly text `wat` to `out` as a binary (jco parse). */
-function execWat(wat, out) {
-  const jco = path.join(PLAYGROUND, 'node_modules/@bytecodealliance/jco/src/jco.js');
-  writeFileSync(`${out}.wat`, wat);
-  const result = spawnSync(process.execPath, [jco, 'parse', `${out}.wat`, '-o', out], { encoding: 'utf8' });
-  assert.equal(result.status, 0, result.stderr);
-}
 
 /**
  * A core module for the policy world whose `decide` runs `body` (by default: loops forever), in

@@ -1,7 +1,7 @@
 // What the playground's tests share: the CLI binary, the built-in component in Node, and a
 // chromium launched from Debian's /usr/bin/chromium (never a downloaded browser).
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createKit } from '../vendor/kit/core.js';
@@ -58,14 +58,23 @@ export async function launchChromium() {
   });
 }
 
+/** Runs the pinned jco's command line (`jco parse`, `embed`, `new`). */
+function jco(...args) {
+  execFileSync(process.execPath, [path.join(PLAYGROUND, 'node_modules/@bytecodealliance/jco/src/jco.js'), ...args], { stdio: 'pipe' });
+}
+
+/** Writes the module or component in WebAssembly text `wat` to `out` as a binary (jco parse). */
+export function watToBinary(wat, out) {
+  writeFileSync(`${out}.wat`, wat);
+  jco('parse', `${out}.wat`, '-o', out);
+  return out;
+}
+
 /** Builds a component from a core module in WebAssembly text, with jco (parse, embed, new). */
 export function componentFromWat(wat, dir) {
-  const jco = path.join(PLAYGROUND, 'node_modules/@bytecodealliance/jco/src/jco.js');
-  const run = (...args) => execFileSync(process.execPath, [jco, ...args], { stdio: 'pipe' });
   const base = path.join(dir, 'fixture');
-  execFileSync('sh', ['-c', 'cat > "$1"', 'sh', `${base}.wat`], { input: wat });
-  run('parse', `${base}.wat`, '-o', `${base}.core.wasm`);
-  run('embed', `${base}.core.wasm`, '--wit', path.join(REPO, 'wit'), '-n', 'policy-engine', '-o', `${base}.embedded.wasm`);
-  run('new', `${base}.embedded.wasm`, '-o', `${base}.wasm`);
+  watToBinary(wat, `${base}.core.wasm`);
+  jco('embed', `${base}.core.wasm`, '--wit', path.join(REPO, 'wit'), '-n', 'policy-engine', '-o', `${base}.embedded.wasm`);
+  jco('new', `${base}.embedded.wasm`, '-o', `${base}.wasm`);
   return `${base}.wasm`;
 }
