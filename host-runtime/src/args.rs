@@ -93,6 +93,24 @@ pub(crate) struct PostfixServeArgs {
     /// How often the log is read, in milliseconds.
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub(crate) poll_ms: u64,
+    /// Postfix's syslog_name: only lines tagged SYSLOG_NAME/smtp[PID] and SYSLOG_NAME/relay[PID]
+    /// (its SMTP client services) are read as outcomes.
+    #[arg(long, default_value = "postfix", value_parser = parse_syslog_name)]
+    pub(crate) syslog_name: String,
+}
+
+fn parse_syslog_name(text: &str) -> Result<String, String> {
+    let shaped = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+    if shaped {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a Postfix syslog_name (letters, digits, - _ . /)"
+        ))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -18,5 +18,7 @@ mod deliver;
 mod plugin;
 // End to end against a real Postfix (Debian's package) with differently configured listeners.
 mod postfix;
+// The daemon's deciding half in process: which delivery an outcome belongs to, when a dance goes on.
+mod postfix_attribution;
 // `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
 mod postfix_daemon;

@@ -148,9 +148,11 @@ fn send(sender: &Instance, to: &str, subject: &str) {
     );
 }
 
-fn policy_file(dir: &Path) -> PathBuf {
+const POLICY: &str = "[policy]\nstep_down_delay_secs = 0\n";
+
+fn policy_file(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("policy.toml");
-    std::fs::write(&path, "[policy]\nstep_down_delay_secs = 0\n").unwrap();
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -164,9 +166,13 @@ struct Scene {
 
 impl Scene {
     fn start(routes: &[(&str, u16)]) -> Self {
+        Self::start_with_policy(routes, POLICY)
+    }
+
+    fn start_with_policy(routes: &[(&str, u16)], policy: &str) -> Self {
         let state = tempfile::tempdir().unwrap();
         let db = state.path().join("history.sqlite3");
-        let policy = policy_file(state.path());
+        let policy = policy_file(state.path(), policy);
         // The sender needs the daemon's port and the daemon the sender's log: the daemon follows
         // a link that points at the log once the sender exists.
         let daemon_log = state.path().join("maillog-link");
@@ -289,6 +295,69 @@ fn postfix_steps_a_legacy_peer_down_and_leaves_a_modern_peer_alone() {
         "",
     );
     assert!(shown.contains("legacy-tls"), "{shown}");
+}
+
+#[test]
+fn forged_status_in_a_recipient_address_cannot_walk_another_destination_down() {
+    // Anyone who can make this MTA send one message chooses its recipient: a quoted local part
+    // holding another destination's relay and a "TLS not offered" status. Read by the first
+    // `relay=` and `status=` of the line, it walked the unpinned bank destination to cleartext.
+    let receiver = PrivatePostfix::start();
+    let Scene {
+        sender, daemon, db, ..
+    } = &Scene::start_with_policy(
+        &[
+            ("bank.test", receiver.modern),
+            ("evil.test", receiver.plain),
+        ],
+        "[policy]\nstep_down_delay_secs = 0\npin_duration_secs = 0\n",
+    );
+    let bank_key = format!("[127.0.0.1]:{}", receiver.modern);
+    let evil_key = format!("[127.0.0.1]:{}", receiver.plain);
+    send(sender, "user@bank.test", "bank");
+    daemon.wait_for(&[&format!("outcome={bank_key}"), "result=success"]);
+    let show = || {
+        crate::util::stdout_of(
+            &[
+                "peers",
+                "show",
+                &bank_key,
+                "--json",
+                "--db",
+                db.to_str().unwrap(),
+            ],
+            "",
+        )
+    };
+    let before = show();
+
+    let forged = format!(
+        "\"x@bank.test>, relay=127.0.0.1[127.0.0.1]:{}, delay=1, delays=0/0/0/0, dsn=4.7.4, status=deferred (TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]\"@evil.test",
+        receiver.modern
+    );
+    send(sender, &forged, "forged");
+    // Booked for the answer the Postfix process that made the attempt got (found through /proc).
+    daemon.wait_for(&[
+        &format!("outcome={evil_key}"),
+        "result=starttls-not-offered",
+        "attributed_by=process",
+    ]);
+    assert!(
+        sender.log().contains("to=<\"x@bank.test>, relay="),
+        "Postfix logged the address as the attack needs: {}",
+        sender.log()
+    );
+    assert_eq!(
+        daemon.matching(&[&format!("outcome={bank_key}")]).len(),
+        1,
+        "only the real delivery to the bank: {:?}",
+        daemon.lines()
+    );
+    assert_eq!(show(), before, "the bank's history is untouched");
+    assert_eq!(
+        daemon.ask(&netstring(&format!("tlsfallback {bank_key}"))),
+        reply(MODERN),
+    );
 }
 
 #[test]
@@ -495,33 +564,53 @@ fn log_lines_count_once_across_crashes_restarts_and_rotation() {
         &log,
         &["Nov 30 17:55:55 sender postfix/master[1]: daemon started".to_owned()],
     );
-    let lookup = |daemon: &Daemon, port: u16| {
-        daemon.ask(&netstring(&format!("tlsfallback [127.0.0.1]:{port}")))
+    // Each lookup is made by a process of its own (postmap), as each Postfix delivery is: the
+    // daemon books a logged attempt for the answer that very process got.
+    std::fs::write(state.path().join("main.cf"), "compatibility_level = 3.6\n").unwrap();
+    let lookup = |daemon: &Daemon, port: u16| -> (String, u32) {
+        let child = Command::new("postmap")
+            .arg("-c")
+            .arg(state.path())
+            .args(["-q", &format!("[127.0.0.1]:{port}"), &daemon.table()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let output = child.wait_with_output().unwrap();
+        (
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            pid,
+        )
     };
 
     let first = Daemon::start(&db, Some(&log), &[]);
-    assert!(lookup(&first, 2000).contains("OK encrypt protocols=>=TLSv1.2"));
-    append(&log, &attempt_lines(100, 2000, "AAA", false));
+    let (answer, a) = lookup(&first, 2000);
+    assert!(answer.contains("encrypt protocols=>=TLSv1.2"), "{answer}");
+    append(&log, &attempt_lines(a, 2000, "AAA", false));
     first.wait_for(&["queue_id=AAA", "next=\"attempt legacy-tls\""]);
     drop(first); // killed, as by a crash
 
     let second = Daemon::start(&db, Some(&log), &[]);
+    let (answer, b) = lookup(&second, 2000);
     assert!(
-        lookup(&second, 2000).contains("OK encrypt protocols=>=TLSv1:<=TLSv1.2 ciphers=low"),
-        "the dance goes on after a restart"
+        answer.contains("encrypt protocols=>=TLSv1:<=TLSv1.2 ciphers=low"),
+        "the dance goes on after a restart: {answer}"
     );
-    assert!(lookup(&second, 3000).contains("OK encrypt"));
+    let (answer, x) = lookup(&second, 3000);
+    assert!(answer.contains("encrypt"), "{answer}");
+    // A delivery that starts now and ends while the daemon is down.
+    let (_, c) = lookup(&second, 2000);
     // Half of an attempt (its TLS line) is read, then the daemon dies before its status line.
-    let success = attempt_lines(200, 2000, "BBB", true);
+    let success = attempt_lines(b, 2000, "BBB", true);
     append(&log, &success[..1]);
-    append(&log, &attempt_lines(300, 3000, "XXX", false));
+    append(&log, &attempt_lines(x, 3000, "XXX", false));
     second.wait_for(&["queue_id=XXX"]);
     drop(second);
 
     // While it is down: the status line, then the log is rotated and a new attempt written.
     append(&log, &success[1..]);
     std::fs::rename(&log, state.path().join("maillog.20261130-180000")).unwrap();
-    append(&log, &attempt_lines(400, 2000, "CCC", true));
+    append(&log, &attempt_lines(c, 2000, "CCC", true));
 
     let third = Daemon::start(&db, Some(&log), &[]);
     third.wait_for(&["queue_id=CCC"]);
@@ -537,7 +626,10 @@ fn log_lines_count_once_across_crashes_restarts_and_rotation() {
 
     let fourth = Daemon::start(&db, Some(&log), &[]);
     // The log is read before the first lookup is answered.
-    assert!(lookup(&fourth, 2000).contains("ciphers=low"), "remembered");
+    assert!(
+        lookup(&fourth, 2000).0.contains("ciphers=low"),
+        "remembered"
+    );
     assert!(
         fourth.matching(&["outcome="]).is_empty(),
         "nothing is counted twice: {:?}",

@@ -27,8 +27,10 @@ pub fn config_text(address: &ListenAddress, map_name: &str, log: Option<&Path>) 
         "# tlsfallback: the TLS fallback dance for Postfix (add to main.cf, then `postfix reload`).\n\
          # Tables are searched in order: keep MTA-STS or DANE tables you already have before this one.\n\
          smtp_tls_policy_maps = {table}\n\
-         # The daemon learns each attempt's outcome from these lines.\n\
+         # The daemon learns each attempt's outcome from these lines; recipients are logged with\n\
+         # their local parts quoted (Postfix's default), so no address can pass for a field.\n\
          smtp_tls_loglevel = 1\n\
+         info_log_address_format = external\n\
          # The legacy tier answers `ciphers=low`: TLS 1.0 and SHA-1 suites need OpenSSL security level 0.\n\
          tls_low_cipherlist = {LOW_CIPHERLIST}\n\
          {log_note}"

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
 
+use super::client;
 use super::follow::LogFollower;
-use super::log::{Observed, Tracker};
+use super::log::{LogSource, Observed, Tracker};
 use super::policy::{reply_for, tls_policy};
 use super::socketmap::{self, FrameError, MAX_REQUEST_LEN, Reply, Request};
-use super::state::{self, Continuation, DestinationRow};
+use super::state::{self, Attribution, ClientPid, Continuation};
 use crate::clock::{Clock, Stopwatch};
 use crate::config::PolicyFile;
 use crate::engine::DecisionEngine;
@@ -42,6 +43,8 @@ pub struct DaemonOptions {
     pub idle_timeout: Duration,
     /// The most Postfix connections served at once.
     pub max_connections: usize,
+    /// Which log lines are the Postfix SMTP client's.
+    pub log_source: LogSource,
 }
 
 impl Default for DaemonOptions {
@@ -52,6 +55,7 @@ impl Default for DaemonOptions {
             poll_interval: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(600),
             max_connections: 512,
+            log_source: LogSource::default(),
         }
     }
 }
@@ -156,8 +160,8 @@ impl<'a> Daemon<'a> {
         })
     }
 
-    /// Answers one request (a netstring's data).
-    pub fn answer(&mut self, data: &[u8]) -> Reply {
+    /// Answers one request (a netstring's data) from the client process `client`.
+    pub fn answer(&mut self, data: &[u8], client: ClientPid) -> Reply {
         let request = match Request::parse(data) {
             Ok(request) => request,
             Err(reason) => {
@@ -178,7 +182,7 @@ impl<'a> Daemon<'a> {
             return Reply::NotFound;
         };
         let now = self.clock.now();
-        match self.lookup(&key, now) {
+        match self.lookup(&key, client, now) {
             Ok((reply, line)) => {
                 (self.log)(&line);
                 reply
@@ -191,50 +195,46 @@ impl<'a> Daemon<'a> {
         }
     }
 
-    fn lookup(&mut self, key: &str, now: u64) -> anyhow::Result<(Reply, String)> {
+    fn lookup(
+        &mut self,
+        key: &str,
+        client: ClientPid,
+        now: u64,
+    ) -> anyhow::Result<(Reply, String)> {
         let engine = &mut *self.engine;
         let policy = self.policy.policy_for(host_of(key));
+        let made_under = fingerprint(&policy);
         let (reply, tier, reason, failure) = self.store.batch(|batch| {
-            let mut row = state::destination(batch.connection(), key)?.unwrap_or_default();
-            row.answered_at = now;
             // The dance in progress goes on: Postfix's retry is the engine's next attempt.
-            let continuation = row
-                .continuation
-                .clone()
-                .filter(|_| row.continue_until >= now);
-            let answer = if let Some(next) = continuation {
-                row.answered_tier = Some(next.tier);
+            let answer = if let Some(next) =
+                state::continuation(batch.connection(), key, &made_under, now)?
+            {
                 (
                     Reply::Found(next.policy),
-                    row.answered_tier,
+                    Some(next.tier),
                     "dance-continues",
                     None,
                 )
             } else {
                 let decision =
                     batch.decide(engine, key, &policy, &DeliveryContext::default(), None, now)?;
-                row.answered_tier = match decision.action {
+                let tier = match decision.action {
                     Action::Attempt { tier, .. } => Some(tier),
                     _ => None,
                 };
-                row.continuation = None;
-                row.continue_until = 0;
                 let failure = engine.take_failure();
-                (
-                    reply_for(&decision),
-                    row.answered_tier,
-                    decision.reason.name(),
-                    failure,
-                )
+                (reply_for(&decision), tier, decision.reason.name(), failure)
             };
-            state::save_destination(batch.connection(), key, &row)?;
+            state::record_answer(batch.connection(), key, client, answer.1, now)?;
             Ok(answer)
         })?;
         if let Some(failure) = failure {
             (self.log)(&format!("plugin-failure destination={key} {failure}"));
         }
+        let pid = client.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
         let line = log_line(&[
             ("lookup", key),
+            ("client", &pid),
             ("tier", tier.map_or("none", Tier::name)),
             ("reason", reason),
             ("answer", &String::from_utf8_lossy(&reply.encode())),
@@ -261,9 +261,10 @@ impl<'a> Daemon<'a> {
         let engine = &mut *self.engine;
         let policy_file = self.policy;
         let window = self.options.dance_window_secs;
+        let source = &self.options.log_source;
         self.store.batch(|batch| {
             for line in lines {
-                if let Some(observed) = working.feed(line)
+                if let Some(observed) = working.feed_from(source, line)
                     && let Some(out) =
                         feed_outcome(batch, engine, policy_file, &observed, now, window)?
                 {
@@ -326,8 +327,15 @@ impl<'a> Daemon<'a> {
     }
 }
 
-/// The outcome of one observed attempt, given to the engine for the destination it was made
-/// under; the log line saying so.
+/// What a dance was decided under: the policy for its destination. A continuation made under
+/// another policy (the operator changed it and restarted) is not taken. Debug's text is only
+/// compared for equality, never parsed.
+fn fingerprint(policy: &policy_core::Policy) -> String {
+    format!("{policy:?}")
+}
+
+/// The outcome of one observed attempt, given to the engine for the destination and tier that
+/// this daemon answered the very process that made it; the log line saying so.
 fn feed_outcome(
     batch: &mut Batch<'_>,
     engine: &mut dyn DecisionEngine,
@@ -336,29 +344,38 @@ fn feed_outcome(
     now: u64,
     window: u64,
 ) -> anyhow::Result<Option<String>> {
-    // The candidate answered most recently is the one Postfix looked up for this attempt.
-    let mut best: Option<(&str, DestinationRow, Tier)> = None;
-    for key in &observed.candidates {
-        if let Some(row) = state::destination(batch.connection(), key)?
-            && let Some(tier) = row.answered_tier
-            && best
-                .as_ref()
-                .is_none_or(|(_, b, _)| row.answered_at > b.answered_at)
-        {
-            best = Some((key, row, tier));
+    let (key, tier, how) = match state::attribute(
+        batch.connection(),
+        &observed.candidates,
+        observed.pid,
+        &observed.queue_id,
+        now,
+    )? {
+        Attribution::Exact { destination, tier } => (destination, tier, "process"),
+        Attribution::Unambiguous { destination, tier } => (destination, tier, "destination"),
+        Attribution::Ambiguous { destination } => {
+            return Ok(Some(log_line(&[
+                ("outcome", &destination),
+                ("queue_id", &observed.queue_id),
+                ("pid", &observed.pid.to_string()),
+                (
+                    "ignored",
+                    "answers of several tiers to unknown processes await outcomes",
+                ),
+                ("postfix", &observed.detail),
+            ])));
         }
-    }
-    let Some((key, mut row, tier)) = best else {
-        return Ok(None);
+        Attribution::Unanswered => return Ok(None),
     };
     let report = AttemptReport {
         tier,
         outcome: observed.outcome,
     };
+    let policy = policy_file.policy_for(host_of(&key));
     let decision = batch.decide(
         engine,
-        key,
-        &policy_file.policy_for(host_of(key)),
+        &key,
+        &policy,
         &DeliveryContext::default(),
         Some(&report),
         now,
@@ -366,23 +383,26 @@ fn feed_outcome(
     let failure = engine.take_failure();
     let next = match decision.action {
         Action::Attempt { tier, tls, .. } => {
-            row.continuation = Some(Continuation {
+            let dance = Continuation {
                 tier,
                 policy: tls_policy(tls.as_ref()),
-            });
-            row.continue_until = now.saturating_add(window);
+                made_under: fingerprint(&policy),
+                made_at: now,
+                until: now.saturating_add(window),
+            };
+            state::save_dance(batch.connection(), &key, &dance)?;
             format!("attempt {}", tier.name())
         }
         action => {
-            row.continuation = None;
-            row.continue_until = 0;
+            state::end_dance(batch.connection(), &key)?;
             action.name().to_owned()
         }
     };
-    state::save_destination(batch.connection(), key, &row)?;
     let mut line = log_line(&[
-        ("outcome", key),
+        ("outcome", &key),
         ("queue_id", &observed.queue_id),
+        ("pid", &observed.pid.to_string()),
+        ("attributed_by", how),
         ("tier", tier.name()),
         (
             "result",
@@ -438,6 +458,8 @@ pub fn destination_key(key: &str) -> Option<String> {
 enum Job {
     Lookup {
         data: Vec<u8>,
+        /// The PID of the process on the other end of the connection, if known.
+        client: ClientPid,
         reply: mpsc::Sender<Reply>,
     },
 }
@@ -469,7 +491,14 @@ pub fn serve(
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
                     let _ = stream.set_read_timeout(Some(idle));
-                    accept.spawn(stream.try_clone().map(|writer| (stream, writer)));
+                    let ends = (stream.local_addr(), stream.peer_addr());
+                    // Finding the process behind a TCP connection reads /proc: done on the
+                    // connection's own thread, so that accepting never waits for it.
+                    let client = move || match ends {
+                        (Ok(local), Ok(peer)) => client::tcp_peer_pid(local, peer),
+                        _ => None,
+                    };
+                    accept.spawn(stream.try_clone().map(|writer| (stream, writer)), client);
                 }
             });
             bound
@@ -486,7 +515,11 @@ pub fn serve(
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
                     let _ = stream.set_read_timeout(Some(idle));
-                    accept.spawn(stream.try_clone().map(|writer| (stream, writer)));
+                    let pid = client::unix_peer_pid(&stream);
+                    accept.spawn(
+                        stream.try_clone().map(|writer| (stream, writer)),
+                        move || pid,
+                    );
                 }
             });
             address.clone()
@@ -520,8 +553,12 @@ pub fn serve(
             }
         }
         match inbox.recv_timeout(poll) {
-            Ok(Job::Lookup { data, reply }) => {
-                let _ = reply.send(daemon.answer(&data));
+            Ok(Job::Lookup {
+                data,
+                client,
+                reply,
+            }) => {
+                let _ = reply.send(daemon.answer(&data, client));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -541,8 +578,11 @@ struct Acceptor {
 impl Acceptor {
     /// Serves a connection (its reading and writing halves) on a thread of its own; over the
     /// limit, answers `TEMP` and closes it.
-    fn spawn<S>(&self, connection: std::io::Result<(S, S)>)
-    where
+    fn spawn<S>(
+        &self,
+        connection: std::io::Result<(S, S)>,
+        client: impl FnOnce() -> ClientPid + Send + 'static,
+    ) where
         S: std::io::Read + std::io::Write + Send + 'static,
     {
         let Ok((stream, mut writer)) = connection else {
@@ -559,7 +599,7 @@ impl Acceptor {
         let jobs = self.jobs.clone();
         let active = Arc::clone(&self.active);
         std::thread::spawn(move || {
-            serve_connection(stream, writer, &jobs);
+            serve_connection(stream, writer, client(), &jobs);
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
@@ -570,6 +610,7 @@ impl Acceptor {
 fn serve_connection<S: std::io::Read + std::io::Write>(
     stream: S,
     writer: S,
+    client: ClientPid,
     jobs: &mpsc::Sender<Job>,
 ) {
     let mut reader = BufReader::new(stream);
@@ -579,7 +620,12 @@ fn serve_connection<S: std::io::Read + std::io::Write>(
             Ok(None) | Err(FrameError::Io(_) | FrameError::Truncated) => return,
             Ok(Some(data)) => {
                 let (tx, rx) = mpsc::channel();
-                if jobs.send(Job::Lookup { data, reply: tx }).is_err() {
+                let job = Job::Lookup {
+                    data,
+                    client,
+                    reply: tx,
+                };
+                if jobs.send(job).is_err() {
                     return;
                 }
                 match rx.recv() {

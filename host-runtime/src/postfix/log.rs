@@ -16,12 +16,46 @@ use serde::{Deserialize, Serialize};
 /// The most processes tracked at once; Postfix runs at most `default_process_limit` (100) SMTP
 /// clients, so more means processes that died without a status line.
 const MAX_PROCESSES: usize = 1024;
-/// The most problem lines kept per process until its status line.
-const MAX_PROBLEMS: usize = 8;
+/// The most OpenSSL reason codes kept per process until its status line.
+const MAX_REASONS: usize = 8;
+/// The longest `host[addr]:port` kept for a failed connection (a host name is at most 253
+/// characters, an address literal 45, a port 5).
+const MAX_ENDPOINT_LEN: usize = 310;
+/// The longest queue ID kept (Postfix's long queue IDs are 17 characters or so).
+const MAX_QUEUE_ID_LEN: usize = 32;
+
+/// Which log lines are the Postfix SMTP client's own: lines whose program tag (the `NAME[PID]:`
+/// word after the timestamp and host) is one of `client_tags`. Anything else, including a line
+/// from another program whose *message* looks like Postfix's, is ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSource {
+    /// Program tags without the `[PID]`: `postfix/smtp` and `postfix/relay` for Debian's
+    /// `master.cf` with the default `syslog_name`.
+    pub client_tags: Vec<String>,
+}
+
+impl LogSource {
+    /// The SMTP client services (`smtp`, `relay`) of the Postfix whose `syslog_name` is `name`.
+    #[must_use]
+    pub fn for_syslog_name(name: &str) -> Self {
+        Self {
+            client_tags: vec![format!("{name}/smtp"), format!("{name}/relay")],
+        }
+    }
+}
+
+impl Default for LogSource {
+    fn default() -> Self {
+        Self::for_syslog_name("postfix")
+    }
+}
 
 /// One finished attempt, read from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
+    /// The SMTP client process that made it (the PID in its program tag): the daemon attributes
+    /// the attempt only to what it answered this very process.
+    pub pid: u32,
     /// The lookup keys this attempt may have been made under, most likely first: the recipient's
     /// domain, then the relay as `[host]:port`, `host:port` (and `[host]`, `host` on port 25).
     pub candidates: Vec<String>,
@@ -33,13 +67,25 @@ pub struct Observed {
     pub detail: String,
 }
 
-/// What one SMTP client process has said since its last status line.
+/// What one SMTP client process has said since its last status line. Only what the outcome is
+/// made of is kept (not the lines themselves), so that the saved state stays small whatever the
+/// log holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Pending {
     /// The protocol version of the TLS connection up (`TLSv1.3`), if any.
     tls: Option<String>,
-    /// Handshake, library and certificate problems, oldest first.
-    problems: Vec<String>,
+    /// OpenSSL reason codes of `TLS library problem` lines, oldest first.
+    #[serde(default)]
+    reasons: Vec<i32>,
+    /// A handshake problem line spoke of a timeout.
+    #[serde(default)]
+    timed_out: bool,
+    /// A handshake problem line spoke of a lost or reset connection.
+    #[serde(default)]
+    lost: bool,
+    /// The certificate problem a `certificate verification failed` line named.
+    #[serde(default)]
+    certificate: Option<String>,
     /// `host[addr]:port` of the last connection attempt that failed.
     connect_failed: Option<String>,
     /// Whether something happened since the last status line (a new connection or handshake).
@@ -48,104 +94,163 @@ struct Pending {
     last_queue_id: Option<String>,
 }
 
+impl Pending {
+    fn handshake_failed(&mut self) {
+        self.fresh = true;
+        // A failed handshake ends that connection's TLS.
+        self.tls = None;
+    }
+}
+
 /// Assembles attempts from log lines; its state is saved with the log position so that a restart
 /// neither loses nor repeats an attempt.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tracker {
-    processes: BTreeMap<String, Pending>,
+    #[serde(deserialize_with = "processes_by_pid")]
+    processes: BTreeMap<u32, Pending>,
+}
+
+/// The saved processes, keyed by PID; state saved before the keys were PIDs (`postfix/smtp[PID]`)
+/// is read too, so that an upgrade loses no half-read attempt.
+fn processes_by_pid<'de, D>(deserializer: D) -> Result<BTreeMap<u32, Pending>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let saved = BTreeMap::<String, Pending>::deserialize(deserializer)?;
+    Ok(saved
+        .into_iter()
+        .filter_map(|(key, pending)| {
+            let pid = key
+                .strip_suffix(']')
+                .and_then(|k| k.rsplit_once('['))
+                .map_or(key.as_str(), |(_, pid)| pid);
+            Some((pid.parse().ok()?, pending))
+        })
+        .collect())
 }
 
 impl Tracker {
-    /// Reads one log line (without its newline); an attempt when the line finishes one.
+    /// Reads one log line (without its newline) of the default [`LogSource`]; an attempt when
+    /// the line finishes one.
     pub fn feed(&mut self, line: &str) -> Option<Observed> {
-        let (process, message) = split_line(line)?;
+        self.feed_from(&LogSource::default(), line)
+    }
+
+    /// Reads one log line (without its newline); an attempt when the line finishes one. Lines
+    /// that are not `source`'s are ignored.
+    pub fn feed_from(&mut self, source: &LogSource, line: &str) -> Option<Observed> {
+        let (pid, message) = client_message(source, line)?;
         if let Some(rest) = message.strip_prefix("warning: TLS library problem: ") {
-            self.note_problem(process, rest);
+            let pending = self.pending(pid);
+            if let Some(reason) = openssl_reason(rest) {
+                if pending.reasons.len() == MAX_REASONS {
+                    pending.reasons.remove(0);
+                }
+                pending.reasons.push(reason);
+            }
+            pending.timed_out |= rest.contains("timed out") || rest.contains("timeout");
+            pending.lost |= rest.contains("lost connection") || rest.contains("Connection reset");
+            pending.handshake_failed();
             return None;
         }
-        if message.starts_with("SSL_connect error to ")
-            || message.contains("certificate verification failed for ")
-        {
-            self.note_problem(process, message);
+        if let Some(rest) = message.strip_prefix("SSL_connect error to ") {
+            let pending = self.pending(pid);
+            pending.timed_out |= rest.contains("timed out") || rest.contains("timeout");
+            pending.lost |= rest.contains("lost connection") || rest.contains("Connection reset");
+            pending.handshake_failed();
+            return None;
+        }
+        if let Some(at) = message.find("certificate verification failed for ") {
+            let problem = &message[at..];
+            let error = certificate_error(problem);
+            let pending = self.pending(pid);
+            pending.certificate = Some(error.name().to_owned());
+            pending.handshake_failed();
             return None;
         }
         if let Some(rest) = message.strip_prefix("connect to ") {
-            let pending = self.pending(process);
-            pending.connect_failed = rest.split(": ").next().map(str::to_owned);
+            let endpoint = rest.split(": ").next().filter(|e| endpoint_shaped(e));
+            let pending = self.pending(pid);
+            pending.connect_failed = endpoint.map(str::to_owned);
             pending.fresh = true;
             return None;
         }
         if let Some(at) = message.find(" TLS connection established to ") {
             let rest = &message[at + " TLS connection established to ".len()..];
             let (_, tls) = rest.split_once(": ")?;
-            let version = tls.split(' ').next()?.to_owned();
-            let pending = self.pending(process);
-            pending.tls = Some(version);
+            let version = TlsVersion::from_name(tls.split(' ').next()?)?;
+            let pending = self.pending(pid);
+            pending.tls = Some(version.name().to_owned());
             pending.fresh = true;
             return None;
         }
         let status = StatusLine::parse(message)?;
-        let mut pending = self.processes.remove(process).unwrap_or_default();
+        let mut pending = self.processes.remove(&pid).unwrap_or_default();
         let repeat = !pending.fresh && pending.last_queue_id.as_deref() == Some(status.queue_id);
         let observed = if repeat {
             None
         } else {
-            status.observe(&pending)
+            status.observe(pid, &pending)
         };
-        pending.fresh = false;
-        pending.problems.clear();
-        pending.connect_failed = None;
-        pending.last_queue_id = Some(status.queue_id.to_owned());
-        // A cached connection keeps its TLS for the next message of this process; stored through
-        // `pending` so that the bound on processes holds.
-        *self.pending(process) = pending;
+        // A cached connection keeps its TLS for the next message of this process.
+        let tls = pending.tls.take();
+        pending = Pending {
+            tls,
+            last_queue_id: Some(status.queue_id.to_owned()),
+            ..Pending::default()
+        };
+        // Stored through `pending` so that the bound on processes holds.
+        *self.pending(pid) = pending;
         observed
     }
 
-    fn pending(&mut self, process: &str) -> &mut Pending {
-        if self.processes.len() >= MAX_PROCESSES && !self.processes.contains_key(process) {
+    fn pending(&mut self, pid: u32) -> &mut Pending {
+        if self.processes.len() >= MAX_PROCESSES && !self.processes.contains_key(&pid) {
             // Processes that died without a status line: forget the stalest-looking ones.
             self.processes.retain(|_, p| p.fresh);
             if self.processes.len() >= MAX_PROCESSES {
                 self.processes.clear();
             }
         }
-        self.processes.entry(process.to_owned()).or_default()
-    }
-
-    fn note_problem(&mut self, process: &str, text: &str) {
-        let pending = self.pending(process);
-        if pending.problems.len() == MAX_PROBLEMS {
-            pending.problems.remove(0);
-        }
-        pending.problems.push(text.to_owned());
-        pending.fresh = true;
-        // A failed handshake ends that connection's TLS.
-        pending.tls = None;
+        self.processes.entry(pid).or_default()
     }
 }
 
-/// Splits a syslog or `maillog_file` line into the process (`postfix/smtp[4530]`) and its message.
-fn split_line(line: &str) -> Option<(&str, &str)> {
-    // The process is the first word shaped NAME/SERVICE[PID]: whatever the timestamp format before
-    // it (traditional, RFC 3339) and whatever the syslog_name.
+/// The PID and message of a line written by one of `source`'s SMTP client processes.
+///
+/// A syslog or `maillog_file` line is `TIMESTAMP HOST TAG[PID]: MESSAGE`; the tag is the first
+/// word that ends in a colon (neither timestamp format, traditional or RFC 3339, nor a host name
+/// does). Taking that word, rather than searching for anything shaped like Postfix's tag, means
+/// that a message cannot smuggle a tag of its own.
+fn client_message<'a>(source: &LogSource, line: &'a str) -> Option<(u32, &'a str)> {
     let mut offset = 0;
     for word in line.split(' ') {
         let end = offset + word.len();
-        if let Some(process) = word.strip_suffix(':')
-            && let Some((name, pid)) = process.strip_suffix(']').and_then(|p| p.split_once('['))
-            && name.contains('/')
-            && !pid.is_empty()
-            && pid.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Some((process, line.get(end + 1..).unwrap_or_default()));
+        if let Some(tag) = word.strip_suffix(':') {
+            let (name, pid) = tag.strip_suffix(']')?.split_once('[')?;
+            if !source.client_tags.iter().any(|t| t == name)
+                || pid.is_empty()
+                || !pid.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            let pid = pid.parse().ok()?;
+            return Some((pid, line.get(end + 1..).unwrap_or_default()));
         }
         offset = end + 1;
     }
     None
 }
 
-/// A delivery status line: `QUEUEID: to=<rcpt>, relay=…, …, dsn=…, status=WORD (detail)`.
+/// A delivery status line, as Postfix's `log_adhoc.c` writes it, fields in their fixed order:
+/// `QUEUEID: to=<rcpt>, [orig_to=<rcpt>, ]relay=…, [conn_use=N, ]delay=N, delays=a/b/c/d,
+/// dsn=X.Y.Z, status=WORD (detail)`.
+///
+/// The recipient is chosen by whoever sends the mail, and may hold `>, relay=…, status=…`: it is
+/// read by its own grammar (RFC 5321 with the local part quoted, as Postfix logs addresses with
+/// `info_log_address_format = external`, its default), and every field after it must have its
+/// own shape, so text inside an address cannot stand in for a field.
+#[derive(Debug, PartialEq, Eq)]
 struct StatusLine<'a> {
     queue_id: &'a str,
     recipient: &'a str,
@@ -157,19 +262,39 @@ struct StatusLine<'a> {
 impl<'a> StatusLine<'a> {
     fn parse(message: &'a str) -> Option<Self> {
         let (queue_id, rest) = message.split_once(": to=<")?;
-        if queue_id.is_empty() || !queue_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if queue_id.is_empty()
+            || queue_id.len() > MAX_QUEUE_ID_LEN
+            || !queue_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return None;
         }
-        let (recipient, rest) = rest.split_once(">, ")?;
-        let relay = field(rest, "relay=")?;
-        let status_at = rest.find("status=")?;
-        let status_text = &rest[status_at + "status=".len()..];
-        let (status, detail) = match status_text.split_once(' ') {
-            Some((status, detail)) => {
-                (status, detail.trim_start_matches('(').trim_end_matches(')'))
-            }
-            None => (status_text, ""),
-        };
+        let (recipient, rest) = address(rest)?;
+        let mut rest = rest.strip_prefix(", ")?;
+        if let Some(after) = rest.strip_prefix("orig_to=<") {
+            let (_, after) = address(after)?;
+            rest = after.strip_prefix(", ")?;
+        }
+        let (relay, mut rest) = field(rest, "relay=", relay_shaped)?;
+        if rest.starts_with("conn_use=") {
+            (_, rest) = field(rest, "conn_use=", |v| v.bytes().all(|b| b.is_ascii_digit()))?;
+        }
+        let (_, rest) = field(rest, "delay=", number_shaped)?;
+        let (_, rest) = field(rest, "delays=", |v| v.split('/').all(number_shaped))?;
+        let (_, rest) = field(rest, "dsn=", dsn_shaped)?;
+        let rest = rest.strip_prefix("status=")?;
+        let (status, detail) = rest.split_once(" (")?;
+        let detail = detail.strip_suffix(')')?;
+        if status.is_empty() || !status.bytes().all(|b| b.is_ascii_lowercase()) {
+            return None;
+        }
+        // With `info_log_address_format = internal` an address is logged unquoted, and one that
+        // holds a whole status line's fields makes the line ambiguous: such a line is not read.
+        if [">, relay=", ", dsn=", ", status="]
+            .iter()
+            .all(|fields| detail.contains(fields))
+        {
+            return None;
+        }
         Some(Self {
             queue_id,
             recipient,
@@ -181,7 +306,7 @@ impl<'a> StatusLine<'a> {
 
     /// The attempt this status line closes, if it was one (a status without a connection, like
     /// `delivery temporarily suspended`, is not).
-    fn observe(&self, pending: &Pending) -> Option<Observed> {
+    fn observe(&self, pid: u32, pending: &Pending) -> Option<Observed> {
         // Local, virtual, pipe and LMTP-over-socket deliveries name a transport, not a host.
         if self.relay != "none" && !self.relay.contains('[') {
             return None;
@@ -192,23 +317,39 @@ impl<'a> StatusLine<'a> {
                 self.detail
                     .strip_prefix("connect to ")
                     .and_then(|r| r.split(": ").next())
+                    .filter(|e| endpoint_shaped(e))
             })?
         } else {
             self.relay
         };
         let mut candidates = Vec::new();
-        if let Some((_, domain)) = self.recipient.rsplit_once('@')
-            && !domain.is_empty()
-        {
-            candidates.push(domain.to_ascii_lowercase());
+        if let Some(domain) = recipient_domain(self.recipient) {
+            candidates.push(domain);
         }
         candidates.extend(relay_keys(endpoint));
         Some(Observed {
+            pid,
             candidates,
             outcome,
             queue_id: self.queue_id.to_owned(),
             detail: format!("status={} ({})", self.status, self.detail),
         })
+    }
+
+    /// The `host[addr]` of the relay, as Postfix names the server in its own texts.
+    fn relay_host(&self) -> &str {
+        self.relay
+            .rsplit_once("]:")
+            .map_or(self.relay, |(host, _)| host)
+            .trim_end_matches(']')
+    }
+
+    /// Whether `text` is exactly "…by host H[A]" / "… H[A] …" for this line's relay: Postfix's
+    /// own sentences name the server it talked to, and a detail that names another one, or goes
+    /// on after it, was not written by Postfix about this attempt.
+    fn names_relay(&self, host: &str) -> bool {
+        let relay = self.relay_host();
+        host.strip_suffix(']').is_some_and(|h| h == relay)
     }
 
     fn outcome(&self, pending: &Pending) -> Option<Outcome> {
@@ -219,27 +360,45 @@ impl<'a> StatusLine<'a> {
             "deferred" | "bounced" => {}
             _ => return None,
         }
-        if detail.starts_with("TLS is required, but was not offered") {
-            return Some(Outcome::StarttlsNotOffered);
+        // Postfix's own sentences (smtp_proto.c, smtp_connect.c, smtp_trouble.c), matched whole.
+        if let Some(host) = detail.strip_prefix("TLS is required, but was not offered by host ") {
+            return self
+                .names_relay(host)
+                .then_some(Outcome::StarttlsNotOffered);
         }
-        if let Some((_, reply)) = detail.split_once("refused to start TLS: ") {
-            let code = reply.get(..3).and_then(|c| c.parse().ok()).unwrap_or(454);
+        if let Some(rest) = detail.strip_prefix("TLS is required, but host ") {
+            let (host, reply) = rest.split_once(" refused to start TLS: ")?;
+            if !self.names_relay(host) {
+                return None;
+            }
+            let code = reply.get(..3).and_then(|c| c.parse().ok())?;
             return Some(Outcome::StarttlsRejected { code });
         }
-        if detail.starts_with("Cannot start TLS") {
-            return Some(handshake_outcome(&pending.problems));
+        if detail == "Cannot start TLS: handshake failure" {
+            return Some(handshake_outcome(pending));
         }
-        if detail.starts_with("Server certificate not") {
-            return Some(Outcome::CertificateError(certificate_error(
-                &pending.problems,
-            )));
+        if matches!(
+            detail,
+            "Server certificate not trusted" | "Server certificate not verified"
+        ) {
+            let error = pending
+                .certificate
+                .as_deref()
+                .and_then(CertificateError::from_name)
+                .unwrap_or(CertificateError::Untrusted);
+            return Some(Outcome::CertificateError(error));
         }
         if detail.starts_with("connect to ") {
             return Some(Outcome::ConnectFailed);
         }
         // The peer answered: the session itself worked at this tier (the message was refused for
         // other reasons), as `deliver` counts it; unless it was refused before the session began.
-        if let Some((_, stage)) = detail.rsplit_once("(in reply to ") {
+        // The stage is the last parenthesis, Postfix's own; the peer's words come before it.
+        if let Some(said) = detail.strip_prefix("host ")
+            && let Some((host, _)) = said.split_once(" said: ")
+            && self.names_relay(host)
+            && let Some((_, stage)) = detail.rsplit_once("(in reply to ")
+        {
             let before_session = stage.starts_with("EHLO")
                 || stage.starts_with("HELO")
                 || stage.starts_with("STARTTLS");
@@ -249,14 +408,21 @@ impl<'a> StatusLine<'a> {
                 (true, false) => Outcome::ConnectFailed,
             });
         }
-        let lost = detail.starts_with("lost connection with ");
-        let timed_out = detail.starts_with("conversation with ") && detail.contains(" timed out ");
-        if lost || timed_out {
+        let lost = detail
+            .strip_prefix("lost connection with ")
+            .and_then(|r| r.split_once(" while "));
+        let timed_out = detail
+            .strip_prefix("conversation with ")
+            .and_then(|r| r.split_once(" timed out while "));
+        let talked = lost.or(timed_out);
+        if let Some((host, stage)) = talked
+            && self.names_relay(host)
+        {
             let outcome = if pending.tls.is_some() {
                 Outcome::PostHandshakeFailure
-            } else if detail.contains("while receiving the initial server greeting") {
+            } else if stage.starts_with("receiving the initial server greeting") {
                 Outcome::ConnectFailed
-            } else if timed_out {
+            } else if timed_out.is_some() {
                 Outcome::HandshakeTimeout
             } else {
                 Outcome::ConnectionReset
@@ -269,11 +435,94 @@ impl<'a> StatusLine<'a> {
     }
 }
 
-/// The value of `name` in a `name=value, …` list.
-fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let at = text.find(name)?;
-    let value = &text[at + name.len()..];
-    Some(value.split(", ").next().unwrap_or(value))
+/// An address as Postfix logs it, up to its closing `>`: the local part quoted when it holds
+/// specials (RFC 5321 `Quoted-string`, `\` escaping the next character), then `@domain`.
+fn address(text: &str) -> Option<(&str, &str)> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (at, byte) in text.bytes().enumerate() {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'>' if !quoted => return Some((&text[..at], &text[at + 1..])),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The domain of a logged recipient, lower case, if it is a host name (not an address literal,
+/// nothing after a quoted local part that is not `@domain`).
+fn recipient_domain(recipient: &str) -> Option<String> {
+    let (local, domain) = recipient.rsplit_once('@')?;
+    // The local part, if quoted, must end in its quote: `"a@b"` alone has no domain.
+    if local.starts_with('"') && !local.ends_with('"') {
+        return None;
+    }
+    let host_shaped = !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    host_shaped.then(|| domain.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// `name=VALUE, ` at the start of `text`, VALUE of the given shape; the value and what follows.
+fn field<'a>(
+    text: &'a str,
+    name: &str,
+    shaped: impl Fn(&str) -> bool,
+) -> Option<(&'a str, &'a str)> {
+    let (value, rest) = text.strip_prefix(name)?.split_once(", ")?;
+    shaped(value).then_some((value, rest))
+}
+
+fn number_shaped(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+fn dsn_shaped(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `none`, a transport name (`local`, `virtual`, `private/dovecot-lmtp`), or
+/// `host[addr]:port` / `host[addr]`.
+fn relay_shaped(value: &str) -> bool {
+    value == "none"
+        || endpoint_shaped(value)
+        || (!value.is_empty()
+            && value.len() <= MAX_ENDPOINT_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/')))
+}
+
+/// `host[addr]:port` or `host[addr]`: what Postfix writes for a server it connected to.
+fn endpoint_shaped(value: &str) -> bool {
+    let Some((host, rest)) = value.split_once('[') else {
+        return false;
+    };
+    let Some((addr, port)) = rest.split_once(']') else {
+        return false;
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    let addr_ok = !addr.is_empty()
+        && addr
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':' | b'v' | b'6' | b'i' | b'p'));
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.parse::<u16>().is_ok());
+    value.len() <= MAX_ENDPOINT_LEN && host_ok && addr_ok && port_ok
 }
 
 /// The lookup keys Postfix uses for a next hop reached at `endpoint` (`host[addr]:port`).
@@ -282,7 +531,7 @@ fn relay_keys(endpoint: &str) -> Vec<String> {
         Some((host, rest)) => (host, rest.rsplit_once("]:").map_or("25", |(_, port)| port)),
         None => (endpoint, "25"),
     };
-    let host = host.to_ascii_lowercase();
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
     if host.is_empty() {
         return Vec::new();
     }
@@ -295,18 +544,15 @@ fn relay_keys(endpoint: &str) -> Vec<String> {
 }
 
 /// The outcome of `Cannot start TLS: handshake failure`, from the lines before it.
-fn handshake_outcome(problems: &[String]) -> Outcome {
-    for problem in problems.iter().rev() {
-        if let Some(reason) = openssl_reason(problem)
-            && let Some(outcome) = crate::tls::outcome_for_reasons(&[reason])
-        {
+fn handshake_outcome(pending: &Pending) -> Outcome {
+    for reason in pending.reasons.iter().rev() {
+        if let Some(outcome) = crate::tls::outcome_for_reasons(&[*reason]) {
             return outcome;
         }
     }
-    let said = |needle: &str| problems.iter().any(|p| p.contains(needle));
-    if said("timed out") || said("timeout") {
+    if pending.timed_out {
         Outcome::HandshakeTimeout
-    } else if said("lost connection") || said("Connection reset") {
+    } else if pending.lost {
         Outcome::ConnectionReset
     } else {
         Outcome::TlsAlert(TlsAlert::Other)
@@ -328,12 +574,13 @@ fn openssl_reason(text: &str) -> Option<i32> {
     i32::try_from(reason).ok()
 }
 
-fn certificate_error(problems: &[String]) -> CertificateError {
-    let said = |needle: &str| {
-        problems
-            .iter()
-            .any(|p| p.to_ascii_lowercase().contains(needle))
-    };
+/// The certificate problem a `certificate verification failed for …: REASON` line names.
+fn certificate_error(problem: &str) -> CertificateError {
+    let reason = problem
+        .split_once("]: ")
+        .map_or(problem, |(_, reason)| reason)
+        .to_ascii_lowercase();
+    let said = |needle: &str| reason.contains(needle);
     if said("expired") {
         CertificateError::Expired
     } else if said("tlsa") || said("dane") {
@@ -468,7 +715,11 @@ mod tests {
             "Nov 30 17:55:57 sender postfix/smtp",
             "2026-11-30T17:55:57.123456+00:00 sender postfix-out/relay",
         );
-        assert_eq!(run(&[&tls, &line]).len(), 1);
+        let source = LogSource::for_syslog_name("postfix-out");
+        let mut tracker = Tracker::default();
+        assert_eq!(tracker.feed_from(&source, &tls), None);
+        assert_eq!(tracker.feed_from(&source, &line).map(|o| o.pid), Some(4239));
+        assert_eq!(run(&[&tls, &line]), [], "not the default syslog_name's");
     }
 
     proptest::proptest! {
@@ -494,8 +745,178 @@ mod tests {
             }
             proptest::prop_assert!(tracker.processes.len() <= MAX_PROCESSES);
             for pending in tracker.processes.values() {
-                proptest::prop_assert!(pending.problems.len() <= MAX_PROBLEMS);
+                proptest::prop_assert!(pending.reasons.len() <= MAX_REASONS);
             }
+        }
+    }
+
+    /// A status line for `recipient` (as Postfix logs it) delivered to 127.0.0.1:2525.
+    fn sent_to(recipient: &str) -> String {
+        format!(
+            "Dec  1 12:00:00 sender postfix/smtp[77]: ABC123: to=<{recipient}>, relay=127.0.0.1[127.0.0.1]:2525, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)"
+        )
+    }
+
+    /// Postfix's external form of a local part (`quote_822_local`): quoted, with `"` and `\`
+    /// escaped, when it holds anything but atom characters and dots.
+    fn external_form(local: &str) -> String {
+        let atom = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+        if !local.is_empty() && local.chars().all(atom) {
+            return local.to_owned();
+        }
+        let mut quoted = String::from('"');
+        for c in local.chars() {
+            if c == '"' || c == '\\' {
+                quoted.push('\\');
+            }
+            quoted.push(c);
+        }
+        quoted.push('"');
+        quoted
+    }
+
+    const FORGED_LOCAL_PART: &str = "x@bank.example>, relay=n[192.0.2.1]:9, status=deferred (TLS is required, but was not offered";
+
+    #[test]
+    fn forged_status_fields_in_a_quoted_local_part_are_not_read() {
+        let recipient = format!("{}@evil.example", external_form(FORGED_LOCAL_PART));
+        let seen = run(&[&sent_to(&recipient)]);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].outcome, Outcome::Success { version: None });
+        assert_eq!(seen[0].candidates[0], "evil.example");
+        assert!(
+            seen[0].candidates.iter().all(|c| !c.contains("bank")),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn forged_status_fields_in_an_unquoted_local_part_are_not_read() {
+        // `info_log_address_format = internal`: the address is logged as is, and the peer's reply
+        // (the real detail) ends as the forgery needs.
+        for reply in [
+            "250 ok",
+            "250 ok bank[192.0.2.1]",
+            "250 ok bank[192.0.2.1]:25",
+        ] {
+            let line = format!(
+                "Dec  1 12:00:00 sender postfix/smtp[77]: ABC123: to=<x@bank.example>, relay=bank[192.0.2.1]:25, delay=1, delays=0/0/0/0, dsn=4.7.4, status=deferred (TLS is required, but was not offered by host bank[192.0.2.1]) y@evil.example>, relay=127.0.0.1[127.0.0.1]:2525, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent ({reply})"
+            );
+            assert_eq!(run(&[&line]), [], "{line}");
+        }
+        // The peer's words naming the stage cannot be read as Postfix's own either.
+        let line = "Dec  1 12:00:00 sender postfix/smtp[77]: ABC123: to=<x@bank.example>, relay=bank[192.0.2.1]:25, delay=1, delays=0/0/0/0, dsn=4.4.2, status=deferred (lost connection with bank[192.0.2.1] while sending RCPT TO) y@evil.example>, relay=127.0.0.1[127.0.0.1]:2525, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 ok)";
+        assert_eq!(run(&[line]), []);
+    }
+
+    #[test]
+    fn postfix_sentences_naming_another_host_are_not_an_outcome() {
+        let line = "Dec  1 12:00:00 sender postfix/smtp[77]: ABC123: to=<u@plain.test>, relay=127.0.0.1[127.0.0.1]:2525, delay=1, delays=0/0/0/0, dsn=4.7.4, status=deferred (TLS is required, but was not offered by host bank[192.0.2.1])";
+        assert_eq!(run(&[line]), []);
+        let line = line.replace("bank[192.0.2.1]", "127.0.0.1[127.0.0.1]");
+        assert_eq!(
+            run(&[&line]).first().map(|o| o.outcome),
+            Some(Outcome::StarttlsNotOffered)
+        );
+    }
+
+    #[test]
+    fn lines_of_other_programs_cannot_pose_as_the_smtp_client() {
+        let real = sent_to("u@evil.example");
+        let message = real.split_once("postfix/smtp[77]: ").unwrap().1;
+        for tag in [
+            "evil:",
+            "logger[5]:",
+            "postfix/smtpd[77]:",
+            "postfix/local[77]:",
+            "postfix/smtp[77x]:",
+            "postfix/smtp[]:",
+            "other/smtp[77]:",
+        ] {
+            let line = format!("Dec  1 12:00:00 sender {tag} postfix/smtp[77]: {message}");
+            assert_eq!(run(&[&line]), [], "{line}");
+        }
+        assert_eq!(run(&[&real]).len(), 1);
+        let relay = real.replace("postfix/smtp[", "postfix/relay[");
+        assert_eq!(run(&[&relay]).len(), 1, "Debian's relay service");
+    }
+
+    #[test]
+    fn forged_lines_cannot_grow_the_saved_tracker() {
+        // 8,192 lines of 4 KB each, from as many processes, as an attacker who can write to the
+        // log would send them: the tracker keeps what outcomes are made of, not the lines.
+        let mut tracker = Tracker::default();
+        let padding = "A".repeat(4096);
+        for pid in 0..8192 {
+            for line in [
+                format!(
+                    "Dec  1 12:00:00 sender postfix/smtp[{pid}]: warning: TLS library problem: {padding}"
+                ),
+                format!(
+                    "Dec  1 12:00:00 sender postfix/smtp[{pid}]: connect to {padding}[1.2.3.4]:25: refused"
+                ),
+                format!(
+                    "Dec  1 12:00:00 sender postfix/smtp[{pid}]: certificate verification failed for {padding}"
+                ),
+                format!(
+                    "Dec  1 12:00:00 sender evil/smtp[{pid}]: warning: TLS library problem: {padding}"
+                ),
+            ] {
+                let _ = tracker.feed(&line);
+            }
+        }
+        let saved = serde_json::to_string(&tracker).unwrap();
+        assert!(tracker.processes.len() <= MAX_PROCESSES);
+        assert!(saved.len() < 256 * 1024, "{} bytes", saved.len());
+    }
+
+    #[test]
+    fn a_tracker_saved_with_program_keys_is_read_back() {
+        let old = r#"{"processes":{"postfix/smtp[4239]":{"tls":"TLSv1.3","problems":["x"],"connect_failed":null,"fresh":true,"last_queue_id":null},"junk":{"tls":null,"problems":[],"connect_failed":null,"fresh":false,"last_queue_id":null}}}"#;
+        let mut tracker: Tracker = serde_json::from_str(old).unwrap();
+        assert_eq!(tracker.processes.len(), 1);
+        let seen = tracker.feed(MODERN_SENT).unwrap();
+        assert_eq!(
+            seen.outcome,
+            Outcome::Success {
+                version: Some(TlsVersion::Tls1_3)
+            },
+            "the half-read attempt finishes"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever local part a stranger chooses (quotes, `>`, `relay=`, `status=`, very long),
+        /// logged as Postfix logs it, the line is read as the delivery to its own domain with its
+        /// own status: never as another destination's outcome.
+        #[test]
+        fn hostile_recipients_never_speak_for_another_destination(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("\"".to_owned()),
+                    proptest::strategy::Just("\\".to_owned()),
+                    proptest::strategy::Just(">".to_owned()),
+                    proptest::strategy::Just(", ".to_owned()),
+                    proptest::strategy::Just("@bank.example".to_owned()),
+                    proptest::strategy::Just("relay=bank[192.0.2.1]:25".to_owned()),
+                    proptest::strategy::Just("status=deferred (".to_owned()),
+                    proptest::strategy::Just(FORGED_LOCAL_PART.to_owned()),
+                    proptest::strategy::Just(")".to_owned()),
+                    "[ -~]{0,40}",
+                    "\\PC{0,8}",
+                ],
+                1..24,
+            ),
+            long in 0..3usize,
+        ) {
+            let mut local: String = pieces.concat();
+            local.push_str(&"x".repeat(long * 2000));
+            let recipient = format!("{}@evil.example", external_form(&local));
+            let seen = run(&[&sent_to(&recipient)]);
+            proptest::prop_assert_eq!(seen.len(), 1);
+            proptest::prop_assert_eq!(seen[0].outcome, Outcome::Success { version: None });
+            proptest::prop_assert_eq!(&seen[0].candidates[0], "evil.example");
+            proptest::prop_assert!(seen[0].candidates.iter().all(|c| !c.contains("bank")));
         }
     }
 

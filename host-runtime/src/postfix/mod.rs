@@ -10,11 +10,13 @@
 //!    outcome) and answers it as a mandatory Postfix level ([`policy`]).
 //! 2. Postfix delivers, or defers when that tier fails, and logs why.
 //! 3. The daemon reads the log ([`follow`], [`log`]), reports the outcome for the tier it
-//!    answered, and stores the engine's new history and next step ([`state`]).
+//!    answered the very process that made the attempt ([`client`] finds the process behind a
+//!    connection), and stores the engine's new history and next step ([`state`]).
 //! 4. Postfix's retry of the deferred message is the dance's next attempt.
 //!
 //! [`socketmap`] is the wire protocol and [`daemon`] ties the parts together.
 
+pub mod client;
 pub mod daemon;
 pub mod follow;
 pub mod log;

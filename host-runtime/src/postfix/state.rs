@@ -1,12 +1,18 @@
-//! What the daemon keeps besides peer history, in the same SQLite database: per destination the
-//! tier last answered (so that an outcome in the log is reported for the tier Postfix used) and
-//! the dance in progress, and per followed log file its position and the half-read attempts.
+//! What the daemon keeps besides peer history, in the same SQLite database: the answers given to
+//! Postfix's SMTP client processes (so that an outcome in the log is reported for the tier that
+//! very delivery used), per destination the dance in progress, and per followed log file its
+//! position and the half-read attempts.
 
 use anyhow::Context as _;
 use policy_core::Tier;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::log::Tracker;
+
+/// How long an answer waits for the outcome of the delivery it was for, in seconds: longer than
+/// Postfix's own timeouts allow one delivery to take (every MX host's connect, greeting, TLS and
+/// data timeouts), shorter than a queue run.
+pub const ANSWER_TTL_SECS: u64 = 3600;
 
 /// Creates the daemon's tables if they are missing.
 ///
@@ -16,13 +22,27 @@ use super::log::Tracker;
 pub fn ensure_schema(connection: &Connection) -> anyhow::Result<()> {
     connection
         .execute_batch(
-            "CREATE TABLE IF NOT EXISTS postfix_destinations (
-                 destination TEXT PRIMARY KEY NOT NULL,
-                 answered_tier TEXT,
+            // `postfix_destinations` held one answered tier per destination, which concurrent
+            // deliveries overwrote (so one delivery's outcome was booked for another's tier); its
+            // dances carried no policy. It is dropped: a dance under way starts over, which costs
+            // at most one attempt.
+            "DROP TABLE IF EXISTS postfix_destinations;
+             CREATE TABLE IF NOT EXISTS postfix_answers (
+                 destination TEXT NOT NULL,
+                 pid INTEGER NOT NULL,
+                 tier TEXT NOT NULL,
                  answered_at INTEGER NOT NULL,
-                 continue_tier TEXT,
-                 continue_policy TEXT,
-                 continue_until INTEGER NOT NULL DEFAULT 0
+                 pending INTEGER NOT NULL,
+                 used_by TEXT,
+                 PRIMARY KEY (destination, pid, tier)
+             ) STRICT;
+             CREATE TABLE IF NOT EXISTS postfix_dances (
+                 destination TEXT PRIMARY KEY NOT NULL,
+                 tier TEXT NOT NULL,
+                 policy TEXT NOT NULL,
+                 made_under TEXT NOT NULL,
+                 made_at INTEGER NOT NULL,
+                 until INTEGER NOT NULL
              ) STRICT;
              CREATE TABLE IF NOT EXISTS postfix_log (
                  path TEXT PRIMARY KEY NOT NULL,
@@ -35,28 +55,6 @@ pub fn ensure_schema(connection: &Connection) -> anyhow::Result<()> {
         .context("creating the Postfix daemon's tables")
 }
 
-/// The next attempt of a dance in progress: what the engine asked for after the last outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Continuation {
-    /// The tier.
-    pub tier: Tier,
-    /// The Postfix policy that carries it out.
-    pub policy: String,
-}
-
-/// One destination's row.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DestinationRow {
-    /// The tier of the last answer (`None`: the answer was not an attempt).
-    pub answered_tier: Option<Tier>,
-    /// When, in seconds since the Unix epoch.
-    pub answered_at: u64,
-    /// The dance's next attempt, while it is due.
-    pub continuation: Option<Continuation>,
-    /// Until when the continuation stands, in seconds since the Unix epoch.
-    pub continue_until: u64,
-}
-
 fn to_sql(seconds: u64) -> i64 {
     i64::try_from(seconds).unwrap_or(i64::MAX)
 }
@@ -65,75 +63,251 @@ fn from_sql(seconds: i64) -> u64 {
     u64::try_from(seconds).unwrap_or(0)
 }
 
-/// Reads one destination.
+fn stored_tier(name: &str, key: &str) -> anyhow::Result<Tier> {
+    Tier::from_name(name).with_context(|| format!("unknown tier {name:?} stored for {key}"))
+}
+
+/// Who asked: the PID of the Postfix SMTP client process behind a socketmap connection, when the
+/// daemon could learn it (`SO_PEERCRED` on a Unix socket; `/proc` for a TCP one).
+pub type ClientPid = Option<u32>;
+
+/// Records that `pid` was answered `tier` for `destination` (`None`: the answer was not an
+/// attempt, so an outcome of that process for it is nobody's).
+///
+/// A known process's new answer replaces its old one: Postfix looks the policy up again for
+/// every delivery ("the TLS policy cache lifetime is one delivery", smtp_state.c). Answers to
+/// unknown processes are counted per tier.
 ///
 /// # Errors
 ///
-/// A database error, or a tier name no engine writes (the table was edited by hand).
-pub fn destination(connection: &Connection, key: &str) -> anyhow::Result<Option<DestinationRow>> {
+/// A database error.
+pub fn record_answer(
+    connection: &Connection,
+    destination: &str,
+    pid: ClientPid,
+    tier: Option<Tier>,
+    now: u64,
+) -> anyhow::Result<()> {
+    connection.execute(
+        "DELETE FROM postfix_answers WHERE answered_at < ?1",
+        [to_sql(now.saturating_sub(ANSWER_TTL_SECS))],
+    )?;
+    if let Some(pid) = pid.filter(|&p| p > 0) {
+        connection.execute(
+            "DELETE FROM postfix_answers WHERE destination = ?1 AND pid = ?2",
+            params![destination, pid],
+        )?;
+    }
+    let Some(tier) = tier else {
+        return Ok(());
+    };
+    connection.execute(
+        "INSERT INTO postfix_answers (destination, pid, tier, answered_at, pending, used_by)
+         VALUES (?1, ?2, ?3, ?4, 1, NULL)
+         ON CONFLICT(destination, pid, tier) DO UPDATE SET
+             pending = pending + 1, answered_at = excluded.answered_at",
+        params![destination, pid.unwrap_or(0), tier.name(), to_sql(now)],
+    )?;
+    Ok(())
+}
+
+/// To whom an observed attempt belongs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attribution {
+    /// The process that logged it was answered this tier for this destination.
+    Exact {
+        /// The destination (lookup key).
+        destination: String,
+        /// The tier answered.
+        tier: Tier,
+    },
+    /// The process is not known, but every answer to unknown processes for this destination
+    /// waiting for an outcome was this one tier.
+    Unambiguous {
+        /// The destination (lookup key).
+        destination: String,
+        /// The tier answered.
+        tier: Tier,
+    },
+    /// Unknown processes were answered several tiers for this destination: the outcome cannot be
+    /// told apart, and is not reported (a guess could book a modern failure as a legacy one).
+    Ambiguous {
+        /// The destination (lookup key).
+        destination: String,
+    },
+    /// No answer of this daemon is waiting for this attempt.
+    Unanswered,
+}
+
+/// Finds, and uses up, the answer an attempt of process `pid` under one of `candidates` (most
+/// likely first) was made with. Several status lines of one queue ID (one per recipient) find
+/// the same answer; another queue ID does not.
+///
+/// # Errors
+///
+/// A database error, or a tier name no daemon writes.
+pub fn attribute(
+    connection: &Connection,
+    candidates: &[String],
+    pid: u32,
+    queue_id: &str,
+    now: u64,
+) -> anyhow::Result<Attribution> {
+    let fresh_since = to_sql(now.saturating_sub(ANSWER_TTL_SECS));
+    if pid > 0 {
+        for key in candidates {
+            let row = connection
+                .query_row(
+                    "SELECT tier, used_by FROM postfix_answers
+                     WHERE destination = ?1 AND pid = ?2 AND answered_at >= ?3",
+                    params![key, pid, fresh_since],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
+                )
+                .optional()?;
+            if let Some((tier, used_by)) = row
+                && used_by.as_deref().is_none_or(|q| q == queue_id)
+            {
+                connection.execute(
+                    "UPDATE postfix_answers SET used_by = ?3 WHERE destination = ?1 AND pid = ?2",
+                    params![key, pid, queue_id],
+                )?;
+                return Ok(Attribution::Exact {
+                    destination: key.clone(),
+                    tier: stored_tier(&tier, key)?,
+                });
+            }
+        }
+    }
+    for key in candidates {
+        let mut statement = connection.prepare_cached(
+            "SELECT tier FROM postfix_answers
+             WHERE destination = ?1 AND pid = 0 AND pending > 0 AND answered_at >= ?2",
+        )?;
+        let tiers = statement
+            .query_map(params![key, fresh_since], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        match tiers.as_slice() {
+            [] => {}
+            [tier] => {
+                connection.execute(
+                    "UPDATE postfix_answers SET pending = pending - 1
+                     WHERE destination = ?1 AND pid = 0 AND tier = ?2",
+                    params![key, tier],
+                )?;
+                return Ok(Attribution::Unambiguous {
+                    destination: key.clone(),
+                    tier: stored_tier(tier, key)?,
+                });
+            }
+            _ => {
+                return Ok(Attribution::Ambiguous {
+                    destination: key.clone(),
+                });
+            }
+        }
+    }
+    Ok(Attribution::Unanswered)
+}
+
+/// The next attempt of a dance in progress: what the engine asked for after the last outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Continuation {
+    /// The tier.
+    pub tier: Tier,
+    /// The Postfix policy that carries it out.
+    pub policy: String,
+    /// What the engine decided under (the policy for this destination, see
+    /// [`continuation`]): a dance decided under another policy does not go on.
+    pub made_under: String,
+    /// When the engine asked for it, in seconds since the Unix epoch.
+    pub made_at: u64,
+    /// Until when it stands (Postfix's retry must come by then).
+    pub until: u64,
+}
+
+/// The dance in progress for `destination`, if it still stands at `now` under `made_under`.
+/// One made under another policy, expired, or made "later" than `now` (the clock stepped
+/// backwards, so how long ago it was made is unknown) does not, and is forgotten.
+///
+/// # Errors
+///
+/// A database error, or a tier name no daemon writes.
+pub fn continuation(
+    connection: &Connection,
+    destination: &str,
+    made_under: &str,
+    now: u64,
+) -> anyhow::Result<Option<Continuation>> {
     let row = connection
         .query_row(
-            "SELECT answered_tier, answered_at, continue_tier, continue_policy, continue_until
-             FROM postfix_destinations WHERE destination = ?1",
-            [key],
+            "SELECT tier, policy, made_under, made_at, until FROM postfix_dances
+             WHERE destination = ?1",
+            [destination],
             |row| {
                 Ok((
-                    row.get::<_, Option<String>>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
                     row.get::<_, i64>(4)?,
                 ))
             },
         )
         .optional()?;
-    let Some((answered, answered_at, continue_tier, continue_policy, continue_until)) = row else {
+    let Some((tier, policy, under, made_at, until)) = row else {
         return Ok(None);
     };
-    let tier = |name: Option<String>| -> anyhow::Result<Option<Tier>> {
-        name.map(|n| {
-            Tier::from_name(&n).with_context(|| format!("unknown tier {n:?} stored for {key}"))
-        })
-        .transpose()
+    let dance = Continuation {
+        tier: stored_tier(&tier, destination)?,
+        policy,
+        made_under: under,
+        made_at: from_sql(made_at),
+        until: from_sql(until),
     };
-    let continuation = match (tier(continue_tier)?, continue_policy) {
-        (Some(tier), Some(policy)) => Some(Continuation { tier, policy }),
-        _ => None,
-    };
-    Ok(Some(DestinationRow {
-        answered_tier: tier(answered)?,
-        answered_at: from_sql(answered_at),
-        continuation,
-        continue_until: from_sql(continue_until),
-    }))
+    if dance.made_under == made_under && dance.made_at <= now && now <= dance.until {
+        return Ok(Some(dance));
+    }
+    end_dance(connection, destination)?;
+    Ok(None)
 }
 
-/// Writes one destination.
+/// Saves the dance in progress for `destination`.
 ///
 /// # Errors
 ///
 /// A database error.
-pub fn save_destination(
+pub fn save_dance(
     connection: &Connection,
-    key: &str,
-    row: &DestinationRow,
+    destination: &str,
+    dance: &Continuation,
 ) -> anyhow::Result<()> {
     connection.execute(
-        "INSERT INTO postfix_destinations
-             (destination, answered_tier, answered_at, continue_tier, continue_policy, continue_until)
+        "INSERT INTO postfix_dances (destination, tier, policy, made_under, made_at, until)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(destination) DO UPDATE SET
-             answered_tier = excluded.answered_tier, answered_at = excluded.answered_at,
-             continue_tier = excluded.continue_tier, continue_policy = excluded.continue_policy,
-             continue_until = excluded.continue_until",
+             tier = excluded.tier, policy = excluded.policy, made_under = excluded.made_under,
+             made_at = excluded.made_at, until = excluded.until",
         params![
-            key,
-            row.answered_tier.map(Tier::name),
-            to_sql(row.answered_at),
-            row.continuation.as_ref().map(|c| c.tier.name()),
-            row.continuation.as_ref().map(|c| c.policy.as_str()),
-            to_sql(row.continue_until),
+            destination,
+            dance.tier.name(),
+            dance.policy,
+            dance.made_under,
+            to_sql(dance.made_at),
+            to_sql(dance.until),
         ],
+    )?;
+    Ok(())
+}
+
+/// Ends the dance in progress for `destination`, if any.
+///
+/// # Errors
+///
+/// A database error.
+pub fn end_dance(connection: &Connection, destination: &str) -> anyhow::Result<()> {
+    connection.execute(
+        "DELETE FROM postfix_dances WHERE destination = ?1",
+        [destination],
     )?;
     Ok(())
 }

@@ -1,0 +1,270 @@
+//! The daemon's deciding half in process, fed lookups from given client PIDs and log lines as
+//! Postfix writes them: which delivery an outcome belongs to, and when a dance goes on.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use tlsfallback_host::clock::Clock;
+use tlsfallback_host::config::PolicyFile;
+use tlsfallback_host::engine::NativeEngine;
+use tlsfallback_host::postfix::log::Tracker;
+use tlsfallback_host::postfix::socketmap::Reply;
+use tlsfallback_host::postfix::{Daemon, DaemonOptions};
+use tlsfallback_host::store::HistoryStore;
+
+const START: u64 = 1_767_225_600;
+const MODERN: &str = "encrypt protocols=>=TLSv1.2 ciphers=high";
+const LEGACY: &str = "encrypt protocols=>=TLSv1:<=TLSv1.2 ciphers=low";
+
+/// A clock the test sets.
+#[derive(Clone)]
+struct TestClock(Rc<Cell<u64>>);
+
+impl Clock for TestClock {
+    fn now(&self) -> u64 {
+        self.0.get()
+    }
+    fn sleep(&mut self, secs: u32) {
+        self.0.set(self.0.get() + u64::from(secs));
+    }
+}
+
+/// Runs `scene` against a daemon over the database at `db` with `policy`; returns the daemon's
+/// log lines.
+fn with_daemon(
+    db: &std::path::Path,
+    policy: &str,
+    time: &Rc<Cell<u64>>,
+    scene: impl FnOnce(&mut Scene<'_>),
+) -> Vec<String> {
+    let policy = PolicyFile::parse(policy).unwrap();
+    let mut engine = NativeEngine;
+    let mut clock = TestClock(Rc::clone(time));
+    let mut lines = Vec::new();
+    let mut log = |line: &str| lines.push(line.to_owned());
+    let daemon = Daemon::new(
+        &mut engine,
+        HistoryStore::open(db).unwrap(),
+        &policy,
+        &mut clock,
+        DaemonOptions::default(),
+        &mut log,
+    )
+    .unwrap();
+    scene(&mut Scene {
+        daemon,
+        tracker: Tracker::default(),
+    });
+    lines
+}
+
+struct Scene<'a> {
+    daemon: Daemon<'a>,
+    tracker: Tracker,
+}
+
+impl Scene<'_> {
+    /// The policy answered to process `pid` (`None`: unknown) for `key`.
+    fn lookup(&mut self, key: &str, pid: Option<u32>) -> String {
+        match self
+            .daemon
+            .answer(format!("tlsfallback {key}").as_bytes(), pid)
+        {
+            Reply::Found(policy) => policy,
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn log(&mut self, lines: &[String]) {
+        self.daemon
+            .observe("maillog", lines, None, &mut self.tracker)
+            .unwrap();
+    }
+}
+
+/// The lines Postfix logs for one attempt of process `pid` to 127.0.0.1:`port` for `domain`.
+fn attempt(pid: u32, port: u16, queue_id: &str, rcpt: &str, success: bool) -> Vec<String> {
+    let at = format!("Dec  1 12:00:00 sender postfix/smtp[{pid}]:");
+    let relay = format!("relay=127.0.0.1[127.0.0.1]:{port}, delay=1, delays=0/0/0/1");
+    if success {
+        vec![
+            format!(
+                "{at} Untrusted TLS connection established to 127.0.0.1[127.0.0.1]:{port}: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"
+            ),
+            format!("{at} {queue_id}: to=<{rcpt}>, {relay}, dsn=2.0.0, status=sent (250 2.0.0 Ok)"),
+        ]
+    } else {
+        vec![
+            format!("{at} SSL_connect error to 127.0.0.1[127.0.0.1]:{port}: -1"),
+            format!(
+                "{at} warning: TLS library problem: error:0A00042E:SSL routines::tlsv1 alert protocol version:../ssl/record/rec_layer_s3.c:1601:SSL alert number 70:"
+            ),
+            format!(
+                "{at} {queue_id}: to=<{rcpt}>, {relay}, dsn=4.7.5, status=deferred (Cannot start TLS: handshake failure)"
+            ),
+        ]
+    }
+}
+
+fn outcome_line<'l>(lines: &'l [String], queue_id: &str) -> &'l str {
+    lines
+        .iter()
+        .find(|l| l.starts_with("outcome=") && l.contains(&format!("queue_id={queue_id}")))
+        .unwrap_or_else(|| panic!("no outcome for {queue_id}: {lines:#?}"))
+}
+
+const KEY: &str = "[127.0.0.1]:2525";
+
+#[test]
+fn concurrent_deliveries_book_each_failure_for_its_own_tier() {
+    // Two messages in flight both get modern TLS; the first fails, the dance goes on at legacy
+    // for a third; then the second's modern failure arrives. Booked as a legacy failure (the last
+    // answer for the destination), it walked the peer to cleartext with no attacker at all.
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let lines = with_daemon(
+        &dir.path().join("h.sqlite3"),
+        "[policy]\nstep_down_delay_secs = 0\n",
+        &time,
+        |s| {
+            assert_eq!(s.lookup(KEY, Some(101)), MODERN);
+            assert_eq!(s.lookup(KEY, Some(102)), MODERN);
+            s.log(&attempt(101, 2525, "AAA", "u@x.test", false));
+            assert_eq!(s.lookup(KEY, Some(103)), LEGACY);
+            s.log(&attempt(102, 2525, "BBB", "u@x.test", false));
+            assert_ne!(
+                s.lookup(KEY, Some(104)),
+                "none",
+                "no cleartext from two modern failures"
+            );
+        },
+    );
+    assert!(
+        outcome_line(&lines, "BBB").contains("tier=modern-tls"),
+        "{lines:#?}"
+    );
+    assert!(outcome_line(&lines, "BBB").contains("attributed_by=process"));
+}
+
+#[test]
+fn a_modern_success_of_one_delivery_is_not_booked_as_legacy() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let lines = with_daemon(
+        &dir.path().join("h.sqlite3"),
+        "[policy]\nstep_down_delay_secs = 0\n",
+        &time,
+        |s| {
+            assert_eq!(s.lookup(KEY, Some(101)), MODERN);
+            assert_eq!(s.lookup(KEY, Some(102)), MODERN);
+            s.log(&attempt(101, 2525, "AAA", "u@x.test", false));
+            assert_eq!(s.lookup(KEY, Some(103)), LEGACY);
+            s.log(&attempt(102, 2525, "BBB", "u@x.test", true));
+        },
+    );
+    let success = outcome_line(&lines, "BBB");
+    assert!(
+        success.contains("tier=modern-tls") && success.contains("result=success"),
+        "{success}"
+    );
+}
+
+#[test]
+fn forged_outcome_for_a_destination_this_process_was_not_answered_is_ignored() {
+    // Process 101 delivers to evil.example; a line of its naming bank.example (whatever the
+    // address trick that put it there) is nobody's outcome: bank.example was never answered to it.
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let lines = with_daemon(&dir.path().join("h.sqlite3"), "", &time, |s| {
+        assert_eq!(s.lookup("bank.example", Some(200)), MODERN);
+        s.log(&attempt(200, 25, "OK1", "u@bank.example", true));
+        assert_eq!(s.lookup("evil.example", Some(101)), MODERN);
+        let forged = "Dec  1 12:00:00 sender postfix/smtp[101]: EVIL1: to=<u@bank.example>, relay=bank.example[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=4.7.4, status=deferred (TLS is required, but was not offered by host bank.example[192.0.2.1])";
+        s.log(&[forged.to_owned()]);
+        assert_eq!(s.lookup("bank.example", Some(201)), MODERN);
+    });
+    assert!(!lines.iter().any(|l| l.contains("EVIL1")), "{lines:#?}");
+}
+
+#[test]
+fn outcomes_of_unknown_processes_are_booked_only_when_unambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let lines = with_daemon(
+        &dir.path().join("h.sqlite3"),
+        "[policy]\nstep_down_delay_secs = 0\n",
+        &time,
+        |s| {
+            // Two deliveries start at modern TLS; one fails (booked: only modern answers are out).
+            assert_eq!(s.lookup(KEY, None), MODERN);
+            assert_eq!(s.lookup(KEY, None), MODERN);
+            s.log(&attempt(101, 2525, "AAA", "u@x.test", false));
+            // The dance answers legacy while the other modern answer is still out: the next failure
+            // could be either.
+            assert_eq!(s.lookup(KEY, None), LEGACY);
+            s.log(&attempt(102, 2525, "BBB", "u@x.test", false));
+            assert_eq!(s.lookup(KEY, None), LEGACY, "nothing was booked for BBB");
+        },
+    );
+    assert!(outcome_line(&lines, "AAA").contains("attributed_by=destination"));
+    assert!(
+        outcome_line(&lines, "BBB").contains("ignored="),
+        "answers of one tier only are attributed: {lines:#?}"
+    );
+}
+
+#[test]
+fn a_dance_decided_under_another_policy_does_not_go_on() {
+    // A plain peer: the dance reaches cleartext. The operator then makes the destination
+    // mandatory and restarts the daemon: the saved next step ("none") must not be answered.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite3");
+    let time = Rc::new(Cell::new(START));
+    with_daemon(&db, "[policy]\nstep_down_delay_secs = 0\n", &time, |s| {
+        assert_eq!(s.lookup(KEY, Some(101)), MODERN);
+        let line = format!(
+            "Dec  1 12:00:00 sender postfix/smtp[101]: AAA: to=<u@x.test>, relay=127.0.0.1[127.0.0.1]:2525, delay=1, delays=0/0/0/1, dsn=4.7.4, status=deferred (TLS is required, but was not offered by host 127.0.0.1[127.0.0.1])"
+        );
+        s.log(&[line]);
+        assert_eq!(
+            s.lookup(KEY, Some(102)),
+            "none",
+            "the dance goes on in cleartext"
+        );
+    });
+    with_daemon(
+        &db,
+        "[policy]\nstep_down_delay_secs = 0\nprofile = \"mandatory\"\n",
+        &time,
+        |s| {
+            assert_eq!(
+                s.lookup(KEY, Some(103)),
+                MODERN,
+                "mandatory: never cleartext"
+            )
+        },
+    );
+}
+
+#[test]
+fn a_clock_stepping_backwards_ends_the_dance() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let lines = with_daemon(
+        &dir.path().join("h.sqlite3"),
+        "[policy]\nstep_down_delay_secs = 0\n",
+        &time,
+        |s| {
+            assert_eq!(s.lookup(KEY, Some(101)), MODERN);
+            s.log(&attempt(101, 2525, "AAA", "u@x.test", false));
+            time.set(START - 86_400);
+            s.lookup(KEY, Some(102));
+        },
+    );
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("lookup="))
+        .unwrap();
+    assert!(!last.contains("reason=dance-continues"), "{last}");
+}
