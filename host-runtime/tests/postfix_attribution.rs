@@ -222,9 +222,7 @@ fn a_dance_decided_under_another_policy_does_not_go_on() {
     let time = Rc::new(Cell::new(START));
     with_daemon(&db, "[policy]\nstep_down_delay_secs = 0\n", &time, |s| {
         assert_eq!(s.lookup(KEY, Some(101)), MODERN);
-        let line = format!(
-            "Dec  1 12:00:00 sender postfix/smtp[101]: AAA: to=<u@x.test>, relay=127.0.0.1[127.0.0.1]:2525, delay=1, delays=0/0/0/1, dsn=4.7.4, status=deferred (TLS is required, but was not offered by host 127.0.0.1[127.0.0.1])"
-        );
+        let line = "Dec  1 12:00:00 sender postfix/smtp[101]: AAA: to=<u@x.test>, relay=127.0.0.1[127.0.0.1]:2525, delay=1, delays=0/0/0/1, dsn=4.7.4, status=deferred (TLS is required, but was not offered by host 127.0.0.1[127.0.0.1])".to_owned();
         s.log(&[line]);
         assert_eq!(
             s.lookup(KEY, Some(102)),

@@ -683,3 +683,161 @@ fn postfix_config_prints_lines_postfix_accepts() {
         "{stdout}"
     );
 }
+
+/// Lines as Postfix writes them for an attempt whose connection was reset in the handshake.
+fn reset_lines(pid: u32, port: u16, queue_id: &str) -> Vec<String> {
+    let at = "Dec  1 12:00:00 sender postfix/smtp";
+    vec![
+        format!("{at}[{pid}]: SSL_connect error to 127.0.0.1[127.0.0.1]:{port}: lost connection"),
+        format!(
+            "{at}[{pid}]: {queue_id}: to=<u@x.test>, relay=127.0.0.1[127.0.0.1]:{port}, delay=1, delays=0/0/0/1, dsn=4.7.5, status=deferred (Cannot start TLS: handshake failure)"
+        ),
+    ]
+}
+
+#[test]
+fn kill_9_of_postfix_serve_loses_and_repeats_no_outcome() {
+    // Every attempt is a connection reset at modern TLS, cheap evidence the engine only counts
+    // (the threshold is out of reach): the count in the history is the number of outcomes
+    // applied. The daemon is killed with SIGKILL at random moments while it reads them.
+    const ATTEMPTS: u32 = 40;
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("history.sqlite3");
+    let log = state.path().join("maillog");
+    let policy = policy_file(
+        state.path(),
+        "[policy]\ntransient_failure_threshold = 255\n",
+    );
+    append(
+        &log,
+        &["Dec  1 12:00:00 sender postfix/master[1]: daemon started".to_owned()],
+    );
+    std::fs::write(state.path().join("main.cf"), "compatibility_level = 3.6\n").unwrap();
+    let start = || Daemon::start(&db, Some(&log), &["--policy", policy.to_str().unwrap()]);
+    let mut rng = 0x5eed_u64;
+    let mut next = || {
+        // SplitMix64: reproducible without a dependency.
+        rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut daemon = start();
+    let mut kills = 0;
+    for attempt in 0..ATTEMPTS {
+        let child = Command::new("postmap")
+            .arg("-c")
+            .arg(state.path())
+            .args(["-q", "[127.0.0.1]:2000", &daemon.table()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let answer = child.wait_with_output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer.stdout).contains("encrypt"),
+            "attempt {attempt}: {answer:?}"
+        );
+        append(&log, &reset_lines(pid, 2000, &format!("Q{attempt:04}")));
+        if next() % 3 == 0 {
+            // Somewhere in reading, booking, or saving the position.
+            std::thread::sleep(Duration::from_millis(next() % 120));
+            drop(daemon); // SIGKILL
+            kills += 1;
+            daemon = start();
+        }
+    }
+    // Wait until the last daemon has read the log to its end.
+    let size = std::fs::metadata(&log).unwrap().len();
+    let read_to = || -> i64 {
+        let connection = rusqlite::Connection::open(&db).unwrap();
+        connection
+            .query_row("SELECT offset FROM postfix_log", [], |row| row.get(0))
+            .unwrap_or(0)
+    };
+    for _ in 0..600 {
+        if u64::try_from(read_to()).unwrap() >= size {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(daemon);
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let integrity: String = connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let shown = crate::util::stdout_of(
+        &[
+            "peers",
+            "show",
+            "[127.0.0.1]:2000",
+            "--json",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        "",
+    );
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        shown["transient_failures"],
+        serde_json::json!(ATTEMPTS),
+        "{ATTEMPTS} outcomes, each applied once across {kills} kills: {shown}"
+    );
+    assert!(kills > 5, "the run killed the daemon {kills} times");
+}
+
+#[test]
+fn a_locked_database_delays_postfix_serve_and_loses_nothing() {
+    // Another process (a backup, `sqlite3` by hand) holds the database: lookups and the log's
+    // outcomes wait for it, then go on; nothing is dropped or booked twice.
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("history.sqlite3");
+    let log = state.path().join("maillog");
+    append(
+        &log,
+        &["Dec  1 12:00:00 sender postfix/master[1]: daemon started".to_owned()],
+    );
+    std::fs::write(state.path().join("main.cf"), "compatibility_level = 3.6\n").unwrap();
+    let daemon = Daemon::start(&db, Some(&log), &[]);
+    let lookup = |daemon: &Daemon| {
+        let child = Command::new("postmap")
+            .arg("-c")
+            .arg(state.path())
+            .args(["-q", "[127.0.0.1]:2000", &daemon.table()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let output = child.wait_with_output().unwrap();
+        (
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            pid,
+        )
+    };
+    let (answer, pid) = lookup(&daemon);
+    assert!(answer.contains("TLSv1.2"), "{answer}");
+
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    append(&log, &attempt_lines(pid, 2000, "LOCKED1", false));
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        holder.execute_batch("COMMIT").unwrap();
+    });
+    let (answer, _) = lookup(&daemon);
+    release.join().unwrap();
+    assert!(
+        answer.starts_with("encrypt"),
+        "answered once the lock went: {answer}"
+    );
+    daemon.wait_for(&["queue_id=LOCKED1", "tier=modern-tls"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        daemon.matching(&["queue_id=LOCKED1"]).len(),
+        1,
+        "{:?}",
+        daemon.lines()
+    );
+}
