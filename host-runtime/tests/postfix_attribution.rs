@@ -266,3 +266,84 @@ fn a_clock_stepping_backwards_ends_the_dance() {
         .unwrap();
     assert!(!last.contains("reason=dance-continues"), "{last}");
 }
+
+/// Postfix's external form of a local part: quoted, `"` and `\` escaped, when it holds anything
+/// but atom characters and dots.
+fn external_form(local: &str) -> String {
+    let atom = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    if !local.is_empty() && local.chars().all(atom) {
+        return local.to_owned();
+    }
+    let escaped: String = local
+        .chars()
+        .flat_map(|c| {
+            let escape = (c == '"' || c == '\\').then_some('\\');
+            escape.into_iter().chain(std::iter::once(c))
+        })
+        .collect();
+    format!("\"{escaped}\"")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Hostile recipients (quotes, `>`, `relay=`, `status=`, Postfix's own sentences, very long,
+    /// bytes that are not UTF-8 as the follower reads them), logged quoted as Postfix does and
+    /// unquoted as `info_log_address_format = internal` would, for deliveries a process made to
+    /// evil.example: bank.example's history never changes.
+    #[test]
+    fn hostile_log_lines_never_change_another_destinations_history(
+        pieces in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("\"".to_owned()),
+                proptest::strategy::Just("\\".to_owned()),
+                proptest::strategy::Just(">".to_owned()),
+                proptest::strategy::Just(", ".to_owned()),
+                proptest::strategy::Just("x@bank.example".to_owned()),
+                proptest::strategy::Just("relay=bank.example[192.0.2.1]:25".to_owned()),
+                proptest::strategy::Just("delay=1, delays=0/0/0/0, dsn=4.7.4".to_owned()),
+                proptest::strategy::Just("status=deferred (".to_owned()),
+                proptest::strategy::Just("TLS is required, but was not offered by host bank.example[192.0.2.1]".to_owned()),
+                proptest::strategy::Just("Cannot start TLS: handshake failure".to_owned()),
+                proptest::strategy::Just(")".to_owned()),
+                proptest::strategy::Just("\u{fffd}".to_owned()),
+                "[ -~]{0,30}",
+            ],
+            1..20,
+        ),
+        long in 0..2usize,
+        quoted in proptest::bool::ANY,
+        status in proptest::sample::select(vec![
+            "sent (250 2.0.0 Ok)",
+            "deferred (TLS is required, but was not offered by host evil.example[198.51.100.1])",
+            "deferred (Cannot start TLS: handshake failure)",
+            "deferred (lost connection with evil.example[198.51.100.1] while receiving the initial server greeting)",
+        ]),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite3");
+        let time = Rc::new(Cell::new(START));
+        let mut local: String = pieces.concat();
+        local.push_str(&"y".repeat(long * 3000));
+        let local = if quoted { external_form(&local) } else { local };
+        let mut before = None;
+        let mut after = None;
+        with_daemon(&db, "[policy]\npin_duration_secs = 0\n", &time, |s| {
+            assert_eq!(s.lookup("bank.example", Some(200)), MODERN);
+            s.log(&attempt(200, 25, "BANK1", "u@bank.example", true).iter()
+                .map(|l| l.replace("127.0.0.1[127.0.0.1]:25", "bank.example[192.0.2.1]:25"))
+                .collect::<Vec<_>>());
+            before = Some(HistoryStore::open(&db).unwrap().get("bank.example").unwrap());
+            for (pid, queue) in [(101, "EVIL1"), (102, "EVIL2")] {
+                s.lookup("evil.example", Some(pid));
+                let line = format!(
+                    "Dec  1 12:00:00 sender postfix/smtp[{pid}]: {queue}: to=<{local}@evil.example>, relay=evil.example[198.51.100.1]:25, delay=1, delays=0/0/0/1, dsn=4.0.0, status={status}"
+                );
+                s.log(&[line]);
+            }
+            after = Some(HistoryStore::open(&db).unwrap().get("bank.example").unwrap());
+        });
+        proptest::prop_assert!(before.as_ref().unwrap().is_some());
+        proptest::prop_assert_eq!(before, after);
+    }
+}
