@@ -187,7 +187,8 @@ pub(crate) struct DeliverArgs {
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_file: Option<PathBuf>,
     /// A DNSSEC-validated TLSA record of the MX host, "USAGE SELECTOR MTYPE HEX" (repeatable);
-    /// sets the DANE state to usable (or unusable when none is DANE-TA/DANE-EE).
+    /// sets the DANE state to usable (or unusable when none is DANE-TA/DANE-EE that OpenSSL
+    /// accepts).
     #[arg(long, value_name = "RECORD", value_parser = tlsfallback_host::tls::TlsaRecord::parse)]
     pub(crate) tlsa: Vec<tlsfallback_host::tls::TlsaRecord>,
     /// The DANE TLSA state of the MX hosts, as the caller resolved it (`usable` needs --tlsa).

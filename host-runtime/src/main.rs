@@ -36,7 +36,9 @@ fn main() -> ExitCode {
 /// Delivers the message on stdin; the exit code tells the caller whether to keep it.
 fn deliver(args: &DeliverArgs) -> u8 {
     use std::io::Read as _;
-    use tlsfallback_host::commands::deliver::{check_address, format_attempt, parse_mx, summarize};
+    use tlsfallback_host::commands::deliver::{
+        check_address, check_helo_name, format_attempt, parse_mx, summarize,
+    };
     use tlsfallback_host::delivery::{DeliveryJob, deliver};
     let fail = |code: u8, error: anyhow::Error| {
         eprintln!("tlsfallback: {error:#}");
@@ -49,6 +51,9 @@ fn deliver(args: &DeliverArgs) -> u8 {
         if let Err(e) = check_address(to, true) {
             return fail(exit::USAGE, e.context("--to"));
         }
+    }
+    if let Err(e) = check_helo_name(&args.helo) {
+        return fail(exit::USAGE, e.context("--helo"));
     }
     let dane = if args.tlsa.is_empty() {
         if args.dane == policy_core::Dane::Usable {
@@ -65,14 +70,18 @@ fn deliver(args: &DeliverArgs) -> u8 {
             exit::USAGE,
             anyhow::anyhow!("give either --tlsa records or --dane, not both"),
         );
-    } else if args
-        .tlsa
-        .iter()
-        .any(tlsfallback_host::tls::TlsaRecord::usable_for_smtp)
-    {
-        policy_core::Dane::Usable
     } else {
-        policy_core::Dane::Unusable
+        match tlsfallback_host::tls::usable_tlsa_records(&args.tlsa) {
+            Ok(usable) if !usable.is_empty() => policy_core::Dane::Usable,
+            Ok(_) => {
+                eprintln!(
+                    "tlsfallback: no --tlsa record is usable (usage 2 or 3 and accepted by \
+                     OpenSSL): the TLSA RRset is unusable (RFC 7672 section 2.2)"
+                );
+                policy_core::Dane::Unusable
+            }
+            Err(e) => return fail(exit::TEMPFAIL, anyhow::anyhow!(e)),
+        }
     };
     let mx_specs = if args.mx.is_empty() {
         match mx_from_dns(args) {

@@ -31,7 +31,17 @@ pub enum PeerKind {
     Starttls454,
     /// STARTTLS answered with 220, then the connection is closed mid-handshake.
     ResetInHandshake,
+    /// STARTTLS answered with 220, and right behind it bytes that are not TLS (whether they
+    /// reach the client in the read of the 220 or a later one is up to the network).
+    GarbageAfterStarttls,
+    /// STARTTLS answered with 220; the ClientHello is answered with text instead of TLS, so the
+    /// bytes reach the client only in a read after the 220's.
+    TextAfterClientHello,
 }
+
+/// What [`PeerKind::GarbageAfterStarttls`] and [`PeerKind::TextAfterClientHello`] send where TLS
+/// should be: an SMTP-looking line, what a confused peer or an injecting attacker would send.
+pub const NOT_TLS: &[u8] = b"554 5.7.0 no TLS here after all\r\n";
 
 /// A certificate and key for a peer.
 #[derive(Clone)]
@@ -199,11 +209,24 @@ fn serve(
     match session.dialogue(kind != PeerKind::NoStarttls, received)? {
         Next::Done => Ok(()),
         Next::StartTls => {
-            if kind == PeerKind::ResetInHandshake {
-                // Read the ClientHello, then hang up.
-                let mut hello = [0u8; 64];
-                let _ = session.reader.read(&mut hello);
-                return Ok(());
+            match kind {
+                PeerKind::ResetInHandshake => {
+                    // Read the ClientHello, then hang up.
+                    let mut hello = [0u8; 64];
+                    let _ = session.reader.read(&mut hello);
+                    return Ok(());
+                }
+                PeerKind::GarbageAfterStarttls => {
+                    session.writer.write_all(NOT_TLS)?;
+                    return linger(session.reader);
+                }
+                PeerKind::TextAfterClientHello => {
+                    let mut hello = [0u8; 64];
+                    let _ = session.reader.read(&mut hello)?;
+                    session.writer.write_all(NOT_TLS)?;
+                    return linger(session.reader);
+                }
+                _ => {}
             }
             let stream = session.writer;
             let tls = acceptor
@@ -224,6 +247,13 @@ fn serve(
             session.dialogue(false, received).map(|_| ())
         }
     }
+}
+
+/// Reads until the client hangs up, so that it sees what was sent rather than a reset.
+fn linger(mut reader: impl Read) -> io::Result<()> {
+    let mut sink = [0u8; 512];
+    while reader.read(&mut sink)? > 0 {}
+    Ok(())
 }
 
 /// Lets the TLS stream serve as both the buffered reader and the writer.

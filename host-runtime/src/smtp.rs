@@ -165,9 +165,20 @@ impl Conn {
     }
 
     fn command(&mut self, line: &str) -> io::Result<Reply> {
+        if has_line_break(line) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to send a command with CR or LF: {line:?}"),
+            ));
+        }
         self.send(format!("{line}\r\n").as_bytes())?;
         self.read_reply()
     }
+}
+
+/// Whether `text` would end an SMTP command line early (and start another: command injection).
+fn has_line_break(text: &str) -> bool {
+    text.contains(['\r', '\n'])
 }
 
 fn truncate(text: &str) -> &str {
@@ -198,6 +209,17 @@ pub fn attempt(
     timeouts: Timeouts,
     message: &Message<'_>,
 ) -> AttemptResult {
+    // The CLI checks these; the client refuses them too, before any byte goes out, whoever calls
+    // it. Our own fault, so reported like an unreachable peer: no evidence about its TLS.
+    let mut fields = [helo_name, message.from]
+        .into_iter()
+        .chain(message.to.iter().map(String::as_str));
+    if let Some(bad) = fields.find(|field| has_line_break(field)) {
+        return AttemptResult::failed(
+            Outcome::ConnectFailed,
+            format!("refused before connecting: {bad:?} has CR or LF (SMTP command injection)"),
+        );
+    }
     let stream = match TcpStream::connect_timeout(&address, timeouts.connect) {
         Ok(stream) => stream,
         Err(e) => {

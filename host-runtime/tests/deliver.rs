@@ -371,6 +371,37 @@ fn dane_needs_its_records_and_a_matching_record_delivers_at_authenticated_tls() 
     );
 }
 
+#[test]
+fn tlsa_records_openssl_rejects_make_dane_unusable_not_ca_verified() {
+    // The peer's certificate is trusted by the default CA store (SSL_CERT_FILE), as a certificate
+    // from a public CA would be; the only TLSA record has a digest of the wrong length.
+    let env = Env::new();
+    let ca = env.dir.path().join("roots.pem");
+    std::fs::write(&ca, identity().certificate.to_pem().unwrap()).unwrap();
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let output = env.run_with_env(
+        &[
+            "deliver",
+            "--from",
+            "",
+            "--to",
+            "b@example.test",
+            "--mx",
+            &mx(&peer),
+            "--tlsa",
+            "3 1 1 abcd",
+        ],
+        MESSAGE,
+        &[("SSL_CERT_FILE", ca.to_str().unwrap().to_owned())],
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("TLSA RRset is unusable"), "{log}");
+    assert!(!log.contains("tier=authenticated-tls"), "{log}");
+    // Unusable DANE still demands TLS (RFC 7672 section 2.2): delivered, unauthenticated.
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("tier=modern-tls outcome=success"), "{log}");
+}
+
 /// The response code and the (preference, exchange) pairs a fake DNS server answers.
 type DnsAnswer = (hickory_proto::op::ResponseCode, Vec<(u16, &'static str)>);
 
@@ -473,4 +504,84 @@ fn a_domain_without_mx_records_is_its_own_mx() {
     let env = Env::new();
     let (code, log) = deliver_by_dns(&env, dns, "b@localhost", peer.address.port());
     assert_eq!(code, 0, "{log}");
+}
+
+/// A listener that counts the connections made to it (and says nothing).
+fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn helo_with_crlf_is_refused_not_sent() {
+    let (port, connections) = counting_listener();
+    let env = Env::new();
+    for helo in [
+        "client.test\r\nRCPT TO:<victim@example.test>",
+        "client.test\nQUIT",
+        "two words",
+        "-dash.test",
+        "[300.1.1.1]",
+        "[IPv6:zz]",
+        "",
+    ] {
+        let output = env.run(
+            &[
+                "deliver",
+                "--from",
+                "a@example.test",
+                "--to",
+                "b@example.test",
+                "--mx",
+                &format!("127.0.0.1:{port}"),
+                &format!("--helo={helo}"),
+            ],
+            MESSAGE,
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{helo:?}: {stderr}");
+        assert!(stderr.contains("--helo"), "{helo:?}: {stderr}");
+    }
+    for good in [
+        "mail.example.org",
+        "[192.0.2.1]",
+        "[IPv6:2001:db8::1]",
+        "localhost",
+    ] {
+        assert!(
+            tlsfallback_host::commands::deliver::check_helo_name(good).is_ok(),
+            "{good}"
+        );
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no connection was made"
+    );
+}
+
+#[test]
+fn text_after_starttls_does_not_walk_a_tls_peer_to_cleartext() {
+    // Before, the text read as a protocol-version alert at each TLS tier, and the same delivery
+    // went on in cleartext.
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::TextAfterClientHello, identity()).unwrap();
+    let (code, log) = env.deliver(&mx(&peer));
+    assert_eq!(code, 75, "{log}");
+    assert!(
+        log.contains("tier=modern-tls outcome=tls-alert other"),
+        "{log}"
+    );
+    assert!(!log.contains("tier=cleartext"), "{log}");
+    assert!(peer.messages().is_empty());
 }

@@ -83,6 +83,51 @@ pub fn check_address(address: &str, recipient: bool) -> anyhow::Result<()> {
     }
 }
 
+/// Checks our EHLO name: a domain or an address literal as RFC 5321 section 4.1.2 defines them
+/// (`mail.example.org`, `[192.0.2.1]`, `[IPv6:2001:db8::1]`). Anything else, above all a CR or
+/// LF, would let the name smuggle SMTP commands into the session.
+///
+/// # Errors
+///
+/// What is wrong with it.
+pub fn check_helo_name(name: &str) -> anyhow::Result<()> {
+    if name.chars().any(|c| c.is_control()) {
+        bail!(
+            "the EHLO name {name:?} has control characters (CR or LF would inject SMTP commands)"
+        );
+    }
+    if let Some(literal) = name
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        let valid = match literal.strip_prefix("IPv6:") {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => literal.parse::<std::net::Ipv4Addr>().is_ok(),
+        };
+        if !valid {
+            bail!(
+                "the EHLO name {name:?} is not an address literal ([192.0.2.1] or [IPv6:2001:db8::1])"
+            );
+        }
+        return Ok(());
+    }
+    // Let-dig [Ldh-str]: letters, digits and inner hyphens, 63 octets at most per label.
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.len() > 255 || !name.split('.').all(label_ok) {
+        bail!(
+            "the EHLO name {name:?} is not a domain (letters, digits and hyphens in dot-separated labels) or an address literal"
+        );
+    }
+    Ok(())
+}
+
 /// One log line for an attempt.
 #[must_use]
 pub fn format_attempt(line: &AttemptLine) -> String {
