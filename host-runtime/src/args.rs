@@ -180,9 +180,13 @@ pub(crate) struct DeliverArgs {
     /// The SMTP port of MX hosts found in the DNS.
     #[arg(long, default_value_t = 25)]
     pub(crate) port: u16,
-    /// Our EHLO name.
+    /// Our EHLO name: a domain or an address literal ([192.0.2.1], [IPv6:2001:db8::1]).
     #[arg(long, default_value = "localhost")]
     pub(crate) helo: String,
+    /// The longest one attempt (connect to QUIT) may take, in seconds, however the peer trickles
+    /// its bytes; each SMTP stage also has its own limit (Postfix's defaults).
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) attempt_timeout_secs: u64,
     /// A PEM file of CA certificates for verified tiers (default: the system roots).
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_file: Option<PathBuf>,

@@ -149,7 +149,10 @@ fn deliver(args: &DeliverArgs) -> u8 {
             ca_file: args.ca_file.clone(),
             tlsa: args.tlsa.clone(),
         },
-        timeouts: tlsfallback_host::smtp::Timeouts::default(),
+        timeouts: tlsfallback_host::smtp::Timeouts {
+            attempt: std::time::Duration::from_secs(args.attempt_timeout_secs),
+            ..tlsfallback_host::smtp::Timeouts::default()
+        },
     };
     let mut clock = tlsfallback_host::clock::SystemClock;
     let mut log =
@@ -226,6 +229,7 @@ fn peers(args: &PeersArgs) -> anyhow::Result<()> {
             }
         }
         PeersAction::Show { peer } => {
+            let peer = &tlsfallback_host::store::peer_key(peer);
             let row = store
                 .get(peer)?
                 .ok_or_else(|| anyhow::anyhow!("no history for {peer} in {}", path.display()))?;
@@ -238,6 +242,7 @@ fn peers(args: &PeersArgs) -> anyhow::Result<()> {
             }
         }
         PeersAction::Forget { peer } => {
+            let peer = &tlsfallback_host::store::peer_key(peer);
             if !store.forget(peer)? {
                 anyhow::bail!("no history for {peer} in {}", path.display());
             }

@@ -37,7 +37,16 @@ pub enum PeerKind {
     /// STARTTLS answered with 220; the ClientHello is answered with text instead of TLS, so the
     /// bytes reach the client only in a read after the 220's.
     TextAfterClientHello,
+    /// Sends its banner one byte every [`DRIBBLE_INTERVAL`] ([`DRIBBLE_BYTES`] of them, then
+    /// behaves): each byte arrives well within any per-read timeout.
+    DribblingGreeting,
 }
+
+/// How often [`PeerKind::DribblingGreeting`] sends a byte.
+pub const DRIBBLE_INTERVAL: Duration = Duration::from_millis(100);
+/// How many bytes [`PeerKind::DribblingGreeting`] dribbles before the banner's end (20 s worth, so
+/// that a client without a deadline is still held far past a test's).
+pub const DRIBBLE_BYTES: usize = 200;
 
 /// What [`PeerKind::GarbageAfterStarttls`] and [`PeerKind::TextAfterClientHello`] send where TLS
 /// should be: an SMTP-looking line, what a confused peer or an injecting attacker would send.
@@ -205,6 +214,14 @@ fn serve(
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut session = Session::new(BufReader::new(stream.try_clone()?), stream, None);
     session.starttls_454 = kind == PeerKind::Starttls454;
+    if kind == PeerKind::DribblingGreeting {
+        let dots = std::iter::repeat_n(b'.', DRIBBLE_BYTES);
+        for byte in b"220 peer.test ESMTP ".iter().copied().chain(dots) {
+            // Fails once the client has given up: the session ends there.
+            session.writer.write_all(&[byte])?;
+            std::thread::sleep(DRIBBLE_INTERVAL);
+        }
+    }
     session.send("220 peer.test ESMTP local test peer")?;
     match session.dialogue(kind != PeerKind::NoStarttls, received)? {
         Next::Done => Ok(()),

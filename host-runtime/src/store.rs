@@ -13,6 +13,24 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::engine::DecisionEngine;
 
+/// The one spelling of a peer's key in the history, whoever writes or asks: lower case, and the
+/// host without the trailing dot of a fully qualified name, so `MX.Example.org.:2525` and
+/// `mx.example.org:2525` are one peer (one memory, one pin). Keeps the key's shape: `host`,
+/// `host:port`, `[host]`, `[host]:port`; an IPv6 address without brackets is left as it is.
+#[must_use]
+pub fn peer_key(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
+    let bare = |host: &str| host.strip_suffix('.').unwrap_or(host).to_owned();
+    if let Some((host, after)) = key.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        return format!("[{}]{after}", bare(host));
+    }
+    match key.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => format!("{}:{port}", bare(host)),
+        Some(_) => key,
+        None => bare(&key),
+    }
+}
+
 /// A stored peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerRow {

@@ -423,3 +423,40 @@ fn only_alerts_the_peer_sent_are_definitive_in_openssl_reason_codes() {
         assert_eq!(outcome_for_reasons(&[reason]), None, "reason {reason}");
     }
 }
+
+#[test]
+fn a_dribbled_banner_is_cut_off_by_the_stage_limit_too() {
+    let peer = LocalPeer::start(PeerKind::DribblingGreeting, identity()).unwrap();
+    let to = vec!["r@example.test".to_owned()];
+    let message = Message {
+        from: "s@example.test",
+        to: &to,
+        data: b"x\n",
+    };
+    let timeouts = Timeouts {
+        greeting: std::time::Duration::from_millis(500),
+        ..Timeouts::default()
+    };
+    let result = smtp::attempt(
+        peer.address,
+        "mx.test",
+        "c.test",
+        None,
+        &TrustAnchors::default(),
+        timeouts,
+        &message,
+    );
+    assert_eq!(
+        result.outcome,
+        Outcome::HandshakeTimeout,
+        "{}",
+        result.detail
+    );
+    assert!(
+        result
+            .detail
+            .contains("the greeting stage ran past its 500ms limit"),
+        "{}",
+        result.detail
+    );
+}

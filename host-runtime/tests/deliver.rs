@@ -585,3 +585,66 @@ fn text_after_starttls_does_not_walk_a_tls_peer_to_cleartext() {
     assert!(!log.contains("tier=cleartext"), "{log}");
     assert!(peer.messages().is_empty());
 }
+
+#[test]
+fn dribbling_peer_cannot_hold_an_attempt_past_its_deadline() {
+    // One byte every 100 ms never trips a per-read timeout; the attempt's deadline ends it.
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::DribblingGreeting, identity()).unwrap();
+    let output = env.run(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            "b@example.test",
+            "--mx",
+            &mx(&peer),
+            "--attempt-timeout-secs",
+            "1",
+        ],
+        MESSAGE,
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{log}");
+    assert!(
+        log.contains("the greeting stage ran past the attempt's deadline"),
+        "{log}"
+    );
+    assert!(peer.messages().is_empty());
+}
+
+#[test]
+fn trailing_dot_is_the_same_peer() {
+    use tlsfallback_host::postfix::daemon::destination_key;
+    use tlsfallback_host::store::peer_key;
+    // One spelling everywhere: deliver, peers, and the Postfix daemon's lookup keys.
+    assert_eq!(peer_key("MX.Example.org."), "mx.example.org");
+    assert_eq!(peer_key("mx.example.org.:2525"), "mx.example.org:2525");
+    assert_eq!(peer_key("[MX.example.org.]:2525"), "[mx.example.org]:2525");
+    assert_eq!(peer_key("::1"), "::1");
+    assert_eq!(destination_key("Example.COM.").unwrap(), "example.com");
+    assert_eq!(
+        destination_key("[mx.example.com.]:25").unwrap(),
+        "[mx.example.com]:25"
+    );
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let port = peer.address.port();
+    for spelling in [format!("localhost.:{port}"), format!("LocalHost:{port}")] {
+        let (code, log) = env.deliver(&spelling);
+        assert_eq!(code, 0, "{spelling}: {log}");
+    }
+    let list = env.peers(&["list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.starts_with(&format!("localhost:{port} ")), "{list}");
+    assert!(
+        env.peers(&["show", &format!("LOCALHOST.:{port}")])
+            .contains("localhost")
+    );
+    assert!(
+        env.peers(&["forget", &format!("localhost.:{port}")])
+            .contains("forgot")
+    );
+    assert!(env.peers(&["list"]).is_empty());
+}

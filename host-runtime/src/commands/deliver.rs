@@ -37,15 +37,16 @@ pub fn parse_mx(spec: &str) -> anyhow::Result<Destination> {
         ),
         _ => (spec, 25),
     };
+    // One spelling per peer (see `peer_key`); also the name resolved and verified.
+    let host = crate::store::peer_key(host);
     if host.is_empty() {
         bail!("--mx {spec:?} has no host");
     }
-    let address: SocketAddr = (host, port)
+    let address: SocketAddr = (host.as_str(), port)
         .to_socket_addrs()
         .with_context(|| format!("resolving the MX host {host:?}"))?
         .next()
         .with_context(|| format!("the MX host {host:?} has no address"))?;
-    let host = host.to_ascii_lowercase();
     let peer = if port == 25 {
         host.clone()
     } else {

@@ -132,7 +132,8 @@ pub fn run(
                 anchors: TrustAnchors::default(),
                 timeouts: Timeouts {
                     connect: std::time::Duration::from_secs(5),
-                    command: std::time::Duration::from_secs(10),
+                    attempt: std::time::Duration::from_secs(30),
+                    ..Timeouts::default()
                 },
             };
             let mut log = |line: &crate::delivery::AttemptLine| {

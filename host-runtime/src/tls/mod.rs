@@ -4,7 +4,6 @@
 mod dane;
 
 use std::io;
-use std::net::TcpStream;
 use std::path::PathBuf;
 
 use openssl::error::ErrorStack;
@@ -184,12 +183,12 @@ pub fn connector(
 /// # Errors
 ///
 /// The classified failure.
-pub fn handshake(
+pub fn handshake<S: io::Read + io::Write>(
     params: &TlsParameters,
     anchors: &TrustAnchors,
     mx_host: &str,
-    stream: TcpStream,
-) -> Result<(SslStream<TcpStream>, Negotiated), HandshakeFailure> {
+    stream: S,
+) -> Result<(SslStream<S>, Negotiated), HandshakeFailure> {
     let setup = |e: ErrorStack| HandshakeFailure {
         outcome: Outcome::TlsAlert(TlsAlert::Other),
         detail: format!("TLS set-up failed: {e}"),
