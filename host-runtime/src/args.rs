@@ -187,6 +187,10 @@ pub(crate) struct DeliverArgs {
     /// its bytes; each SMTP stage also has its own limit (Postfix's defaults).
     #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) attempt_timeout_secs: u64,
+    /// How long a history write waits for another process's transaction, in milliseconds; past
+    /// it, an update after a delivered message goes to the journal beside the database.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub(crate) db_busy_timeout_ms: u64,
     /// A PEM file of CA certificates for verified tiers (default: the system roots).
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_file: Option<PathBuf>,

@@ -123,7 +123,8 @@ fn deliver(args: &DeliverArgs) -> u8 {
     let setup = (|| -> anyhow::Result<_> {
         let policy_file = load_policy(&args.engine)?;
         let engine = open_engine(&args.engine, &policy_file)?;
-        let store = HistoryStore::open(&args.store.path())?;
+        let busy = std::time::Duration::from_millis(args.db_busy_timeout_ms);
+        let store = HistoryStore::open_with_busy_timeout(&args.store.path(), busy)?;
         Ok((policy_file, engine, store))
     })();
     let (policy_file, mut engine, mut store) = match setup {
@@ -157,6 +158,7 @@ fn deliver(args: &DeliverArgs) -> u8 {
     let mut clock = tlsfallback_host::clock::SystemClock;
     let mut log =
         |line: &tlsfallback_host::delivery::AttemptLine| eprintln!("{}", format_attempt(line));
+    let mut warn = |line: &str| eprintln!("tlsfallback: warning: {line}");
     match deliver(
         engine.as_mut(),
         &mut store,
@@ -164,6 +166,7 @@ fn deliver(args: &DeliverArgs) -> u8 {
         &mut clock,
         &job,
         &mut log,
+        &mut warn,
     ) {
         Ok(result) => {
             let (summary, code) = summarize(&result);

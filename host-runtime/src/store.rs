@@ -13,6 +13,24 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::engine::DecisionEngine;
 
+mod pending;
+
+pub use pending::{PendingUpdate, journal_path};
+
+/// How long a write waits for another process's transaction by default.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What applying the journal of pending updates did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PendingApplied {
+    /// Entries applied now.
+    pub applied: usize,
+    /// Entries found already applied (the journal could not be emptied last time), skipped.
+    pub skipped: usize,
+    /// Lines that were no entry (a write torn by a crash), dropped with the rest.
+    pub unreadable: Vec<String>,
+}
+
 /// The one spelling of a peer's key in the history, whoever writes or asks: lower case, and the
 /// host without the trailing dot of a fully qualified name, so `MX.Example.org.:2525` and
 /// `mx.example.org:2525` are one peer (one memory, one pin). Keeps the key's shape: `host`,
@@ -69,12 +87,22 @@ impl HistoryStore {
     ///
     /// When the file cannot be created or is not a tlsfallback database.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// As [`open`](Self::open), with how long a write waits for another process's transaction
+    /// before it fails.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created or is not a tlsfallback database.
+    pub fn open_with_busy_timeout(path: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let connection = Connection::open(path)
             .with_context(|| format!("opening the history database {}", path.display()))?;
-        connection.busy_timeout(Duration::from_secs(30))?;
+        connection.busy_timeout(busy_timeout)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .and_then(|()| {
@@ -83,6 +111,9 @@ impl HistoryStore {
                          peer TEXT PRIMARY KEY NOT NULL,
                          history BLOB NOT NULL,
                          updated_at INTEGER NOT NULL
+                     ) STRICT;
+                     CREATE TABLE IF NOT EXISTS applied_pending_updates (
+                         id TEXT PRIMARY KEY NOT NULL
                      ) STRICT;",
                 )
             })
@@ -91,6 +122,71 @@ impl HistoryStore {
             connection,
             path: path.to_owned(),
         })
+    }
+
+    /// Keeps a decide step that could not be stored in the journal beside the database, synced
+    /// to disk, for [`apply_pending`](Self::apply_pending) to replay.
+    ///
+    /// # Errors
+    ///
+    /// When the journal cannot be written either.
+    pub fn record_pending(&self, update: &PendingUpdate) -> std::io::Result<()> {
+        pending::Journal::open(&self.path)?.append(update)
+    }
+
+    /// Replays the journal's pending updates through `engine`, each once, in one write
+    /// transaction, then empties the journal; also makes sure the journal has room for the next
+    /// ones. Nothing is lost when this fails: the journal is kept for the next try.
+    ///
+    /// # Errors
+    ///
+    /// A journal, database or engine error.
+    pub fn apply_pending(
+        &mut self,
+        engine: &mut dyn DecisionEngine,
+    ) -> anyhow::Result<PendingApplied> {
+        let mut journal = pending::Journal::open(&self.path)
+            .with_context(|| format!("opening {}", journal_path(&self.path).display()))?;
+        let (entries, unreadable) = journal.entries();
+        let mut report = PendingApplied {
+            unreadable,
+            ..PendingApplied::default()
+        };
+        if !entries.is_empty() || !report.unreadable.is_empty() {
+            let (applied, skipped) = self.batch(|batch| {
+                let (mut applied, mut skipped) = (0, 0);
+                for entry in &entries {
+                    let fresh = batch.connection().execute(
+                        "INSERT OR IGNORE INTO applied_pending_updates (id) VALUES (?1)",
+                        [&entry.id],
+                    )? == 1;
+                    if !fresh {
+                        skipped += 1;
+                        continue;
+                    }
+                    let policy = entry.policy;
+                    // The action was for a delivery long over; only the history it stores counts.
+                    let _replayed = batch.decide(
+                        engine,
+                        &entry.peer,
+                        &policy,
+                        &entry.context,
+                        Some(&entry.last),
+                        entry.now,
+                    )?;
+                    applied += 1;
+                }
+                Ok((applied, skipped))
+            })?;
+            report.applied = applied;
+            report.skipped = skipped;
+            journal.clear()?;
+            // The ids only guard entries still in the journal: none are now.
+            self.connection
+                .execute("DELETE FROM applied_pending_updates", [])?;
+        }
+        journal.reserve()?;
+        Ok(report)
     }
 
     /// Where the database is.

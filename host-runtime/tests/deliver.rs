@@ -648,3 +648,234 @@ fn trailing_dot_is_the_same_peer() {
     );
     assert!(env.peers(&["list"]).is_empty());
 }
+
+/// A cleartext-only SMTP peer that runs `on_message` once it has the whole message, before it
+/// answers 250: the moment after which the message counts as delivered.
+fn peer_with_hook(on_message: impl Fn() + Send + Sync + 'static) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let on_message = std::sync::Arc::new(on_message);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8).flatten() {
+            let on_message = on_message.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let _ = writer.write_all(b"220 hook.test ESMTP\r\n");
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let upper = line.trim_end().to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250 hook.test\r\n"
+                    } else if upper == "DATA" {
+                        let _ = writer.write_all(b"354 go\r\n");
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        on_message();
+                        b"250 queued\r\n"
+                    } else if upper == "QUIT" {
+                        let _ = writer.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = writer.write_all(reply);
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A delivery whose history write finds the database locked by another connection (held until
+/// the returned guard is dropped).
+fn deliver_while_the_database_gets_locked(
+    env: &Env,
+) -> (
+    Output,
+    u16,
+    std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+) {
+    let db = env.dir.path().join("peers.sqlite3");
+    tlsfallback_host::store::HistoryStore::open(&db).unwrap();
+    let holder = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let held = holder.clone();
+    let port = peer_with_hook(move || {
+        let connection = rusqlite::Connection::open(&db).unwrap();
+        connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        *held.lock().unwrap() = Some(connection);
+    });
+    let output = env.run(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            "b@example.test",
+            "--mx",
+            &format!("127.0.0.1:{port}"),
+            "--db-busy-timeout-ms",
+            "200",
+        ],
+        MESSAGE,
+    );
+    (output, port, holder)
+}
+
+#[test]
+fn delivered_message_exits_0_when_the_database_is_locked() {
+    let env = Env::new();
+    let (output, _, lock) = deliver_while_the_database_gets_locked(&env);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(lock.lock().unwrap().is_some(), "the peer took the lock");
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("warning: the history update for 127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("peers.sqlite3.pending"), "{log}");
+    assert!(log.contains("delivered to 127.0.0.1:"), "{log}");
+}
+
+#[test]
+fn pending_update_is_applied_once_on_next_run() {
+    let env = Env::new();
+    let (output, port, lock) = deliver_while_the_database_gets_locked(&env);
+    assert_eq!(output.status.code(), Some(0));
+    drop(lock.lock().unwrap().take());
+    let peer = format!("127.0.0.1:{port}");
+    let show = |env: &Env| -> serde_json::Value {
+        serde_json::from_str(&env.peers(&["show", &peer, "--json"])).unwrap()
+    };
+    assert_eq!(show(&env)["last_success_tier"], serde_json::Value::Null);
+    // The next delivery, to another (unreachable) host, applies the update first.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (code, log) = env.deliver(&closed.to_string());
+    assert_eq!(code, 75, "{log}");
+    assert!(log.contains("applied 1 pending history update(s)"), "{log}");
+    assert_eq!(show(&env)["last_success_tier"], "cleartext");
+    let (_, log) = env.deliver(&closed.to_string());
+    assert!(!log.contains("pending history"), "applied once: {log}");
+}
+
+#[test]
+fn a_pending_update_recorded_twice_is_applied_once() {
+    use policy_core::{AttemptReport, DeliveryContext, Outcome, Policy, Tier};
+    use tlsfallback_host::store::{HistoryStore, PendingUpdate};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = HistoryStore::open(&dir.path().join("p.sqlite3")).unwrap();
+    let mut engine =
+        tlsfallback_host::engine::open(tlsfallback_host::engine::EngineKind::Native, None).unwrap();
+    let last = AttemptReport {
+        tier: Tier::ModernTls,
+        outcome: Outcome::Success { version: None },
+    };
+    let update = PendingUpdate::new(
+        "mx.test",
+        Policy::default(),
+        DeliveryContext::default(),
+        last,
+        100,
+    )
+    .unwrap();
+    // As if the journal could not be emptied after it was applied once.
+    store.record_pending(&update).unwrap();
+    store.record_pending(&update).unwrap();
+    let applied = store.apply_pending(engine.as_mut()).unwrap();
+    assert_eq!((applied.applied, applied.skipped), (1, 1));
+    assert_eq!(store.apply_pending(engine.as_mut()).unwrap().applied, 0);
+    let row = store.get("mx.test").unwrap().unwrap();
+    let history = policy_core::History::decode(&row.history).unwrap();
+    assert_eq!(history.memory.last_success_tier, Some(Tier::ModernTls));
+}
+
+/// A tiny tmpfs, unmounted when dropped.
+struct TinyDisk {
+    dir: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    /// Mounts one, or says why it cannot (not root, no mount in this sandbox).
+    fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+        }
+        Ok(Self { dir })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn delivered_message_exits_0_when_the_disk_fills_up() {
+    let disk = match TinyDisk::mount("2m") {
+        Ok(disk) => disk,
+        Err(reason) => {
+            println!("skipped: no tmpfs to fill ({reason})");
+            return;
+        }
+    };
+    let db = disk.dir.path().join("peers.sqlite3");
+    let filler = disk.dir.path().join("filler");
+    let fill = filler.clone();
+    // The disk fills up while the peer takes the message.
+    let port = peer_with_hook(move || {
+        let mut file = std::fs::File::create(&fill).unwrap();
+        let block = vec![0x5a; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    });
+    let env = Env::new();
+    let policy = env.dir.path().join("policy.toml");
+    let deliver = |mx: &str| {
+        crate::util::run(
+            &[
+                "deliver",
+                "--from",
+                "a@example.test",
+                "--to",
+                "b@example.test",
+                "--mx",
+                mx,
+                "--policy",
+                policy.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+            ],
+            MESSAGE,
+        )
+    };
+    let output = deliver(&format!("127.0.0.1:{port}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(filler.exists(), "the peer filled the disk");
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("is kept in"), "{log}");
+    // Room again: the next delivery applies the update.
+    std::fs::remove_file(&filler).unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = deliver(&closed.to_string());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("applied 1 pending history update(s)"), "{log}");
+}

@@ -155,8 +155,18 @@ pub fn format_attempt(line: &AttemptLine) -> String {
 #[must_use]
 pub fn summarize(result: &DeliveryResult) -> (String, u8) {
     match result {
-        DeliveryResult::Delivered { peer, tier } => (
-            format!("delivered to {peer} over {}", tier.name()),
+        DeliveryResult::Delivered {
+            peer,
+            tier,
+            history_warning,
+        } => (
+            match history_warning {
+                None => format!("delivered to {peer} over {}", tier.name()),
+                Some(warning) => format!(
+                    "warning: {warning}\ndelivered to {peer} over {}",
+                    tier.name()
+                ),
+            },
             exit::OK,
         ),
         DeliveryResult::Deferred {

@@ -139,7 +139,16 @@ pub fn run(
             let mut log = |line: &crate::delivery::AttemptLine| {
                 let _ = writeln!(out, "   {}", format_attempt(line));
             };
-            let result = deliver(engine, store, &policy_file, &mut clock, &job, &mut log)?;
+            let mut warn = |line: &str| eprintln!("tlsfallback: warning: {line}");
+            let result = deliver(
+                engine,
+                store,
+                &policy_file,
+                &mut clock,
+                &job,
+                &mut log,
+                &mut warn,
+            )?;
             writeln!(out, "   => {}", summarize(&result).0)?;
         }
     }
