@@ -10,7 +10,7 @@ use policy_core::{
 use crate::clock::Clock;
 use crate::config::PolicyFile;
 use crate::engine::DecisionEngine;
-use crate::smtp::{self, Message, Timeouts};
+use crate::smtp::{self, Message, RecipientRefusal, Timeouts};
 use crate::store::{HistoryStore, PendingUpdate, journal_path};
 use crate::tls::TrustAnchors;
 
@@ -74,6 +74,9 @@ pub enum DeliveryResult {
         /// happened to the update (kept in the journal for the next run, or lost). Still
         /// delivered: sending it again would duplicate it.
         history_warning: Option<String>,
+        /// The recipients that peer refused (the others have the message): each bounces (5xx)
+        /// or is deferred (4xx).
+        refused: Vec<RecipientRefusal>,
     },
     /// Keep the message and retry later.
     Deferred {
@@ -145,6 +148,7 @@ pub fn deliver(
         let policy = policy_file.policy_for(&destination.host);
         let mut last: Option<AttemptReport> = None;
         let mut smtp_verdict: Option<DeliveryResult> = None;
+        let mut refused: Vec<RecipientRefusal> = Vec::new();
         let mut attempts = 0u8;
         loop {
             let now = clock.now();
@@ -187,6 +191,7 @@ pub fn deliver(
                             peer: destination.peer.clone(),
                             tier,
                             history_warning: Some(warning),
+                            refused,
                         });
                     }
                     _ => return Err(error),
@@ -245,6 +250,7 @@ pub fn deliver(
                             reasons: vec![format!("{}: {text}", destination.peer)],
                         });
                     }
+                    refused = result.refused_recipients;
                     last = Some(AttemptReport {
                         tier,
                         outcome: result.outcome,
@@ -264,6 +270,7 @@ pub fn deliver(
                         peer: destination.peer.clone(),
                         tier,
                         history_warning: None,
+                        refused,
                     });
                 }
                 Action::Defer {

@@ -177,6 +177,17 @@ pub struct Message<'a> {
     pub data: &'a [u8],
 }
 
+/// A recipient the peer refused at RCPT TO.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientRefusal {
+    /// The forward path.
+    pub recipient: String,
+    /// The peer's reply.
+    pub reply: String,
+    /// A 5xx reply (bounce it); a 4xx one defers it.
+    pub permanent: bool,
+}
+
 /// How an attempt ended.
 #[derive(Debug)]
 pub struct AttemptResult {
@@ -189,6 +200,9 @@ pub struct AttemptResult {
     pub rejected: Option<String>,
     /// A temporary (4xx) refusal of the message itself after the session was set up.
     pub deferred: Option<String>,
+    /// The recipients the peer refused at RCPT TO, each with its reply. When some were
+    /// accepted, the message went to those, and only these failed.
+    pub refused_recipients: Vec<RecipientRefusal>,
     /// A line for the log.
     pub detail: String,
 }
@@ -200,6 +214,7 @@ impl AttemptResult {
             negotiated: None,
             rejected: None,
             deferred: None,
+            refused_recipients: Vec::new(),
             detail: detail.into(),
         }
     }
@@ -450,6 +465,7 @@ pub fn attempt(
             negotiated: None,
             rejected: None,
             deferred: None,
+            refused_recipients: Vec::new(),
             detail,
         };
         let refused = |reply: &Reply, stage: &str| {
@@ -470,6 +486,8 @@ pub fn attempt(
         if reply.code != 250 {
             return Ok(refused(&reply, "MAIL FROM"));
         }
+        // Each recipient on its own: one refused must not keep the message from the others.
+        let mut refusals = Vec::new();
         for rcpt in message.to {
             let reply = conn
                 .command(
@@ -478,8 +496,29 @@ pub fn attempt(
                 )
                 .map_err(|e| fail(e, tls_up))?;
             if reply.code != 250 && reply.code != 251 {
-                return Ok(refused(&reply, "RCPT TO"));
+                refusals.push(RecipientRefusal {
+                    recipient: rcpt.clone(),
+                    reply: reply.text(),
+                    permanent: reply.code >= 500,
+                });
             }
+        }
+        if refusals.len() == message.to.len() {
+            // Nobody to send it to. It bounces only if every refusal was permanent.
+            let text = refusals
+                .iter()
+                .map(|r| format!("<{}>: {}", r.recipient, r.reply))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut result = accepted(format!("RCPT TO: every recipient refused: {text}"));
+            if refusals.iter().all(|r| r.permanent) {
+                result.rejected = Some(text);
+            } else {
+                result.deferred = Some(text);
+            }
+            result.refused_recipients = refusals;
+            let _ = conn.command(stage("QUIT", timeouts.quit), "QUIT");
+            return Ok(result);
         }
         let reply = conn
             .command(stage("DATA", timeouts.data_init), "DATA")
@@ -498,7 +537,9 @@ pub fn attempt(
         }
         // The message is accepted; a failed QUIT changes nothing.
         let _ = conn.command(stage("QUIT", timeouts.quit), "QUIT");
-        Ok(accepted(format!("accepted: {}", reply.text())))
+        let mut result = accepted(format!("accepted: {}", reply.text()));
+        result.refused_recipients = refusals;
+        Ok(result)
     })();
     match session {
         Ok(mut result) => {

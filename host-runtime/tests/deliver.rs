@@ -652,6 +652,14 @@ fn trailing_dot_is_the_same_peer() {
 /// A cleartext-only SMTP peer that runs `on_message` once it has the whole message, before it
 /// answers 250: the moment after which the message counts as delivered.
 fn peer_with_hook(on_message: impl Fn() + Send + Sync + 'static) -> u16 {
+    peer_with(|_| b"250 ok\r\n", on_message)
+}
+
+/// As [`peer_with_hook`], answering each RCPT TO line with `on_rcpt(line)`.
+fn peer_with(
+    on_rcpt: fn(&str) -> &'static [u8],
+    on_message: impl Fn() + Send + Sync + 'static,
+) -> u16 {
     use std::io::{BufRead, BufReader};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -681,6 +689,8 @@ fn peer_with_hook(on_message: impl Fn() + Send + Sync + 'static) -> u16 {
                     } else if upper == "QUIT" {
                         let _ = writer.write_all(b"221 bye\r\n");
                         return;
+                    } else if upper.starts_with("RCPT TO:") {
+                        on_rcpt(&line)
                     } else {
                         b"250 ok\r\n"
                     };
@@ -878,4 +888,65 @@ fn delivered_message_exits_0_when_the_disk_fills_up() {
     let output = deliver(&closed.to_string());
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("applied 1 pending history update(s)"), "{log}");
+}
+
+#[test]
+fn one_refused_recipient_does_not_bounce_the_others() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let received = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = received.clone();
+    let port = peer_with(
+        |line| {
+            if line.contains("nobody@") {
+                b"550 5.1.1 no such user\r\n"
+            } else if line.contains("full@") {
+                b"452 4.2.2 mailbox full\r\n"
+            } else {
+                b"250 2.1.5 ok\r\n"
+            }
+        },
+        move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        },
+    );
+    let env = Env::new();
+    let deliver = |to: &[&str]| {
+        let mut args = vec!["deliver", "--from", "a@example.test"];
+        for rcpt in to {
+            args.extend(["--to", rcpt]);
+        }
+        let mx = format!("127.0.0.1:{port}");
+        args.extend(["--mx", &mx]);
+        let output = env.run(&args, MESSAGE);
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // A permanent refusal: the others get the message; the refused one bounces (69).
+    let (code, log) = deliver(&["b@example.test", "nobody@example.test"]);
+    assert_eq!(received.load(Ordering::SeqCst), 1, "{log}");
+    assert_eq!(code, 69, "{log}");
+    assert!(
+        log.contains("recipient <nobody@example.test> bounced: 127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("550 5.1.1 no such user"), "{log}");
+    assert!(log.contains("for all but 1 recipient(s)"), "{log}");
+    // A temporary refusal among them: that one is deferred (75), the message still went.
+    let (code, log) = deliver(&["b@example.test", "nobody@example.test", "full@example.test"]);
+    assert_eq!(received.load(Ordering::SeqCst), 2, "{log}");
+    assert_eq!(code, 75, "{log}");
+    assert!(
+        log.contains("recipient <full@example.test> deferred"),
+        "{log}"
+    );
+    assert!(
+        log.contains("recipient <nobody@example.test> bounced"),
+        "{log}"
+    );
+    // Everyone accepted: 0, no recipient lines.
+    let (code, log) = deliver(&["b@example.test", "c@example.test"]);
+    assert_eq!((code, received.load(Ordering::SeqCst)), (0, 3), "{log}");
+    assert!(!log.contains("recipient <"), "{log}");
 }

@@ -151,7 +151,13 @@ pub fn format_attempt(line: &AttemptLine) -> String {
     )
 }
 
-/// The one-line summary and the exit code for a delivery result.
+/// The summary (one line, after one line per refused recipient and any warning) and the exit
+/// code for a delivery result.
+///
+/// One exit code covers every recipient of the run, as for sendmail's delivery agents: 0 only
+/// when every recipient has the message; when the peer refused some, the code is theirs (75 if
+/// any was deferred with 4xx, else 69), although the others have it. A caller that needs a result
+/// per recipient delivers to one recipient per run (Postfix: `destination_recipient_limit = 1`).
 #[must_use]
 pub fn summarize(result: &DeliveryResult) -> (String, u8) {
     match result {
@@ -159,16 +165,38 @@ pub fn summarize(result: &DeliveryResult) -> (String, u8) {
             peer,
             tier,
             history_warning,
-        } => (
-            match history_warning {
-                None => format!("delivered to {peer} over {}", tier.name()),
-                Some(warning) => format!(
-                    "warning: {warning}\ndelivered to {peer} over {}",
-                    tier.name()
-                ),
-            },
-            exit::OK,
-        ),
+            refused,
+        } => {
+            let mut lines: Vec<String> = history_warning
+                .iter()
+                .map(|warning| format!("warning: {warning}"))
+                .collect();
+            for refusal in refused {
+                let fate = if refusal.permanent {
+                    "bounced"
+                } else {
+                    "deferred"
+                };
+                lines.push(format!(
+                    "recipient <{}> {fate}: {peer} answered {}",
+                    refusal.recipient, refusal.reply
+                ));
+            }
+            let code = if refused.is_empty() {
+                exit::OK
+            } else if refused.iter().any(|r| !r.permanent) {
+                exit::TEMPFAIL
+            } else {
+                exit::UNAVAILABLE
+            };
+            let partly = if refused.is_empty() {
+                String::new()
+            } else {
+                format!(" for all but {} recipient(s)", refused.len())
+            };
+            lines.push(format!("delivered to {peer} over {}{partly}", tier.name()));
+            (lines.join("\n"), code)
+        }
         DeliveryResult::Deferred {
             retry_after_secs,
             reasons,
