@@ -149,17 +149,30 @@ pub fn deliver(
         let mut last: Option<AttemptReport> = None;
         let mut smtp_verdict: Option<DeliveryResult> = None;
         let mut refused: Vec<RecipientRefusal> = Vec::new();
+        let mut own_history: Option<Vec<u8>> = None;
         let mut attempts = 0u8;
         loop {
             let now = clock.now();
-            let decided = store.decide(
-                engine,
-                &destination.peer,
-                &policy,
-                &job.context,
-                last.as_ref(),
-                now,
-            );
+            // After the first step, this delivery's own dance goes with the shared memory.
+            let decided = match (&last, &own_history) {
+                (Some(report), Some(own)) => store.decide_in_delivery(
+                    engine,
+                    &destination.peer,
+                    &policy,
+                    &job.context,
+                    report,
+                    own,
+                    now,
+                ),
+                _ => store.decide(
+                    engine,
+                    &destination.peer,
+                    &policy,
+                    &job.context,
+                    last.as_ref(),
+                    now,
+                ),
+            };
             let decision = match decided {
                 Ok(decision) => decision,
                 Err(error) => match last {
@@ -197,6 +210,7 @@ pub fn deliver(
                     _ => return Err(error),
                 },
             };
+            own_history = Some(decision.history.as_bytes().to_vec());
             match decision.action {
                 // The built-in engine never asks for more; a plugin is not trusted not to.
                 Action::Attempt { .. } if attempts >= MAX_ATTEMPTS_PER_DELIVERY => {

@@ -228,6 +228,40 @@ impl HistoryStore {
         self.batch(|batch| batch.decide(engine, peer, policy, context, last, now))
     }
 
+    /// As [`decide`](Self::decide), for a later step of a delivery in progress: `own` is the
+    /// history this delivery's previous decision returned. With the built-in engine, the engine
+    /// sees the stored (shared) memory with this delivery's own dance
+    /// ([`policy_core::with_dance_of`]), so a concurrent delivery to the same peer, which stores
+    /// its own dance in the same row, cannot erase this one's (its `reached_top`, the evidence of a
+    /// forged downgrade). A plugin's history is opaque: it is passed as stored, as before.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the engine's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_in_delivery(
+        &mut self,
+        engine: &mut dyn DecisionEngine,
+        peer: &str,
+        policy: &Policy,
+        context: &DeliveryContext,
+        last: &AttemptReport,
+        own: &[u8],
+        now: u64,
+    ) -> anyhow::Result<Decision> {
+        let splice = engine.history_is_builtin_format();
+        self.update(peer, now, |stored| {
+            let spliced = stored
+                .filter(|_| splice)
+                .and_then(|shared| policy_core::with_dance_of(shared, own));
+            let history = spliced
+                .as_ref()
+                .map_or(stored, |blob| Some(blob.as_bytes()));
+            let decision = engine.decide(policy, context, history, Some(last), now)?;
+            Ok((decision, decision.history.as_bytes().to_vec()))
+        })
+    }
+
     /// Runs `work` inside one write transaction: every change it makes is kept, or none (when
     /// it fails).
     ///
