@@ -5,10 +5,12 @@
 //! as a temporary failure rather than retried over TCP.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+
+use crate::clock::Deadline;
 
 /// Whether `response` carries exactly our question: `name` (compared without case, RFC 4343),
 /// type MX, class IN.
@@ -89,11 +91,11 @@ pub fn lookup(domain: &str, server: SocketAddr, timeout: Duration) -> anyhow::Re
     // A connected socket: the kernel drops datagrams from any other address (checked again below).
     socket.connect(server)?;
     socket.send(&query.to_vec()?)?;
-    let deadline = Instant::now() + timeout;
+    let deadline = Deadline::after(timeout);
     let mut ignored: Vec<String> = Vec::new();
     let mut buffer = [0u8; 4096];
     let response = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.left();
         let received = if left.is_zero() {
             Err(std::io::ErrorKind::TimedOut.into())
         } else {

@@ -1,6 +1,7 @@
 //! Local SMTP peers with real sockets and real OpenSSL handshakes, bound to 127.0.0.1:0: the
 //! kinds of receiving MTA the dance meets (modern, TLS-1.0-only, no STARTTLS, STARTTLS answered
-//! with 454, a reset in the middle of the handshake). Used by the tests and the demo.
+//! with 454, a reset in the middle of the handshake, text where TLS should be after the 220, a
+//! banner dribbled a byte at a time). Used by the tests and the demo.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -7,10 +7,11 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use policy_core::{Outcome, TlsParameters};
 
+use crate::clock::Deadline;
 use crate::tls::{self, Negotiated, TrustAnchors};
 
 /// The longest reply line accepted (RFC 5321 allows 512; be lenient, but bounded).
@@ -81,13 +82,13 @@ struct Stage {
 #[derive(Debug)]
 struct Deadlined {
     stream: TcpStream,
-    attempt_end: Instant,
+    attempt_end: Deadline,
     stage: Stage,
-    stage_end: Instant,
+    stage_end: Deadline,
 }
 
 impl Deadlined {
-    fn new(stream: TcpStream, attempt_end: Instant) -> Self {
+    fn new(stream: TcpStream, attempt_end: Deadline) -> Self {
         let stage = Stage {
             name: "connect",
             limit: Duration::ZERO,
@@ -103,9 +104,7 @@ impl Deadlined {
     /// Starts `stage`: it ends after its limit or with the attempt, whichever comes first.
     fn begin(&mut self, stage: Stage) {
         self.stage = stage;
-        self.stage_end = Instant::now()
-            .checked_add(stage.limit)
-            .map_or(self.attempt_end, |end| end.min(self.attempt_end));
+        self.stage_end = Deadline::after(stage.limit).min(self.attempt_end);
     }
 
     fn timed_out(&self) -> io::Error {
@@ -122,7 +121,7 @@ impl Deadlined {
 
     /// The time left in the stage, or the time-out error when none is.
     fn left(&self) -> io::Result<Duration> {
-        let left = self.stage_end.saturating_duration_since(Instant::now());
+        let left = self.stage_end.left();
         if left.is_zero() {
             Err(self.timed_out())
         } else {
@@ -374,8 +373,7 @@ pub fn attempt(
             format!("refused before connecting: {bad:?} has CR or LF (SMTP command injection)"),
         );
     }
-    let start = Instant::now();
-    let attempt_end = start.checked_add(timeouts.attempt).unwrap_or(start);
+    let attempt_end = Deadline::after(timeouts.attempt);
     let stream = match TcpStream::connect_timeout(&address, timeouts.connect.min(timeouts.attempt))
     {
         Ok(stream) => stream,

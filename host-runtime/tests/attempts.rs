@@ -327,7 +327,10 @@ fn tlsa_records_openssl_rejects_are_unusable_not_ca_verified() {
     let good = TlsaRecord::parse(&tlsa_3_1_1(&identity().certificate)).unwrap();
     let pkix =
         TlsaRecord::parse(&tlsa_3_1_1(&identity().certificate).replacen('3', "1", 1)).unwrap();
-    assert_eq!(usable_tlsa_records(&[rejected.clone()]).unwrap(), []);
+    assert_eq!(
+        usable_tlsa_records(std::slice::from_ref(&rejected)).unwrap(),
+        []
+    );
     assert_eq!(
         usable_tlsa_records(&[pkix]).unwrap(),
         [],
