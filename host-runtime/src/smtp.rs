@@ -129,6 +129,18 @@ impl Deadlined {
         }
     }
 
+    /// Whether bytes have arrived that nobody has read yet (without waiting for any).
+    fn bytes_waiting(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let peeked = self
+            .stream
+            .set_nonblocking(true)
+            .and_then(|()| self.stream.peek(&mut probe));
+        // Back to blocking; should that fail, the next read fails and says so.
+        let _ = self.stream.set_nonblocking(false);
+        matches!(peeked, Ok(n) if n > 0)
+    }
+
     /// A socket time-out becomes the stage's own error, so the log says which limit it was.
     fn check<T>(&self, result: io::Result<T>) -> io::Result<T> {
         match result {
@@ -433,12 +445,19 @@ pub fn attempt(
                     "STARTTLS on a connection not in plain text".to_owned(),
                 ));
             };
-            if !reader.buffer().is_empty() {
-                // Bytes after the 220 before the handshake: a command-injection attempt (CVE-2011-0411).
-                let extra = String::from_utf8_lossy(reader.buffer()).into_owned();
+            // Bytes after the 220 before our ClientHello, whether in the 220's read or arrived
+            // since (no TLS server speaks first): a command-injection attempt (CVE-2011-0411).
+            // Cheap evidence, a reset. Bytes that come later still are OpenSSL's to read, and
+            // are no alert either (`tls::outcome_for_reasons`).
+            let waiting = reader.get_ref().bytes_waiting();
+            if !reader.buffer().is_empty() || waiting {
+                let mut extra = String::from_utf8_lossy(reader.buffer()).into_owned();
+                if waiting {
+                    extra.push('…');
+                }
                 return Err((
                     Outcome::ConnectionReset,
-                    format!("data after the 220 to STARTTLS: {extra:?}"),
+                    format!("data after the 220 to STARTTLS, before our ClientHello: {extra:?}"),
                 ));
             }
             // The handshake stays in the STARTTLS stage.
