@@ -198,14 +198,23 @@ pub(crate) struct DeliverArgs {
     /// The SMTP port of MX hosts found in the DNS.
     #[arg(long, default_value_t = 25)]
     pub(crate) port: u16,
-    /// Our EHLO name.
+    /// Our EHLO name: a domain or an address literal ([192.0.2.1], [IPv6:2001:db8::1]).
     #[arg(long, default_value = "localhost")]
     pub(crate) helo: String,
+    /// The longest one attempt (connect to QUIT) may take, in seconds, however the peer trickles
+    /// its bytes; each SMTP stage also has its own limit (Postfix's defaults).
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) attempt_timeout_secs: u64,
+    /// How long a history write waits for another process's transaction, in milliseconds; past
+    /// it, an update after a delivered message goes to the journal beside the database.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub(crate) db_busy_timeout_ms: u64,
     /// A PEM file of CA certificates for verified tiers (default: the system roots).
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_file: Option<PathBuf>,
     /// A DNSSEC-validated TLSA record of the MX host, "USAGE SELECTOR MTYPE HEX" (repeatable);
-    /// sets the DANE state to usable (or unusable when none is DANE-TA/DANE-EE).
+    /// sets the DANE state to usable (or unusable when none is DANE-TA/DANE-EE that OpenSSL
+    /// accepts).
     #[arg(long, value_name = "RECORD", value_parser = tlsfallback_host::tls::TlsaRecord::parse)]
     pub(crate) tlsa: Vec<tlsfallback_host::tls::TlsaRecord>,
     /// The DANE TLSA state of the MX hosts, as the caller resolved it (`usable` needs --tlsa).

@@ -46,3 +46,29 @@ impl Stopwatch {
         self.0.elapsed()
     }
 }
+
+/// The moment a network operation must be over by (socket time limits: an SMTP stage, an
+/// attempt, a DNS lookup); never an input to a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline(std::time::Instant);
+
+impl Deadline {
+    /// The longest limit taken as it is (a century); longer ones are cut to it rather than
+    /// overflowing.
+    const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+    /// `limit` from now.
+    #[allow(clippy::disallowed_methods)] // A time limit on I/O, not the time of day.
+    #[must_use]
+    pub fn after(limit: Duration) -> Self {
+        let now = std::time::Instant::now();
+        Self(now.checked_add(limit.min(Self::LONGEST)).unwrap_or(now))
+    }
+
+    /// The time left (zero once passed).
+    #[allow(clippy::disallowed_methods)] // A time limit on I/O, not the time of day.
+    #[must_use]
+    pub fn left(&self) -> Duration {
+        self.0.saturating_duration_since(std::time::Instant::now())
+    }
+}

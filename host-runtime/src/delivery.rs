@@ -10,8 +10,8 @@ use policy_core::{
 use crate::clock::Clock;
 use crate::config::PolicyFile;
 use crate::engine::DecisionEngine;
-use crate::smtp::{self, Message, Timeouts};
-use crate::store::HistoryStore;
+use crate::smtp::{self, Message, RecipientRefusal, Timeouts};
+use crate::store::{HistoryStore, PendingUpdate, journal_path};
 use crate::tls::TrustAnchors;
 
 /// One MX host to try.
@@ -70,6 +70,13 @@ pub enum DeliveryResult {
         peer: String,
         /// The tier it went at.
         tier: Tier,
+        /// Set when the history could not be updated after the peer accepted the message: what
+        /// happened to the update (kept in the journal for the next run, or lost). Still
+        /// delivered: sending it again would duplicate it.
+        history_warning: Option<String>,
+        /// The recipients that peer refused (the others have the message): each bounces (5xx)
+        /// or is deferred (4xx).
+        refused: Vec<RecipientRefusal>,
     },
     /// Keep the message and retry later.
     Deferred {
@@ -98,12 +105,14 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
     }
 }
 
-/// Delivers one message.
+/// Delivers one message. First applies the history updates earlier deliveries could not store
+/// (a failure there is only reported through `warn`: it must not hold up this message).
 ///
 /// # Errors
 ///
-/// A database or engine failure; the message is then neither delivered nor lost (the caller keeps
-/// it, as for a deferral).
+/// A database or engine failure before the message was accepted; the message is then neither
+/// delivered nor lost (the caller keeps it, as for a deferral). Once a peer accepted it, the
+/// delivery succeeds whatever the store does (see [`DeliveryResult::Delivered`]).
 pub fn deliver(
     engine: &mut dyn DecisionEngine,
     store: &mut HistoryStore,
@@ -111,24 +120,97 @@ pub fn deliver(
     clock: &mut dyn Clock,
     job: &DeliveryJob<'_>,
     log: &mut dyn FnMut(&AttemptLine),
+    warn: &mut dyn FnMut(&str),
 ) -> anyhow::Result<DeliveryResult> {
+    match store.apply_pending(engine) {
+        Ok(applied) => {
+            if applied.applied > 0 || applied.skipped > 0 {
+                warn(&format!(
+                    "applied {} pending history update(s) from {} ({} already applied)",
+                    applied.applied,
+                    journal_path(store.path()).display(),
+                    applied.skipped
+                ));
+            }
+            for line in &applied.unreadable {
+                warn(&format!(
+                    "dropped an unreadable pending history update: {line}"
+                ));
+            }
+        }
+        Err(error) => warn(&format!(
+            "pending history updates not applied yet (kept for the next delivery): {error:#}"
+        )),
+    }
     let mut retry_after_secs = u32::MAX;
     let mut reasons = Vec::new();
     for destination in &job.destinations {
         let policy = policy_file.policy_for(&destination.host);
         let mut last: Option<AttemptReport> = None;
         let mut smtp_verdict: Option<DeliveryResult> = None;
+        let mut refused: Vec<RecipientRefusal> = Vec::new();
+        let mut own_history: Option<Vec<u8>> = None;
         let mut attempts = 0u8;
         loop {
             let now = clock.now();
-            let decision = store.decide(
-                engine,
-                &destination.peer,
-                &policy,
-                &job.context,
-                last.as_ref(),
-                now,
-            )?;
+            // After the first step, this delivery's own dance goes with the shared memory.
+            let decided = match (&last, &own_history) {
+                (Some(report), Some(own)) => store.decide_in_delivery(
+                    engine,
+                    &destination.peer,
+                    &policy,
+                    &job.context,
+                    report,
+                    own,
+                    now,
+                ),
+                _ => store.decide(
+                    engine,
+                    &destination.peer,
+                    &policy,
+                    &job.context,
+                    last.as_ref(),
+                    now,
+                ),
+            };
+            let decision = match decided {
+                Ok(decision) => decision,
+                Err(error) => match last {
+                    // The peer has the message: delivered, whatever the store says now.
+                    Some(
+                        report @ AttemptReport {
+                            tier,
+                            outcome: Outcome::Success { .. },
+                        },
+                    ) if smtp_verdict.is_none() => {
+                        let update =
+                            PendingUpdate::new(&destination.peer, policy, job.context, report, now);
+                        let kept = update.and_then(|update| store.record_pending(&update));
+                        let warning = match kept {
+                            Ok(()) => format!(
+                                "the history update for {} is kept in {} and applied by the next \
+                                 delivery: {error:#}",
+                                destination.peer,
+                                journal_path(store.path()).display()
+                            ),
+                            Err(journal) => format!(
+                                "the history update for {} is LOST (the journal {} failed too: \
+                                 {journal}): {error:#}",
+                                destination.peer,
+                                journal_path(store.path()).display()
+                            ),
+                        };
+                        return Ok(DeliveryResult::Delivered {
+                            peer: destination.peer.clone(),
+                            tier,
+                            history_warning: Some(warning),
+                            refused,
+                        });
+                    }
+                    _ => return Err(error),
+                },
+            };
+            own_history = Some(decision.history.as_bytes().to_vec());
             match decision.action {
                 // The built-in engine never asks for more; a plugin is not trusted not to.
                 Action::Attempt { .. } if attempts >= MAX_ATTEMPTS_PER_DELIVERY => {
@@ -182,6 +264,7 @@ pub fn deliver(
                             reasons: vec![format!("{}: {text}", destination.peer)],
                         });
                     }
+                    refused = result.refused_recipients;
                     last = Some(AttemptReport {
                         tier,
                         outcome: result.outcome,
@@ -200,6 +283,8 @@ pub fn deliver(
                     return Ok(DeliveryResult::Delivered {
                         peer: destination.peer.clone(),
                         tier,
+                        history_warning: None,
+                        refused,
                     });
                 }
                 Action::Defer {

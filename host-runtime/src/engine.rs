@@ -33,6 +33,13 @@ pub trait DecisionEngine {
         now: UnixSeconds,
     ) -> anyhow::Result<Decision>;
 
+    /// Whether the engine's history blobs are policy-core's format, which the host may splice
+    /// (see [`HistoryStore::decide_in_delivery`](crate::store::HistoryStore::decide_in_delivery)).
+    /// False by default: a plugin's history is opaque to the host.
+    fn history_is_builtin_format(&self) -> bool {
+        false
+    }
+
     /// The plugin failure behind the last decision, if it came from the fail mode (only a
     /// [`PluginEngine`] has any); taking it clears it.
     fn take_failure(&mut self) -> Option<FailureEvent> {
@@ -55,6 +62,10 @@ impl DecisionEngine for NativeEngine {
     ) -> anyhow::Result<Decision> {
         Ok(policy_core::decide(policy, context, history, last, now))
     }
+
+    fn history_is_builtin_format(&self) -> bool {
+        true
+    }
 }
 
 impl DecisionEngine for PolicyComponent {
@@ -67,6 +78,12 @@ impl DecisionEngine for PolicyComponent {
         now: UnixSeconds,
     ) -> anyhow::Result<Decision> {
         Ok(Self::decide(self, policy, context, history, last, now)?)
+    }
+
+    /// A bare `PolicyComponent` as an engine is the built-in one (`open` makes it so); operators'
+    /// components run as a [`PluginEngine`], which keeps the default.
+    fn history_is_builtin_format(&self) -> bool {
+        true
     }
 }
 

@@ -36,7 +36,9 @@ fn main() -> ExitCode {
 /// Delivers the message on stdin; the exit code tells the caller whether to keep it.
 fn deliver(args: &DeliverArgs) -> u8 {
     use std::io::Read as _;
-    use tlsfallback_host::commands::deliver::{check_address, format_attempt, parse_mx, summarize};
+    use tlsfallback_host::commands::deliver::{
+        check_address, check_helo_name, format_attempt, parse_mx, summarize,
+    };
     use tlsfallback_host::delivery::{DeliveryJob, deliver};
     let fail = |code: u8, error: anyhow::Error| {
         eprintln!("tlsfallback: {error:#}");
@@ -49,6 +51,9 @@ fn deliver(args: &DeliverArgs) -> u8 {
         if let Err(e) = check_address(to, true) {
             return fail(exit::USAGE, e.context("--to"));
         }
+    }
+    if let Err(e) = check_helo_name(&args.helo) {
+        return fail(exit::USAGE, e.context("--helo"));
     }
     let dane = if args.tlsa.is_empty() {
         if args.dane == policy_core::Dane::Usable {
@@ -65,14 +70,18 @@ fn deliver(args: &DeliverArgs) -> u8 {
             exit::USAGE,
             anyhow::anyhow!("give either --tlsa records or --dane, not both"),
         );
-    } else if args
-        .tlsa
-        .iter()
-        .any(tlsfallback_host::tls::TlsaRecord::usable_for_smtp)
-    {
-        policy_core::Dane::Usable
     } else {
-        policy_core::Dane::Unusable
+        match tlsfallback_host::tls::usable_tlsa_records(&args.tlsa) {
+            Ok(usable) if !usable.is_empty() => policy_core::Dane::Usable,
+            Ok(_) => {
+                eprintln!(
+                    "tlsfallback: no --tlsa record is usable (usage 2 or 3 and accepted by \
+                     OpenSSL): the TLSA RRset is unusable (RFC 7672 section 2.2)"
+                );
+                policy_core::Dane::Unusable
+            }
+            Err(e) => return fail(exit::TEMPFAIL, anyhow::anyhow!(e)),
+        }
     };
     let mx_specs = if args.mx.is_empty() {
         match mx_from_dns(args) {
@@ -114,7 +123,8 @@ fn deliver(args: &DeliverArgs) -> u8 {
     let setup = (|| -> anyhow::Result<_> {
         let policy_file = load_policy(&args.engine)?;
         let engine = open_engine(&args.engine, &policy_file)?;
-        let store = HistoryStore::open(&args.store.path())?;
+        let busy = std::time::Duration::from_millis(args.db_busy_timeout_ms);
+        let store = HistoryStore::open_with_busy_timeout(&args.store.path(), busy)?;
         Ok((policy_file, engine, store))
     })();
     let (policy_file, mut engine, mut store) = match setup {
@@ -140,11 +150,15 @@ fn deliver(args: &DeliverArgs) -> u8 {
             ca_file: args.ca_file.clone(),
             tlsa: args.tlsa.clone(),
         },
-        timeouts: tlsfallback_host::smtp::Timeouts::default(),
+        timeouts: tlsfallback_host::smtp::Timeouts {
+            attempt: std::time::Duration::from_secs(args.attempt_timeout_secs),
+            ..tlsfallback_host::smtp::Timeouts::default()
+        },
     };
     let mut clock = tlsfallback_host::clock::SystemClock;
     let mut log =
         |line: &tlsfallback_host::delivery::AttemptLine| eprintln!("{}", format_attempt(line));
+    let mut warn = |line: &str| eprintln!("tlsfallback: warning: {line}");
     match deliver(
         engine.as_mut(),
         &mut store,
@@ -152,6 +166,7 @@ fn deliver(args: &DeliverArgs) -> u8 {
         &mut clock,
         &job,
         &mut log,
+        &mut warn,
     ) {
         Ok(result) => {
             let (summary, code) = summarize(&result);
@@ -217,6 +232,7 @@ fn peers(args: &PeersArgs) -> anyhow::Result<()> {
             }
         }
         PeersAction::Show { peer } => {
+            let peer = &tlsfallback_host::store::peer_key(peer);
             let row = store
                 .get(peer)?
                 .ok_or_else(|| anyhow::anyhow!("no history for {peer} in {}", path.display()))?;
@@ -229,6 +245,7 @@ fn peers(args: &PeersArgs) -> anyhow::Result<()> {
             }
         }
         PeersAction::Forget { peer } => {
+            let peer = &tlsfallback_host::store::peer_key(peer);
             if !store.forget(peer)? {
                 anyhow::bail!("no history for {peer} in {}", path.display());
             }

@@ -8,7 +8,23 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+
+use crate::clock::Deadline;
+
+/// Whether `response` carries exactly our question: `name` (compared without case, RFC 4343),
+/// type MX, class IN.
+fn answers_the_question(response: &Message, name: &Name) -> bool {
+    let [question] = response.queries.as_slice() else {
+        return false;
+    };
+    question.query_type() == RecordType::MX
+        && question.query_class() == DNSClass::IN
+        && question
+            .name()
+            .to_ascii()
+            .eq_ignore_ascii_case(&name.to_ascii())
+}
 
 /// What the DNS says about a domain's mail exchangers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +63,12 @@ pub fn nameserver() -> SocketAddr {
         )
 }
 
-/// Looks up the MX hosts of `domain`.
+/// Looks up the MX hosts of `domain`, waiting at most `timeout` in all.
+///
+/// Only an answer to the question asked counts: from the server asked, with the query's random
+/// id, a response, and the same single question (name, type MX, class IN). Anything else that
+/// arrives is ignored (an off-path spoofer has to guess the id, and still could not change the
+/// question); when nothing genuine arrives in time, the error says what was ignored.
 ///
 /// # Errors
 ///
@@ -55,8 +76,10 @@ pub fn nameserver() -> SocketAddr {
 pub fn lookup(domain: &str, server: SocketAddr, timeout: Duration) -> anyhow::Result<MxAnswer> {
     let name = Name::from_ascii(format!("{}.", domain.trim_end_matches('.')))
         .map_err(|e| anyhow::anyhow!("{domain:?} is not a domain name: {e}"))?;
-    // The id only has to match this one exchange; it need not be secret for a local resolver.
-    let id = (std::process::id() as u16) ^ 0x5a5a;
+    let id = getrandom::u32()
+        .map_err(|e| anyhow::anyhow!("no randomness for the DNS query id: {e}"))?
+        .to_le_bytes();
+    let id = u16::from_le_bytes([id[0], id[1]]);
     let mut query = Message::new(id, MessageType::Query, OpCode::Query);
     query.metadata.recursion_desired = true;
     query.add_query(Query::query(name.clone(), RecordType::MX));
@@ -65,19 +88,67 @@ pub fn lookup(domain: &str, server: SocketAddr, timeout: Duration) -> anyhow::Re
     } else {
         "[::]:0"
     })?;
-    socket.set_read_timeout(Some(timeout))?;
+    // A connected socket: the kernel drops datagrams from any other address (checked again below).
     socket.connect(server)?;
     socket.send(&query.to_vec()?)?;
+    let deadline = Deadline::after(timeout);
+    let mut ignored: Vec<String> = Vec::new();
     let mut buffer = [0u8; 4096];
     let response = loop {
-        let len = socket
-            .recv(&mut buffer)
-            .map_err(|e| anyhow::anyhow!("no answer from the name server {server}: {e}"))?;
-        let response = Message::from_vec(&buffer[..len])
-            .map_err(|e| anyhow::anyhow!("an unreadable DNS answer from {server}: {e}"))?;
-        if response.metadata.id == id {
-            break response;
+        let left = deadline.left();
+        let received = if left.is_zero() {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            socket
+                .set_read_timeout(Some(left))
+                .and_then(|()| socket.recv_from(&mut buffer))
+        };
+        let (len, from) = match received {
+            Ok(received) => received,
+            Err(e) if ignored.is_empty() => {
+                anyhow::bail!("no answer from the name server {server}: {e}")
+            }
+            Err(_) => anyhow::bail!(
+                "no usable answer from the name server {server} for the MX of {domain}; ignored: {}",
+                ignored.join("; ")
+            ),
+        };
+        if from != server {
+            ignored.push(format!("a datagram from {from}"));
+            continue;
         }
+        let Ok(response) = Message::from_vec(&buffer[..len]) else {
+            ignored.push("an unreadable answer".to_owned());
+            continue;
+        };
+        if response.metadata.id != id {
+            ignored.push(format!(
+                "an answer with another id ({})",
+                response.metadata.id
+            ));
+            continue;
+        }
+        if response.metadata.message_type != MessageType::Response {
+            ignored.push("a query instead of an answer".to_owned());
+            continue;
+        }
+        if !answers_the_question(&response, &name) {
+            let asked: Vec<String> = response
+                .queries
+                .iter()
+                .map(|q| format!("{} {} {}", q.name(), q.query_class(), q.query_type()))
+                .collect();
+            ignored.push(format!(
+                "an answer for another question ({})",
+                if asked.is_empty() {
+                    "none".to_owned()
+                } else {
+                    asked.join(", ")
+                }
+            ));
+            continue;
+        }
+        break response;
     };
     if response.metadata.truncation {
         anyhow::bail!("the MX answer for {domain} was truncated (DNS over TCP is not built yet)");

@@ -1,6 +1,7 @@
 //! Local SMTP peers with real sockets and real OpenSSL handshakes, bound to 127.0.0.1:0: the
 //! kinds of receiving MTA the dance meets (modern, TLS-1.0-only, no STARTTLS, STARTTLS answered
-//! with 454, a reset in the middle of the handshake). Used by the tests and the demo.
+//! with 454, a reset in the middle of the handshake, text where TLS should be after the 220, a
+//! banner dribbled a byte at a time). Used by the tests and the demo.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -31,7 +32,26 @@ pub enum PeerKind {
     Starttls454,
     /// STARTTLS answered with 220, then the connection is closed mid-handshake.
     ResetInHandshake,
+    /// STARTTLS answered with 220, and right behind it bytes that are not TLS (whether they
+    /// reach the client in the read of the 220 or a later one is up to the network).
+    GarbageAfterStarttls,
+    /// STARTTLS answered with 220; the ClientHello is answered with text instead of TLS, so the
+    /// bytes reach the client only in a read after the 220's.
+    TextAfterClientHello,
+    /// Sends its banner one byte every [`DRIBBLE_INTERVAL`] ([`DRIBBLE_BYTES`] of them, then
+    /// behaves): each byte arrives well within any per-read timeout.
+    DribblingGreeting,
 }
+
+/// How often [`PeerKind::DribblingGreeting`] sends a byte.
+pub const DRIBBLE_INTERVAL: Duration = Duration::from_millis(100);
+/// How many bytes [`PeerKind::DribblingGreeting`] dribbles before the banner's end (20 s worth, so
+/// that a client without a deadline is still held far past a test's).
+pub const DRIBBLE_BYTES: usize = 200;
+
+/// What [`PeerKind::GarbageAfterStarttls`] and [`PeerKind::TextAfterClientHello`] send where TLS
+/// should be: an SMTP-looking line, what a confused peer or an injecting attacker would send.
+pub const NOT_TLS: &[u8] = b"554 5.7.0 no TLS here after all\r\n";
 
 /// A certificate and key for a peer.
 #[derive(Clone)]
@@ -195,15 +215,36 @@ fn serve(
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut session = Session::new(BufReader::new(stream.try_clone()?), stream, None);
     session.starttls_454 = kind == PeerKind::Starttls454;
+    if kind == PeerKind::DribblingGreeting {
+        let dots = std::iter::repeat_n(b'.', DRIBBLE_BYTES);
+        for byte in b"220 peer.test ESMTP ".iter().copied().chain(dots) {
+            // Fails once the client has given up: the session ends there.
+            session.writer.write_all(&[byte])?;
+            std::thread::sleep(DRIBBLE_INTERVAL);
+        }
+    }
     session.send("220 peer.test ESMTP local test peer")?;
     match session.dialogue(kind != PeerKind::NoStarttls, received)? {
         Next::Done => Ok(()),
         Next::StartTls => {
-            if kind == PeerKind::ResetInHandshake {
-                // Read the ClientHello, then hang up.
-                let mut hello = [0u8; 64];
-                let _ = session.reader.read(&mut hello);
-                return Ok(());
+            match kind {
+                PeerKind::ResetInHandshake => {
+                    // Read the ClientHello, then hang up.
+                    let mut hello = [0u8; 64];
+                    let _ = session.reader.read(&mut hello);
+                    return Ok(());
+                }
+                PeerKind::GarbageAfterStarttls => {
+                    session.writer.write_all(NOT_TLS)?;
+                    return linger(session.reader);
+                }
+                PeerKind::TextAfterClientHello => {
+                    let mut hello = [0u8; 64];
+                    let _ = session.reader.read(&mut hello)?;
+                    session.writer.write_all(NOT_TLS)?;
+                    return linger(session.reader);
+                }
+                _ => {}
             }
             let stream = session.writer;
             let tls = acceptor
@@ -224,6 +265,13 @@ fn serve(
             session.dialogue(false, received).map(|_| ())
         }
     }
+}
+
+/// Reads until the client hangs up, so that it sees what was sent rather than a reset.
+fn linger(mut reader: impl Read) -> io::Result<()> {
+    let mut sink = [0u8; 512];
+    while reader.read(&mut sink)? > 0 {}
+    Ok(())
 }
 
 /// Lets the TLS stream serve as both the buffered reader and the writer.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use policy_core::{Outcome, TlsParameters};
 
+use crate::clock::Deadline;
 use crate::tls::{self, Negotiated, TrustAnchors};
 
 /// The longest reply line accepted (RFC 5321 allows 512; be lenient, but bounded).
@@ -20,21 +21,159 @@ const MAX_REPLY_LINES: usize = 100;
 /// The longest message line sent (RFC 5321 section 4.5.3.1.6: 1000 with CRLF).
 const MAX_MESSAGE_LINE: usize = 998;
 
-/// Timeouts for one attempt.
+/// Time limits for one attempt: one per SMTP stage (Postfix's `smtp_*_timeout` defaults), each
+/// enforced across all the reads and writes of its stage, and a deadline for the whole attempt
+/// that caps every stage. A peer that dribbles a byte at a time cannot hold an attempt longer
+/// than these, however often it sends.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
-    /// TCP connect.
+    /// TCP connect (`smtp_connect_timeout`, 30 s).
     pub connect: Duration,
-    /// Each read or write (the banner, each reply, the TLS handshake).
-    pub command: Duration,
+    /// The banner, and each EHLO's reply (`smtp_helo_timeout`, 300 s).
+    pub greeting: Duration,
+    /// The reply to STARTTLS, and the TLS handshake (`smtp_starttls_timeout`, 300 s).
+    pub starttls: Duration,
+    /// The reply to MAIL FROM (`smtp_mail_timeout`, 300 s).
+    pub mail: Duration,
+    /// The reply to each RCPT TO (`smtp_rcpt_timeout`, 300 s).
+    pub rcpt: Duration,
+    /// The reply to DATA (`smtp_data_init_timeout`, 120 s).
+    pub data_init: Duration,
+    /// Sending each [`DATA_CHUNK`] bytes of the message (`smtp_data_xfer_timeout`, 180 s).
+    pub data_transfer: Duration,
+    /// The reply to the final dot (`smtp_data_done_timeout`, 600 s).
+    pub data_done: Duration,
+    /// The reply to QUIT (`smtp_quit_timeout`, 300 s).
+    pub quit: Duration,
+    /// The whole attempt, from connect to QUIT (30 minutes).
+    pub attempt: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
+        let secs = Duration::from_secs;
         Self {
-            connect: Duration::from_secs(30),
-            command: Duration::from_secs(60),
+            connect: secs(30),
+            greeting: secs(300),
+            starttls: secs(300),
+            mail: secs(300),
+            rcpt: secs(300),
+            data_init: secs(120),
+            data_transfer: secs(180),
+            data_done: secs(600),
+            quit: secs(300),
+            attempt: secs(30 * 60),
         }
+    }
+}
+
+/// How much of the message is sent under one [`Timeouts::data_transfer`] limit.
+pub const DATA_CHUNK: usize = 64 * 1024;
+
+/// A stage of the session, with its time limit.
+#[derive(Clone, Copy, Debug)]
+struct Stage {
+    name: &'static str,
+    limit: Duration,
+}
+
+/// The TCP stream under both sides of STARTTLS: every read and write gets only the time left
+/// before the current stage's end (and the attempt's), so the limits hold across reads.
+#[derive(Debug)]
+struct Deadlined {
+    stream: TcpStream,
+    attempt_end: Deadline,
+    stage: Stage,
+    stage_end: Deadline,
+}
+
+impl Deadlined {
+    fn new(stream: TcpStream, attempt_end: Deadline) -> Self {
+        let stage = Stage {
+            name: "connect",
+            limit: Duration::ZERO,
+        };
+        Self {
+            stream,
+            attempt_end,
+            stage,
+            stage_end: attempt_end,
+        }
+    }
+
+    /// Starts `stage`: it ends after its limit or with the attempt, whichever comes first.
+    fn begin(&mut self, stage: Stage) {
+        self.stage = stage;
+        self.stage_end = Deadline::after(stage.limit).min(self.attempt_end);
+    }
+
+    fn timed_out(&self) -> io::Error {
+        let which = if self.stage_end >= self.attempt_end {
+            "the attempt's deadline".to_owned()
+        } else {
+            format!("its {:?} limit", self.stage.limit)
+        };
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the {} stage ran past {which}", self.stage.name),
+        )
+    }
+
+    /// The time left in the stage, or the time-out error when none is.
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.stage_end.left();
+        if left.is_zero() {
+            Err(self.timed_out())
+        } else {
+            Ok(left)
+        }
+    }
+
+    /// Whether bytes have arrived that nobody has read yet (without waiting for any).
+    fn bytes_waiting(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let peeked = self
+            .stream
+            .set_nonblocking(true)
+            .and_then(|()| self.stream.peek(&mut probe));
+        // Back to blocking; should that fail, the next read fails and says so.
+        let _ = self.stream.set_nonblocking(false);
+        matches!(peeked, Ok(n) if n > 0)
+    }
+
+    /// A socket time-out becomes the stage's own error, so the log says which limit it was.
+    fn check<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        match result {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(self.timed_out())
+            }
+            other => other,
+        }
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        let result = self.stream.read(buf);
+        self.check(result)
+    }
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        let result = self.stream.write(buf);
+        self.check(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
     }
 }
 
@@ -49,6 +188,17 @@ pub struct Message<'a> {
     pub data: &'a [u8],
 }
 
+/// A recipient the peer refused at RCPT TO.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientRefusal {
+    /// The forward path.
+    pub recipient: String,
+    /// The peer's reply.
+    pub reply: String,
+    /// A 5xx reply (bounce it); a 4xx one defers it.
+    pub permanent: bool,
+}
+
 /// How an attempt ended.
 #[derive(Debug)]
 pub struct AttemptResult {
@@ -61,6 +211,9 @@ pub struct AttemptResult {
     pub rejected: Option<String>,
     /// A temporary (4xx) refusal of the message itself after the session was set up.
     pub deferred: Option<String>,
+    /// The recipients the peer refused at RCPT TO, each with its reply. When some were
+    /// accepted, the message went to those, and only these failed.
+    pub refused_recipients: Vec<RecipientRefusal>,
     /// A line for the log.
     pub detail: String,
 }
@@ -72,6 +225,7 @@ impl AttemptResult {
             negotiated: None,
             rejected: None,
             deferred: None,
+            refused_recipients: Vec::new(),
             detail: detail.into(),
         }
     }
@@ -92,8 +246,8 @@ impl Reply {
 
 /// Either side of STARTTLS.
 enum Conn {
-    Plain(BufReader<TcpStream>),
-    Tls(BufReader<openssl::ssl::SslStream<TcpStream>>),
+    Plain(BufReader<Deadlined>),
+    Tls(BufReader<openssl::ssl::SslStream<Deadlined>>),
     /// Only while the stream moves from plain to TLS.
     Closed(BufReader<io::Empty>),
 }
@@ -104,6 +258,15 @@ impl Conn {
             Self::Plain(r) => r,
             Self::Tls(r) => r,
             Self::Closed(r) => r,
+        }
+    }
+
+    /// Starts a stage: its limit holds from now on, across every read and write.
+    fn begin(&mut self, stage: Stage) {
+        match self {
+            Self::Plain(r) => r.get_mut().begin(stage),
+            Self::Tls(r) => r.get_mut().get_mut().begin(stage),
+            Self::Closed(_) => {}
         }
     }
 
@@ -164,10 +327,23 @@ impl Conn {
         }
     }
 
-    fn command(&mut self, line: &str) -> io::Result<Reply> {
+    /// Sends one command and reads its reply, both within `stage`.
+    fn command(&mut self, stage: Stage, line: &str) -> io::Result<Reply> {
+        self.begin(stage);
+        if has_line_break(line) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to send a command with CR or LF: {line:?}"),
+            ));
+        }
         self.send(format!("{line}\r\n").as_bytes())?;
         self.read_reply()
     }
+}
+
+/// Whether `text` would end an SMTP command line early (and start another: command injection).
+fn has_line_break(text: &str) -> bool {
+    text.contains(['\r', '\n'])
 }
 
 fn truncate(text: &str) -> &str {
@@ -198,7 +374,20 @@ pub fn attempt(
     timeouts: Timeouts,
     message: &Message<'_>,
 ) -> AttemptResult {
-    let stream = match TcpStream::connect_timeout(&address, timeouts.connect) {
+    // The CLI checks these; the client refuses them too, before any byte goes out, whoever calls
+    // it. Our own fault, so reported like an unreachable peer: no evidence about its TLS.
+    let mut fields = [helo_name, message.from]
+        .into_iter()
+        .chain(message.to.iter().map(String::as_str));
+    if let Some(bad) = fields.find(|field| has_line_break(field)) {
+        return AttemptResult::failed(
+            Outcome::ConnectFailed,
+            format!("refused before connecting: {bad:?} has CR or LF (SMTP command injection)"),
+        );
+    }
+    let attempt_end = Deadline::after(timeouts.attempt);
+    let stream = match TcpStream::connect_timeout(&address, timeouts.connect.min(timeouts.attempt))
+    {
         Ok(stream) => stream,
         Err(e) => {
             return AttemptResult::failed(
@@ -207,23 +396,20 @@ pub fn attempt(
             );
         }
     };
-    let configured = stream
-        .set_read_timeout(Some(timeouts.command))
-        .and_then(|()| stream.set_write_timeout(Some(timeouts.command)));
-    if let Err(e) = configured {
-        return AttemptResult::failed(Outcome::ConnectFailed, format!("socket set-up: {e}"));
-    }
-    let mut conn = Conn::Plain(BufReader::new(stream));
+    let stage = |name: &'static str, limit: Duration| Stage { name, limit };
+    let greeting = stage("greeting", timeouts.greeting);
+    let mut conn = Conn::Plain(BufReader::new(Deadlined::new(stream, attempt_end)));
     let mut negotiated = None;
     let session = (|| -> Result<AttemptResult, (Outcome, String)> {
         let fail = |e: io::Error, tls_up: bool| (io_outcome(&e, tls_up), e.to_string());
+        conn.begin(greeting);
         let banner = conn.read_reply().map_err(|e| fail(e, false))?;
         if banner.code != 220 {
             // A peer that will not talk now: like a failed connection, not TLS evidence.
             return Err((Outcome::ConnectFailed, format!("banner {}", banner.text())));
         }
         let ehlo = conn
-            .command(&format!("EHLO {helo_name}"))
+            .command(greeting, &format!("EHLO {helo_name}"))
             .map_err(|e| fail(e, false))?;
         if ehlo.code != 250 {
             return Err((
@@ -242,7 +428,10 @@ pub fn attempt(
                     "EHLO did not offer STARTTLS".to_owned(),
                 ));
             }
-            let reply = conn.command("STARTTLS").map_err(|e| fail(e, false))?;
+            let starttls = stage("STARTTLS", timeouts.starttls);
+            let reply = conn
+                .command(starttls, "STARTTLS")
+                .map_err(|e| fail(e, false))?;
             if reply.code != 220 {
                 return Err((
                     Outcome::StarttlsRejected { code: reply.code },
@@ -256,20 +445,28 @@ pub fn attempt(
                     "STARTTLS on a connection not in plain text".to_owned(),
                 ));
             };
-            if !reader.buffer().is_empty() {
-                // Bytes after the 220 before the handshake: a command-injection attempt (CVE-2011-0411).
-                let extra = String::from_utf8_lossy(reader.buffer()).into_owned();
+            // Bytes after the 220 before our ClientHello, whether in the 220's read or arrived
+            // since (no TLS server speaks first): a command-injection attempt (CVE-2011-0411).
+            // Cheap evidence, a reset. Bytes that come later still are OpenSSL's to read, and
+            // are no alert either (`tls::outcome_for_reasons`).
+            let waiting = reader.get_ref().bytes_waiting();
+            if !reader.buffer().is_empty() || waiting {
+                let mut extra = String::from_utf8_lossy(reader.buffer()).into_owned();
+                if waiting {
+                    extra.push('…');
+                }
                 return Err((
                     Outcome::ConnectionReset,
-                    format!("data after the 220 to STARTTLS: {extra:?}"),
+                    format!("data after the 220 to STARTTLS, before our ClientHello: {extra:?}"),
                 ));
             }
+            // The handshake stays in the STARTTLS stage.
             let (stream, agreed) = tls::handshake(params, anchors, mx_host, reader.into_inner())
                 .map_err(|f| (f.outcome, f.detail))?;
             negotiated = Some(agreed);
             conn = Conn::Tls(BufReader::new(stream));
             let ehlo = conn
-                .command(&format!("EHLO {helo_name}"))
+                .command(greeting, &format!("EHLO {helo_name}"))
                 .map_err(|e| fail(e, true))?;
             if ehlo.code != 250 {
                 return Err((
@@ -285,6 +482,7 @@ pub fn attempt(
             negotiated: None,
             rejected: None,
             deferred: None,
+            refused_recipients: Vec::new(),
             detail,
         };
         let refused = |reply: &Reply, stage: &str| {
@@ -297,32 +495,68 @@ pub fn attempt(
             result
         };
         let reply = conn
-            .command(&format!("MAIL FROM:<{}>", message.from))
+            .command(
+                stage("MAIL FROM", timeouts.mail),
+                &format!("MAIL FROM:<{}>", message.from),
+            )
             .map_err(|e| fail(e, tls_up))?;
         if reply.code != 250 {
             return Ok(refused(&reply, "MAIL FROM"));
         }
+        // Each recipient on its own: one refused must not keep the message from the others.
+        let mut refusals = Vec::new();
         for rcpt in message.to {
             let reply = conn
-                .command(&format!("RCPT TO:<{rcpt}>"))
+                .command(
+                    stage("RCPT TO", timeouts.rcpt),
+                    &format!("RCPT TO:<{rcpt}>"),
+                )
                 .map_err(|e| fail(e, tls_up))?;
             if reply.code != 250 && reply.code != 251 {
-                return Ok(refused(&reply, "RCPT TO"));
+                refusals.push(RecipientRefusal {
+                    recipient: rcpt.clone(),
+                    reply: reply.text(),
+                    permanent: reply.code >= 500,
+                });
             }
         }
-        let reply = conn.command("DATA").map_err(|e| fail(e, tls_up))?;
+        if refusals.len() == message.to.len() {
+            // Nobody to send it to. It bounces only if every refusal was permanent.
+            let text = refusals
+                .iter()
+                .map(|r| format!("<{}>: {}", r.recipient, r.reply))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut result = accepted(format!("RCPT TO: every recipient refused: {text}"));
+            if refusals.iter().all(|r| r.permanent) {
+                result.rejected = Some(text);
+            } else {
+                result.deferred = Some(text);
+            }
+            result.refused_recipients = refusals;
+            let _ = conn.command(stage("QUIT", timeouts.quit), "QUIT");
+            return Ok(result);
+        }
+        let reply = conn
+            .command(stage("DATA", timeouts.data_init), "DATA")
+            .map_err(|e| fail(e, tls_up))?;
         if reply.code != 354 {
             return Ok(refused(&reply, "DATA"));
         }
-        conn.send(&dot_stuff(message.data))
-            .map_err(|e| fail(e, tls_up))?;
+        for chunk in dot_stuff(message.data).chunks(DATA_CHUNK) {
+            conn.begin(stage("message transfer", timeouts.data_transfer));
+            conn.send(chunk).map_err(|e| fail(e, tls_up))?;
+        }
+        conn.begin(stage("end of data", timeouts.data_done));
         let reply = conn.read_reply().map_err(|e| fail(e, tls_up))?;
         if reply.code != 250 {
             return Ok(refused(&reply, "end of data"));
         }
         // The message is accepted; a failed QUIT changes nothing.
-        let _ = conn.command("QUIT");
-        Ok(accepted(format!("accepted: {}", reply.text())))
+        let _ = conn.command(stage("QUIT", timeouts.quit), "QUIT");
+        let mut result = accepted(format!("accepted: {}", reply.text()));
+        result.refused_recipients = refusals;
+        Ok(result)
     })();
     match session {
         Ok(mut result) => {

@@ -13,6 +13,42 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::engine::DecisionEngine;
 
+mod pending;
+
+pub use pending::{PendingUpdate, journal_path};
+
+/// How long a write waits for another process's transaction by default.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What applying the journal of pending updates did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PendingApplied {
+    /// Entries applied now.
+    pub applied: usize,
+    /// Entries found already applied (the journal could not be emptied last time), skipped.
+    pub skipped: usize,
+    /// Lines that were no entry (a write torn by a crash), dropped with the rest.
+    pub unreadable: Vec<String>,
+}
+
+/// The one spelling of a peer's key in the history, whoever writes or asks: lower case, and the
+/// host without the trailing dot of a fully qualified name, so `MX.Example.org.:2525` and
+/// `mx.example.org:2525` are one peer (one memory, one pin). Keeps the key's shape: `host`,
+/// `host:port`, `[host]`, `[host]:port`; an IPv6 address without brackets is left as it is.
+#[must_use]
+pub fn peer_key(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
+    let bare = |host: &str| host.strip_suffix('.').unwrap_or(host).to_owned();
+    if let Some((host, after)) = key.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        return format!("[{}]{after}", bare(host));
+    }
+    match key.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => format!("{}:{port}", bare(host)),
+        Some(_) => key,
+        None => bare(&key),
+    }
+}
+
 /// A stored peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerRow {
@@ -51,12 +87,22 @@ impl HistoryStore {
     ///
     /// When the file cannot be created or is not a tlsfallback database.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// As [`open`](Self::open), with how long a write waits for another process's transaction
+    /// before it fails.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created or is not a tlsfallback database.
+    pub fn open_with_busy_timeout(path: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let connection = Connection::open(path)
             .with_context(|| format!("opening the history database {}", path.display()))?;
-        connection.busy_timeout(Duration::from_secs(30))?;
+        connection.busy_timeout(busy_timeout)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .and_then(|()| {
@@ -65,6 +111,9 @@ impl HistoryStore {
                          peer TEXT PRIMARY KEY NOT NULL,
                          history BLOB NOT NULL,
                          updated_at INTEGER NOT NULL
+                     ) STRICT;
+                     CREATE TABLE IF NOT EXISTS applied_pending_updates (
+                         id TEXT PRIMARY KEY NOT NULL
                      ) STRICT;",
                 )
             })
@@ -73,6 +122,71 @@ impl HistoryStore {
             connection,
             path: path.to_owned(),
         })
+    }
+
+    /// Keeps a decide step that could not be stored in the journal beside the database, synced
+    /// to disk, for [`apply_pending`](Self::apply_pending) to replay.
+    ///
+    /// # Errors
+    ///
+    /// When the journal cannot be written either.
+    pub fn record_pending(&self, update: &PendingUpdate) -> std::io::Result<()> {
+        pending::Journal::open(&self.path)?.append(update)
+    }
+
+    /// Replays the journal's pending updates through `engine`, each once, in one write
+    /// transaction, then empties the journal; also makes sure the journal has room for the next
+    /// ones. Nothing is lost when this fails: the journal is kept for the next try.
+    ///
+    /// # Errors
+    ///
+    /// A journal, database or engine error.
+    pub fn apply_pending(
+        &mut self,
+        engine: &mut dyn DecisionEngine,
+    ) -> anyhow::Result<PendingApplied> {
+        let mut journal = pending::Journal::open(&self.path)
+            .with_context(|| format!("opening {}", journal_path(&self.path).display()))?;
+        let (entries, unreadable) = journal.entries();
+        let mut report = PendingApplied {
+            unreadable,
+            ..PendingApplied::default()
+        };
+        if !entries.is_empty() || !report.unreadable.is_empty() {
+            let (applied, skipped) = self.batch(|batch| {
+                let (mut applied, mut skipped) = (0, 0);
+                for entry in &entries {
+                    let fresh = batch.connection().execute(
+                        "INSERT OR IGNORE INTO applied_pending_updates (id) VALUES (?1)",
+                        [&entry.id],
+                    )? == 1;
+                    if !fresh {
+                        skipped += 1;
+                        continue;
+                    }
+                    let policy = entry.policy;
+                    // The action was for a delivery long over; only the history it stores counts.
+                    let _replayed = batch.decide(
+                        engine,
+                        &entry.peer,
+                        &policy,
+                        &entry.context,
+                        Some(&entry.last),
+                        entry.now,
+                    )?;
+                    applied += 1;
+                }
+                Ok((applied, skipped))
+            })?;
+            report.applied = applied;
+            report.skipped = skipped;
+            journal.clear()?;
+            // The ids only guard entries still in the journal: none are now.
+            self.connection
+                .execute("DELETE FROM applied_pending_updates", [])?;
+        }
+        journal.reserve()?;
+        Ok(report)
     }
 
     /// Where the database is.
@@ -112,6 +226,40 @@ impl HistoryStore {
         now: u64,
     ) -> anyhow::Result<Decision> {
         self.batch(|batch| batch.decide(engine, peer, policy, context, last, now))
+    }
+
+    /// As [`decide`](Self::decide), for a later step of a delivery in progress: `own` is the
+    /// history this delivery's previous decision returned. With the built-in engine, the engine
+    /// sees the stored (shared) memory with this delivery's own dance
+    /// ([`policy_core::with_dance_of`]), so a concurrent delivery to the same peer, which stores
+    /// its own dance in the same row, cannot erase this one's (its `reached_top`, the evidence of a
+    /// forged downgrade). A plugin's history is opaque: it is passed as stored, as before.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the engine's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_in_delivery(
+        &mut self,
+        engine: &mut dyn DecisionEngine,
+        peer: &str,
+        policy: &Policy,
+        context: &DeliveryContext,
+        last: &AttemptReport,
+        own: &[u8],
+        now: u64,
+    ) -> anyhow::Result<Decision> {
+        let splice = engine.history_is_builtin_format();
+        self.update(peer, now, |stored| {
+            let spliced = stored
+                .filter(|_| splice)
+                .and_then(|shared| policy_core::with_dance_of(shared, own));
+            let history = spliced
+                .as_ref()
+                .map_or(stored, |blob| Some(blob.as_bytes()));
+            let decision = engine.decide(policy, context, history, Some(last), now)?;
+            Ok((decision, decision.history.as_bytes().to_vec()))
+        })
     }
 
     /// Runs `work` inside one write transaction: every change it makes is kept, or none (when

@@ -288,3 +288,178 @@ fn tlsa_records_parse_strictly() {
         assert!(TlsaRecord::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn the_smtp_client_refuses_a_command_with_crlf_before_connecting() {
+    // The CLI refuses such names; the client holds the line for any other caller.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    let to = vec!["r@example.test".to_owned()];
+    let message = Message {
+        from: "s@example.test",
+        to: &to,
+        data: b"x\n",
+    };
+    let result = smtp::attempt(
+        address,
+        "mx.test",
+        "c.test\r\nMAIL FROM:<forged@example.test>",
+        None,
+        &TrustAnchors::default(),
+        Timeouts::default(),
+        &message,
+    );
+    assert_eq!(result.outcome, Outcome::ConnectFailed, "{}", result.detail);
+    assert!(result.detail.contains("CR or LF"), "{}", result.detail);
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nothing connected"
+    );
+}
+
+#[test]
+fn tlsa_records_openssl_rejects_are_unusable_not_ca_verified() {
+    use tlsfallback_host::tls::{TlsaRecord, usable_tlsa_records};
+    // DANE-EE SPKI SHA-256 with a 2-byte digest: the usage is fine, OpenSSL rejects the record.
+    let rejected = TlsaRecord::parse("3 1 1 abcd").unwrap();
+    let good = TlsaRecord::parse(&tlsa_3_1_1(&identity().certificate)).unwrap();
+    let pkix =
+        TlsaRecord::parse(&tlsa_3_1_1(&identity().certificate).replacen('3', "1", 1)).unwrap();
+    assert_eq!(
+        usable_tlsa_records(std::slice::from_ref(&rejected)).unwrap(),
+        []
+    );
+    assert_eq!(
+        usable_tlsa_records(&[pkix]).unwrap(),
+        [],
+        "PKIX-EE is not for SMTP"
+    );
+    assert_eq!(
+        usable_tlsa_records(&[rejected.clone(), good.clone()]).unwrap(),
+        [good]
+    );
+    // Asked to verify with DANE and handed only records OpenSSL cannot use, the handshake must
+    // not fall to OpenSSL's CA verification (which would say `untrusted` here, or succeed for a
+    // certificate from a public CA): it is a policy-input failure.
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let anchors = TrustAnchors {
+        tlsa: vec![rejected],
+        ..TrustAnchors::default()
+    };
+    let result = attempt(&peer, Tier::AuthenticatedTls, Verification::Dane, &anchors);
+    assert_eq!(
+        result.outcome,
+        Outcome::PolicyLookupFailed,
+        "{}",
+        result.detail
+    );
+    assert!(peer.messages().is_empty());
+}
+
+/// Whether an outcome is one the engine takes as definitive about the peer's TLS.
+fn definitive(outcome: Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::TlsAlert(TlsAlert::ProtocolVersion | TlsAlert::HandshakeFailure)
+    )
+}
+
+#[test]
+fn bytes_after_starttls_220_are_not_a_protocol_version_alert() {
+    let peer = LocalPeer::start(PeerKind::GarbageAfterStarttls, identity()).unwrap();
+    for tier in [Tier::ModernTls, Tier::LegacyTls] {
+        let result = plain(&peer, tier);
+        // Seen in the 220's read it is an injection attempt (a reset); read by OpenSSL it is not
+        // TLS (`other`): cheap either way, never a protocol-version alert.
+        assert!(
+            matches!(
+                result.outcome,
+                Outcome::ConnectionReset | Outcome::TlsAlert(TlsAlert::Other)
+            ),
+            "{tier:?}: {:?} {}",
+            result.outcome,
+            result.detail
+        );
+        assert!(!definitive(result.outcome));
+    }
+}
+
+#[test]
+fn text_in_a_later_read_than_the_220_is_not_a_protocol_version_alert() {
+    // The bytes come only once the ClientHello is out: OpenSSL reads them as a record and says
+    // "wrong version number", which must not stand for the peer's protocol_version alert.
+    let peer = LocalPeer::start(PeerKind::TextAfterClientHello, identity()).unwrap();
+    for tier in [Tier::ModernTls, Tier::LegacyTls] {
+        let result = plain(&peer, tier);
+        assert_eq!(
+            result.outcome,
+            Outcome::TlsAlert(TlsAlert::Other),
+            "{tier:?}: {}",
+            result.detail
+        );
+        assert!(
+            result.detail.contains("wrong version number"),
+            "{}",
+            result.detail
+        );
+    }
+}
+
+#[test]
+fn only_alerts_the_peer_sent_are_definitive_in_openssl_reason_codes() {
+    use tlsfallback_host::tls::outcome_for_reasons;
+    // Received alerts: 1000 + the alert number.
+    assert_eq!(
+        outcome_for_reasons(&[1070]),
+        Some(Outcome::TlsAlert(TlsAlert::ProtocolVersion))
+    );
+    assert_eq!(
+        outcome_for_reasons(&[1040]),
+        Some(Outcome::TlsAlert(TlsAlert::HandshakeFailure))
+    );
+    // Record-layer complaints about bytes that are not TLS, and local failures: not alerts.
+    // wrong version number, packet length too long, record layer failure, http request,
+    // unexpected record, no protocols available.
+    for reason in [267, 198, 313, 156, 245, 191] {
+        assert_eq!(outcome_for_reasons(&[reason]), None, "reason {reason}");
+    }
+}
+
+#[test]
+fn a_dribbled_banner_is_cut_off_by_the_stage_limit_too() {
+    let peer = LocalPeer::start(PeerKind::DribblingGreeting, identity()).unwrap();
+    let to = vec!["r@example.test".to_owned()];
+    let message = Message {
+        from: "s@example.test",
+        to: &to,
+        data: b"x\n",
+    };
+    let timeouts = Timeouts {
+        greeting: std::time::Duration::from_millis(500),
+        ..Timeouts::default()
+    };
+    let result = smtp::attempt(
+        peer.address,
+        "mx.test",
+        "c.test",
+        None,
+        &TrustAnchors::default(),
+        timeouts,
+        &message,
+    );
+    assert_eq!(
+        result.outcome,
+        Outcome::HandshakeTimeout,
+        "{}",
+        result.detail
+    );
+    assert!(
+        result
+            .detail
+            .contains("the greeting stage ran past its 500ms limit"),
+        "{}",
+        result.detail
+    );
+}

@@ -371,6 +371,37 @@ fn dane_needs_its_records_and_a_matching_record_delivers_at_authenticated_tls() 
     );
 }
 
+#[test]
+fn tlsa_records_openssl_rejects_make_dane_unusable_not_ca_verified() {
+    // The peer's certificate is trusted by the default CA store (SSL_CERT_FILE), as a certificate
+    // from a public CA would be; the only TLSA record has a digest of the wrong length.
+    let env = Env::new();
+    let ca = env.dir.path().join("roots.pem");
+    std::fs::write(&ca, identity().certificate.to_pem().unwrap()).unwrap();
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let output = env.run_with_env(
+        &[
+            "deliver",
+            "--from",
+            "",
+            "--to",
+            "b@example.test",
+            "--mx",
+            &mx(&peer),
+            "--tlsa",
+            "3 1 1 abcd",
+        ],
+        MESSAGE,
+        &[("SSL_CERT_FILE", ca.to_str().unwrap().to_owned())],
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("TLSA RRset is unusable"), "{log}");
+    assert!(!log.contains("tier=authenticated-tls"), "{log}");
+    // Unusable DANE still demands TLS (RFC 7672 section 2.2): delivered, unauthenticated.
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("tier=modern-tls outcome=success"), "{log}");
+}
+
 /// The response code and the (preference, exchange) pairs a fake DNS server answers.
 type DnsAnswer = (hickory_proto::op::ResponseCode, Vec<(u16, &'static str)>);
 
@@ -473,4 +504,449 @@ fn a_domain_without_mx_records_is_its_own_mx() {
     let env = Env::new();
     let (code, log) = deliver_by_dns(&env, dns, "b@localhost", peer.address.port());
     assert_eq!(code, 0, "{log}");
+}
+
+/// A listener that counts the connections made to it (and says nothing).
+fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn helo_with_crlf_is_refused_not_sent() {
+    let (port, connections) = counting_listener();
+    let env = Env::new();
+    for helo in [
+        "client.test\r\nRCPT TO:<victim@example.test>",
+        "client.test\nQUIT",
+        "two words",
+        "-dash.test",
+        "[300.1.1.1]",
+        "[IPv6:zz]",
+        "",
+    ] {
+        let output = env.run(
+            &[
+                "deliver",
+                "--from",
+                "a@example.test",
+                "--to",
+                "b@example.test",
+                "--mx",
+                &format!("127.0.0.1:{port}"),
+                &format!("--helo={helo}"),
+            ],
+            MESSAGE,
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{helo:?}: {stderr}");
+        assert!(stderr.contains("--helo"), "{helo:?}: {stderr}");
+    }
+    for good in [
+        "mail.example.org",
+        "[192.0.2.1]",
+        "[IPv6:2001:db8::1]",
+        "localhost",
+    ] {
+        assert!(
+            tlsfallback_host::commands::deliver::check_helo_name(good).is_ok(),
+            "{good}"
+        );
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no connection was made"
+    );
+}
+
+#[test]
+fn text_after_starttls_does_not_walk_a_tls_peer_to_cleartext() {
+    // Before, the text read as a protocol-version alert at each TLS tier, and the same delivery
+    // went on in cleartext.
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::TextAfterClientHello, identity()).unwrap();
+    let (code, log) = env.deliver(&mx(&peer));
+    assert_eq!(code, 75, "{log}");
+    assert!(
+        log.contains("tier=modern-tls outcome=tls-alert other"),
+        "{log}"
+    );
+    assert!(!log.contains("tier=cleartext"), "{log}");
+    assert!(peer.messages().is_empty());
+}
+
+#[test]
+fn dribbling_peer_cannot_hold_an_attempt_past_its_deadline() {
+    // One byte every 100 ms never trips a per-read timeout; the attempt's deadline ends it.
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::DribblingGreeting, identity()).unwrap();
+    let output = env.run(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            "b@example.test",
+            "--mx",
+            &mx(&peer),
+            "--attempt-timeout-secs",
+            "1",
+        ],
+        MESSAGE,
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{log}");
+    assert!(
+        log.contains("the greeting stage ran past the attempt's deadline"),
+        "{log}"
+    );
+    assert!(peer.messages().is_empty());
+}
+
+#[test]
+fn trailing_dot_is_the_same_peer() {
+    use tlsfallback_host::postfix::daemon::destination_key;
+    use tlsfallback_host::store::peer_key;
+    // One spelling everywhere: deliver, peers, and the Postfix daemon's lookup keys.
+    assert_eq!(peer_key("MX.Example.org."), "mx.example.org");
+    assert_eq!(peer_key("mx.example.org.:2525"), "mx.example.org:2525");
+    assert_eq!(peer_key("[MX.example.org.]:2525"), "[mx.example.org]:2525");
+    assert_eq!(peer_key("::1"), "::1");
+    assert_eq!(destination_key("Example.COM.").unwrap(), "example.com");
+    assert_eq!(
+        destination_key("[mx.example.com.]:25").unwrap(),
+        "[mx.example.com]:25"
+    );
+    let env = Env::new();
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let port = peer.address.port();
+    for spelling in [format!("localhost.:{port}"), format!("LocalHost:{port}")] {
+        let (code, log) = env.deliver(&spelling);
+        assert_eq!(code, 0, "{spelling}: {log}");
+    }
+    let list = env.peers(&["list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.starts_with(&format!("localhost:{port} ")), "{list}");
+    assert!(
+        env.peers(&["show", &format!("LOCALHOST.:{port}")])
+            .contains("localhost")
+    );
+    assert!(
+        env.peers(&["forget", &format!("localhost.:{port}")])
+            .contains("forgot")
+    );
+    assert!(env.peers(&["list"]).is_empty());
+}
+
+/// A cleartext-only SMTP peer that runs `on_message` once it has the whole message, before it
+/// answers 250: the moment after which the message counts as delivered.
+fn peer_with_hook(on_message: impl Fn() + Send + Sync + 'static) -> u16 {
+    peer_with(|_| b"250 ok\r\n", on_message)
+}
+
+/// As [`peer_with_hook`], answering each RCPT TO line with `on_rcpt(line)`.
+fn peer_with(
+    on_rcpt: fn(&str) -> &'static [u8],
+    on_message: impl Fn() + Send + Sync + 'static,
+) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let on_message = std::sync::Arc::new(on_message);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8).flatten() {
+            let on_message = on_message.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let _ = writer.write_all(b"220 hook.test ESMTP\r\n");
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let upper = line.trim_end().to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250 hook.test\r\n"
+                    } else if upper == "DATA" {
+                        let _ = writer.write_all(b"354 go\r\n");
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        on_message();
+                        b"250 queued\r\n"
+                    } else if upper == "QUIT" {
+                        let _ = writer.write_all(b"221 bye\r\n");
+                        return;
+                    } else if upper.starts_with("RCPT TO:") {
+                        on_rcpt(&line)
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = writer.write_all(reply);
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A delivery whose history write finds the database locked by another connection (held until
+/// the returned guard is dropped).
+fn deliver_while_the_database_gets_locked(
+    env: &Env,
+) -> (
+    Output,
+    u16,
+    std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+) {
+    let db = env.dir.path().join("peers.sqlite3");
+    tlsfallback_host::store::HistoryStore::open(&db).unwrap();
+    let holder = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let held = holder.clone();
+    let port = peer_with_hook(move || {
+        let connection = rusqlite::Connection::open(&db).unwrap();
+        connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        *held.lock().unwrap() = Some(connection);
+    });
+    let output = env.run(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            "b@example.test",
+            "--mx",
+            &format!("127.0.0.1:{port}"),
+            "--db-busy-timeout-ms",
+            "200",
+        ],
+        MESSAGE,
+    );
+    (output, port, holder)
+}
+
+#[test]
+fn delivered_message_exits_0_when_the_database_is_locked() {
+    let env = Env::new();
+    let (output, _, lock) = deliver_while_the_database_gets_locked(&env);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(lock.lock().unwrap().is_some(), "the peer took the lock");
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("warning: the history update for 127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("peers.sqlite3.pending"), "{log}");
+    assert!(log.contains("delivered to 127.0.0.1:"), "{log}");
+}
+
+#[test]
+fn pending_update_is_applied_once_on_next_run() {
+    let env = Env::new();
+    let (output, port, lock) = deliver_while_the_database_gets_locked(&env);
+    assert_eq!(output.status.code(), Some(0));
+    drop(lock.lock().unwrap().take());
+    let peer = format!("127.0.0.1:{port}");
+    let show = |env: &Env| -> serde_json::Value {
+        serde_json::from_str(&env.peers(&["show", &peer, "--json"])).unwrap()
+    };
+    assert_eq!(show(&env)["last_success_tier"], serde_json::Value::Null);
+    // The next delivery, to another (unreachable) host, applies the update first.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (code, log) = env.deliver(&closed.to_string());
+    assert_eq!(code, 75, "{log}");
+    assert!(log.contains("applied 1 pending history update(s)"), "{log}");
+    assert_eq!(show(&env)["last_success_tier"], "cleartext");
+    let (_, log) = env.deliver(&closed.to_string());
+    assert!(!log.contains("pending history"), "applied once: {log}");
+}
+
+#[test]
+fn a_pending_update_recorded_twice_is_applied_once() {
+    use policy_core::{AttemptReport, DeliveryContext, Outcome, Policy, Tier};
+    use tlsfallback_host::store::{HistoryStore, PendingUpdate};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = HistoryStore::open(&dir.path().join("p.sqlite3")).unwrap();
+    let mut engine =
+        tlsfallback_host::engine::open(tlsfallback_host::engine::EngineKind::Native, None).unwrap();
+    let last = AttemptReport {
+        tier: Tier::ModernTls,
+        outcome: Outcome::Success { version: None },
+    };
+    let update = PendingUpdate::new(
+        "mx.test",
+        Policy::default(),
+        DeliveryContext::default(),
+        last,
+        100,
+    )
+    .unwrap();
+    // As if the journal could not be emptied after it was applied once.
+    store.record_pending(&update).unwrap();
+    store.record_pending(&update).unwrap();
+    let applied = store.apply_pending(engine.as_mut()).unwrap();
+    assert_eq!((applied.applied, applied.skipped), (1, 1));
+    assert_eq!(store.apply_pending(engine.as_mut()).unwrap().applied, 0);
+    let row = store.get("mx.test").unwrap().unwrap();
+    let history = policy_core::History::decode(&row.history).unwrap();
+    assert_eq!(history.memory.last_success_tier, Some(Tier::ModernTls));
+}
+
+/// A tiny tmpfs, unmounted when dropped.
+struct TinyDisk {
+    dir: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    /// Mounts one, or says why it cannot (not root, no mount in this sandbox).
+    fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+        }
+        Ok(Self { dir })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn delivered_message_exits_0_when_the_disk_fills_up() {
+    let disk = match TinyDisk::mount("2m") {
+        Ok(disk) => disk,
+        Err(reason) => {
+            println!("skipped: no tmpfs to fill ({reason})");
+            return;
+        }
+    };
+    let db = disk.dir.path().join("peers.sqlite3");
+    let filler = disk.dir.path().join("filler");
+    let fill = filler.clone();
+    // The disk fills up while the peer takes the message.
+    let port = peer_with_hook(move || {
+        let mut file = std::fs::File::create(&fill).unwrap();
+        let block = vec![0x5a; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    });
+    let env = Env::new();
+    let policy = env.dir.path().join("policy.toml");
+    let deliver = |mx: &str| {
+        crate::util::run(
+            &[
+                "deliver",
+                "--from",
+                "a@example.test",
+                "--to",
+                "b@example.test",
+                "--mx",
+                mx,
+                "--policy",
+                policy.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+            ],
+            MESSAGE,
+        )
+    };
+    let output = deliver(&format!("127.0.0.1:{port}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(filler.exists(), "the peer filled the disk");
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("is kept in"), "{log}");
+    // Room again: the next delivery applies the update.
+    std::fs::remove_file(&filler).unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = deliver(&closed.to_string());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("applied 1 pending history update(s)"), "{log}");
+}
+
+#[test]
+fn one_refused_recipient_does_not_bounce_the_others() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let received = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = received.clone();
+    let port = peer_with(
+        |line| {
+            if line.contains("nobody@") {
+                b"550 5.1.1 no such user\r\n"
+            } else if line.contains("full@") {
+                b"452 4.2.2 mailbox full\r\n"
+            } else {
+                b"250 2.1.5 ok\r\n"
+            }
+        },
+        move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        },
+    );
+    let env = Env::new();
+    let deliver = |to: &[&str]| {
+        let mut args = vec!["deliver", "--from", "a@example.test"];
+        for rcpt in to {
+            args.extend(["--to", rcpt]);
+        }
+        let mx = format!("127.0.0.1:{port}");
+        args.extend(["--mx", &mx]);
+        let output = env.run(&args, MESSAGE);
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // A permanent refusal: the others get the message; the refused one bounces (69).
+    let (code, log) = deliver(&["b@example.test", "nobody@example.test"]);
+    assert_eq!(received.load(Ordering::SeqCst), 1, "{log}");
+    assert_eq!(code, 69, "{log}");
+    assert!(
+        log.contains("recipient <nobody@example.test> bounced: 127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("550 5.1.1 no such user"), "{log}");
+    assert!(log.contains("for all but 1 recipient(s)"), "{log}");
+    // A temporary refusal among them: that one is deferred (75), the message still went.
+    let (code, log) = deliver(&["b@example.test", "nobody@example.test", "full@example.test"]);
+    assert_eq!(received.load(Ordering::SeqCst), 2, "{log}");
+    assert_eq!(code, 75, "{log}");
+    assert!(
+        log.contains("recipient <full@example.test> deferred"),
+        "{log}"
+    );
+    assert!(
+        log.contains("recipient <nobody@example.test> bounced"),
+        "{log}"
+    );
+    // Everyone accepted: 0, no recipient lines.
+    let (code, log) = deliver(&["b@example.test", "c@example.test"]);
+    assert_eq!((code, received.load(Ordering::SeqCst)), (0, 3), "{log}");
+    assert!(!log.contains("recipient <"), "{log}");
 }

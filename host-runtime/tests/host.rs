@@ -10,6 +10,8 @@ mod simulate;
 mod playground;
 // One SMTP attempt per tier against local OpenSSL peers: what is negotiated, how failures classify.
 mod attempts;
+// The MX lookup against fake DNS servers: forged ids and questions.
+mod mx;
 // The SQLite history store: round trips, concurrent updates, corrupt rows.
 mod store;
 // `tlsfallback deliver` and `peers`: the full loop against local peers, exit codes, bad input.

@@ -82,3 +82,85 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
         "{error:#}"
     );
 }
+
+/// Two interleaved deliveries to one peer through the store: A reaches the top tier, a forged
+/// protocol-version alert brings it down to legacy, B starts meanwhile, then the real peer refuses
+/// A's legacy attempt with `inappropriate_fallback`. The reason of A's last decision.
+fn interleaved_deliveries(
+    engine: &mut dyn tlsfallback_host::engine::DecisionEngine,
+) -> policy_core::Reason {
+    use policy_core::{AttemptReport, DeliveryContext, Outcome, Policy, Reason, Tier, TlsAlert};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = HistoryStore::open(&dir.path().join("p.sqlite3")).unwrap();
+    let (policy, context) = (Policy::default(), DeliveryContext::default());
+    let report = |tier, alert| AttemptReport {
+        tier,
+        outcome: Outcome::TlsAlert(alert),
+    };
+    let a1 = store
+        .decide(engine, "mx", &policy, &context, None, 100)
+        .unwrap();
+    let forged = report(Tier::ModernTls, TlsAlert::ProtocolVersion);
+    let a2 = store
+        .decide_in_delivery(
+            engine,
+            "mx",
+            &policy,
+            &context,
+            &forged,
+            a1.history.as_bytes(),
+            101,
+        )
+        .unwrap();
+    assert_eq!(a2.reason, Reason::SteppedDownAfterAlert);
+    // B starts at the remembered legacy tier: the stored dance is now B's, which never reached
+    // the top.
+    let b1 = store
+        .decide(engine, "mx", &policy, &context, None, 102)
+        .unwrap();
+    assert_eq!(b1.reason, Reason::RememberedTier);
+    let refused = report(Tier::LegacyTls, TlsAlert::InappropriateFallback);
+    store
+        .decide_in_delivery(
+            engine,
+            "mx",
+            &policy,
+            &context,
+            &refused,
+            a2.history.as_bytes(),
+            103,
+        )
+        .unwrap()
+        .reason
+}
+
+#[test]
+fn concurrent_delivery_does_not_hide_a_forged_downgrade() {
+    // A reached the top in this delivery, so the alert that brought it down was forged.
+    assert_eq!(
+        interleaved_deliveries(&mut tlsfallback_host::engine::NativeEngine),
+        policy_core::Reason::DowngradeAttackSuspected
+    );
+    // A plugin's history is opaque to the host: passed as stored, so it sees B's dance (what it
+    // makes of that is its own affair; the built-in rules step up).
+    assert_eq!(
+        interleaved_deliveries(&mut OpaqueHistoryEngine),
+        policy_core::Reason::SteppedUpPeerWantsStronger
+    );
+}
+
+/// policy-core behind the trait's default: a history format the host does not know.
+struct OpaqueHistoryEngine;
+
+impl tlsfallback_host::engine::DecisionEngine for OpaqueHistoryEngine {
+    fn decide(
+        &mut self,
+        policy: &policy_core::Policy,
+        context: &policy_core::DeliveryContext,
+        history: Option<&[u8]>,
+        last: Option<&policy_core::AttemptReport>,
+        now: u64,
+    ) -> anyhow::Result<policy_core::Decision> {
+        Ok(policy_core::decide(policy, context, history, last, now))
+    }
+}

@@ -188,6 +188,29 @@ impl PartialEq for HistoryBlob {
 
 impl Eq for HistoryBlob {}
 
+/// The peer's shared history `shared` (what the host stores for the peer, written by every
+/// delivery to it) with the dance of `own` (the history this delivery's previous decision
+/// returned) in place of the stored one.
+///
+/// The memory is shared between deliveries; the dance belongs to one delivery. When two
+/// deliveries to one peer interleave, the stored dance is the last writer's: a delivery that
+/// reports an outcome must be judged on its own dance (did *it* reach the top tier?), or a
+/// concurrent start hides the evidence of a forged downgrade. Total: when either blob cannot be
+/// read, `None`, and the caller passes `shared` as it is (the engine then says what is wrong with
+/// it, or rebuilds the dance from the report, exactly as without this function).
+#[must_use]
+pub fn with_dance_of(shared: &[u8], own: &[u8]) -> Option<HistoryBlob> {
+    let shared = History::decode(shared).ok()?;
+    let own = History::decode(own).ok()?;
+    Some(
+        History {
+            memory: shared.memory,
+            dance: own.dance,
+        }
+        .encode(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +232,20 @@ mod tests {
                 reached_top: true,
             }),
         }
+    }
+
+    #[test]
+    fn with_dance_of_keeps_the_shared_memory_and_this_deliverys_dance() {
+        let mut shared = largest();
+        shared.dance = None;
+        let own = History {
+            memory: PeerMemory::default(),
+            dance: largest().dance,
+        };
+        let spliced = with_dance_of(shared.encode().as_bytes(), own.encode().as_bytes()).unwrap();
+        assert_eq!(History::decode(spliced.as_bytes()), Ok(largest()));
+        assert!(with_dance_of(&[9, 9], own.encode().as_bytes()).is_none());
+        assert!(with_dance_of(shared.encode().as_bytes(), &[]).is_none());
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub use engine::{MAX_ATTEMPTS_PER_DELIVERY, decide};
 pub use floor::{Bounds, floor, verification_for};
 pub use history::{
     Dance, HISTORY_FORMAT_VERSION, History, HistoryBlob, HistoryError, MAX_HISTORY_LEN, PeerMemory,
+    with_dance_of,
 };
 pub use outcome::{AttemptReport, CertificateError, Outcome, TlsAlert, TlsVersion};
 pub use policy::{Policy, Profile};

@@ -37,15 +37,16 @@ pub fn parse_mx(spec: &str) -> anyhow::Result<Destination> {
         ),
         _ => (spec, 25),
     };
+    // One spelling per peer (see `peer_key`); also the name resolved and verified.
+    let host = crate::store::peer_key(host);
     if host.is_empty() {
         bail!("--mx {spec:?} has no host");
     }
-    let address: SocketAddr = (host, port)
+    let address: SocketAddr = (host.as_str(), port)
         .to_socket_addrs()
         .with_context(|| format!("resolving the MX host {host:?}"))?
         .next()
         .with_context(|| format!("the MX host {host:?} has no address"))?;
-    let host = host.to_ascii_lowercase();
     let peer = if port == 25 {
         host.clone()
     } else {
@@ -83,6 +84,51 @@ pub fn check_address(address: &str, recipient: bool) -> anyhow::Result<()> {
     }
 }
 
+/// Checks our EHLO name: a domain or an address literal as RFC 5321 section 4.1.2 defines them
+/// (`mail.example.org`, `[192.0.2.1]`, `[IPv6:2001:db8::1]`). Anything else, above all a CR or
+/// LF, would let the name smuggle SMTP commands into the session.
+///
+/// # Errors
+///
+/// What is wrong with it.
+pub fn check_helo_name(name: &str) -> anyhow::Result<()> {
+    if name.chars().any(|c| c.is_control()) {
+        bail!(
+            "the EHLO name {name:?} has control characters (CR or LF would inject SMTP commands)"
+        );
+    }
+    if let Some(literal) = name
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        let valid = match literal.strip_prefix("IPv6:") {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => literal.parse::<std::net::Ipv4Addr>().is_ok(),
+        };
+        if !valid {
+            bail!(
+                "the EHLO name {name:?} is not an address literal ([192.0.2.1] or [IPv6:2001:db8::1])"
+            );
+        }
+        return Ok(());
+    }
+    // Let-dig [Ldh-str]: letters, digits and inner hyphens, 63 octets at most per label.
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.len() > 255 || !name.split('.').all(label_ok) {
+        bail!(
+            "the EHLO name {name:?} is not a domain (letters, digits and hyphens in dot-separated labels) or an address literal"
+        );
+    }
+    Ok(())
+}
+
 /// One log line for an attempt.
 #[must_use]
 pub fn format_attempt(line: &AttemptLine) -> String {
@@ -105,14 +151,52 @@ pub fn format_attempt(line: &AttemptLine) -> String {
     )
 }
 
-/// The one-line summary and the exit code for a delivery result.
+/// The summary (one line, after one line per refused recipient and any warning) and the exit
+/// code for a delivery result.
+///
+/// One exit code covers every recipient of the run, as for sendmail's delivery agents: 0 only
+/// when every recipient has the message; when the peer refused some, the code is theirs (75 if
+/// any was deferred with 4xx, else 69), although the others have it. A caller that needs a result
+/// per recipient delivers to one recipient per run (Postfix: `destination_recipient_limit = 1`).
 #[must_use]
 pub fn summarize(result: &DeliveryResult) -> (String, u8) {
     match result {
-        DeliveryResult::Delivered { peer, tier } => (
-            format!("delivered to {peer} over {}", tier.name()),
-            exit::OK,
-        ),
+        DeliveryResult::Delivered {
+            peer,
+            tier,
+            history_warning,
+            refused,
+        } => {
+            let mut lines: Vec<String> = history_warning
+                .iter()
+                .map(|warning| format!("warning: {warning}"))
+                .collect();
+            for refusal in refused {
+                let fate = if refusal.permanent {
+                    "bounced"
+                } else {
+                    "deferred"
+                };
+                lines.push(format!(
+                    "recipient <{}> {fate}: {peer} answered {}",
+                    refusal.recipient, refusal.reply
+                ));
+            }
+            let code = if refused.is_empty() {
+                exit::OK
+            } else if refused.iter().any(|r| !r.permanent) {
+                exit::TEMPFAIL
+            } else {
+                exit::UNAVAILABLE
+            };
+            let partly = if refused.is_empty() {
+                String::new()
+            } else {
+                format!(" for all but {} recipient(s)", refused.len())
+            };
+            lines.push(format!("delivered to {peer} over {}{partly}", tier.name()));
+            (lines.join("\n"), code)
+        }
         DeliveryResult::Deferred {
             retry_after_secs,
             reasons,

@@ -132,13 +132,23 @@ pub fn run(
                 anchors: TrustAnchors::default(),
                 timeouts: Timeouts {
                     connect: std::time::Duration::from_secs(5),
-                    command: std::time::Duration::from_secs(10),
+                    attempt: std::time::Duration::from_secs(30),
+                    ..Timeouts::default()
                 },
             };
             let mut log = |line: &crate::delivery::AttemptLine| {
                 let _ = writeln!(out, "   {}", format_attempt(line));
             };
-            let result = deliver(engine, store, &policy_file, &mut clock, &job, &mut log)?;
+            let mut warn = |line: &str| eprintln!("tlsfallback: warning: {line}");
+            let result = deliver(
+                engine,
+                store,
+                &policy_file,
+                &mut clock,
+                &job,
+                &mut log,
+                &mut warn,
+            )?;
             writeln!(out, "   => {}", summarize(&result).0)?;
         }
     }

@@ -426,7 +426,8 @@ fn host_of(key: &str) -> &str {
     }
 }
 
-/// The history key for a lookup key: lower case; `None` for parent-domain probes and for keys
+/// The history key for a lookup key: [`peer_key`](crate::store::peer_key)'s spelling (lower
+/// case, no trailing dot), the same as `deliver`'s; `None` for parent-domain probes and for keys
 /// that are not a next hop (`domain`, `[host]`, `[host]:port`, `host:port`).
 #[must_use]
 pub fn destination_key(key: &str) -> Option<String> {
@@ -452,7 +453,7 @@ pub fn destination_key(key: &str) -> Option<String> {
     };
     let host_ok = !host.is_empty() && !host.contains(['[', ']']) && !host.starts_with('.');
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-    (host_ok && port_ok).then_some(key)
+    (host_ok && port_ok).then(|| crate::store::peer_key(&key))
 }
 
 enum Job {

@@ -4,7 +4,6 @@
 mod dane;
 
 use std::io;
-use std::net::TcpStream;
 use std::path::PathBuf;
 
 use openssl::error::ErrorStack;
@@ -85,11 +84,30 @@ impl TlsaRecord {
         })
     }
 
-    /// Whether the record is usable for SMTP (DANE-TA or DANE-EE, RFC 7672 section 3.1.3).
+    /// Whether the record's usage is one SMTP may use (DANE-TA or DANE-EE, RFC 7672 section
+    /// 3.1.3). Necessary, not sufficient: OpenSSL may still find it unusable, see
+    /// [`usable_tlsa_records`].
     #[must_use]
     pub const fn usable_for_smtp(&self) -> bool {
         self.usage >= 2
     }
+}
+
+/// The records DANE verification can actually use: a usage SMTP allows, and accepted by OpenSSL
+/// (a digest of the right length, data that parses as a certificate or key). When none is, the
+/// TLSA RRset is "unusable" (RFC 7672 section 2.2, RFC 6698): the delivery context must say
+/// [`policy_core::Dane::Unusable`], and nothing may verify the peer another way instead.
+///
+/// # Errors
+///
+/// When OpenSSL cannot be set up to check them.
+pub fn usable_tlsa_records(records: &[TlsaRecord]) -> Result<Vec<TlsaRecord>, String> {
+    let allowed: Vec<TlsaRecord> = records
+        .iter()
+        .filter(|r| r.usable_for_smtp())
+        .cloned()
+        .collect();
+    dane::accepted(&allowed)
 }
 
 /// Where certificate verification gets its trust anchors.
@@ -165,12 +183,12 @@ pub fn connector(
 /// # Errors
 ///
 /// The classified failure.
-pub fn handshake(
+pub fn handshake<S: io::Read + io::Write>(
     params: &TlsParameters,
     anchors: &TrustAnchors,
     mx_host: &str,
-    stream: TcpStream,
-) -> Result<(SslStream<TcpStream>, Negotiated), HandshakeFailure> {
+    stream: S,
+) -> Result<(SslStream<S>, Negotiated), HandshakeFailure> {
     let setup = |e: ErrorStack| HandshakeFailure {
         outcome: Outcome::TlsAlert(TlsAlert::Other),
         detail: format!("TLS set-up failed: {e}"),
@@ -198,12 +216,23 @@ pub fn handshake(
     if params.verification == Verification::Dane {
         // DANE does its own name checks (none for DANE-EE, RFC 7672 section 3.2.1).
         config.set_verify_hostname(false);
-        dane::enable_on_connection(&mut config, mx_host, &usable).map_err(|detail| {
-            HandshakeFailure {
+        let accepted =
+            dane::enable_on_connection(&mut config, mx_host, &usable).map_err(|detail| {
+                HandshakeFailure {
+                    outcome: Outcome::PolicyLookupFailed,
+                    detail,
+                }
+            })?;
+        if accepted == 0 {
+            // OpenSSL verifies against the CA roots when no record was added: that would make an
+            // unusable TLSA RRset authenticate by WebPKI. A failure of the policy inputs instead.
+            return Err(HandshakeFailure {
                 outcome: Outcome::PolicyLookupFailed,
-                detail,
-            }
-        })?;
+                detail: "OpenSSL can use none of the TLSA records (RFC 7672 section 2.2: an \
+                         unusable TLSA RRset); not verifying the peer another way"
+                    .to_owned(),
+            });
+        }
     }
     // SNI only for names, never for address literals.
     config.set_use_server_name_indication(mx_host.parse::<std::net::IpAddr>().is_err());
@@ -235,16 +264,19 @@ pub fn handshake(
     }
 }
 
-/// OpenSSL reports an alert received from the peer as reason 1000 + the alert number.
+/// OpenSSL reports an alert received from the peer as reason 1000 + the alert number
+/// (`SSL_AD_REASON_OFFSET`: "tlsv1 alert protocol version", "sslv3 alert handshake failure").
+/// An alert OpenSSL itself sends carries its own local reason instead.
 const ALERT_OFFSET: i32 = 1000;
 const ALERT_HANDSHAKE_FAILURE: i32 = 40;
 const ALERT_PROTOCOL_VERSION: i32 = 70;
 const ALERT_INSUFFICIENT_SECURITY: i32 = 71;
 const ALERT_INAPPROPRIATE_FALLBACK: i32 = 86;
-/// Local reasons: the peer's hello named a version or suite outside what we offered.
+/// The peer's well-formed ServerHello chose a version (`unsupported protocol`) or a suite
+/// (`wrong cipher returned`) outside what we offered: how a server that predates our versions
+/// answers (RFC 5246 appendix E.1), a TLS message the peer sent, as much its statement as an
+/// alert.
 const SSL_R_UNSUPPORTED_PROTOCOL: i32 = 258;
-const SSL_R_WRONG_VERSION_NUMBER: i32 = 267;
-const SSL_R_NO_PROTOCOLS_AVAILABLE: i32 = 191;
 const SSL_R_WRONG_CIPHER_RETURNED: i32 = 261;
 const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
 /// X509 verify results (`X509_V_ERR_*`).
@@ -254,6 +286,15 @@ const X509_V_ERR_DANE_NO_MATCH: i32 = 65;
 
 /// The alert outcome OpenSSL's reason codes for a failed handshake stand for, if any: shared by
 /// our own handshakes and the lines Postfix logs (`TLS library problem: error:0A00042E:…`).
+///
+/// Only what the peer said in TLS counts: an alert record it sent, or a ServerHello naming what
+/// we did not offer. Every other reason is `None`, above all the record layer's complaints about
+/// bytes that are not TLS at all (`wrong version number`, `packet length too long`, `record
+/// layer failure`, `http request`, …): whatever answers the ClientHello with text (a peer or
+/// middlebox that does not do TLS after its `220`, or an attacker's injected bytes) produces
+/// them for free, and garbage is not a peer's alert. Local failures (`no protocols available`)
+/// say nothing about the peer either. The callers then report [`TlsAlert::Other`] or a reset,
+/// which the engine counts as cheap, transient evidence and never as a definitive refusal.
 #[must_use]
 pub fn outcome_for_reasons(reasons: &[i32]) -> Option<Outcome> {
     let any = |codes: &[i32]| codes.iter().any(|code| reasons.contains(code));
@@ -261,8 +302,6 @@ pub fn outcome_for_reasons(reasons: &[i32]) -> Option<Outcome> {
         if any(&[
             ALERT_OFFSET + ALERT_PROTOCOL_VERSION,
             SSL_R_UNSUPPORTED_PROTOCOL,
-            SSL_R_WRONG_VERSION_NUMBER,
-            SSL_R_NO_PROTOCOLS_AVAILABLE,
         ]) {
             Outcome::TlsAlert(TlsAlert::ProtocolVersion)
         } else if any(&[
@@ -317,6 +356,9 @@ fn classify(error: &ssl::Error, verify_result: i32, verify_text: &str) -> Handsh
             // The peer closed the connection in the middle of the handshake.
             Outcome::ConnectionReset
         } else {
+            // Any other alert, or bytes that are not TLS (see `outcome_for_reasons`): `other`,
+            // which the engine treats as transient (like a reset), so it cannot walk a peer down
+            // in one delivery.
             Outcome::TlsAlert(TlsAlert::Other)
         },
     );
