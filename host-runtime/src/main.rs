@@ -115,9 +115,10 @@ fn deliver(args: &DeliverArgs) -> u8 {
         let policy_file = load_policy(&args.engine)?;
         let engine = open_engine(&args.engine, &policy_file)?;
         let store = HistoryStore::open(&args.store.path())?;
-        Ok((policy_file, engine, store))
+        let clock = tlsfallback_host::clock::HostClock::from_env()?;
+        Ok((policy_file, engine, store, clock))
     })();
-    let (policy_file, mut engine, mut store) = match setup {
+    let (policy_file, mut engine, mut store, mut clock) = match setup {
         Ok(parts) => parts,
         Err(e) => return fail(exit::TEMPFAIL, e),
     };
@@ -142,7 +143,6 @@ fn deliver(args: &DeliverArgs) -> u8 {
         },
         timeouts: tlsfallback_host::smtp::Timeouts::default(),
     };
-    let mut clock = tlsfallback_host::clock::SystemClock;
     let mut log =
         |line: &tlsfallback_host::delivery::AttemptLine| eprintln!("{}", format_attempt(line));
     match deliver(
@@ -389,7 +389,7 @@ fn postfix_serve(args: &args::PostfixServeArgs) -> anyhow::Result<()> {
     let policy_file = load_policy(&args.engine)?;
     let mut engine = open_engine(&args.engine, &policy_file)?;
     let store = HistoryStore::open(&args.store.path())?;
-    let mut clock = tlsfallback_host::clock::SystemClock;
+    let mut clock = tlsfallback_host::clock::HostClock::from_env()?;
     let options = DaemonOptions {
         map_name: args.socketmap.map_name.clone(),
         dance_window_secs: args.dance_window_secs,

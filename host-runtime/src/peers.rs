@@ -43,7 +43,8 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// A fresh self-signed RSA-2048 certificate for `name`, valid for a day.
+    /// A fresh self-signed RSA-2048 certificate for `name` (a host name or an IP address), valid
+    /// for a day.
     ///
     /// # Errors
     ///
@@ -63,9 +64,14 @@ impl Identity {
         let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(1)?);
         builder.set_not_before(&not_before)?;
         builder.set_not_after(&not_after)?;
-        let san = SubjectAlternativeName::new()
-            .dns(name)
-            .build(&builder.x509v3_context(None, None))?;
+        let mut san = SubjectAlternativeName::new();
+        // An address literal (`--mx 127.0.0.1:PORT`) is matched against an IP entry.
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            san.ip(name);
+        } else {
+            san.dns(name);
+        }
+        let san = san.build(&builder.x509v3_context(None, None))?;
         builder.append_extension(san)?;
         builder.sign(&key, MessageDigest::sha256())?;
         Ok(Self {
@@ -142,8 +148,9 @@ impl Drop for LocalPeer {
     }
 }
 
-/// Accepts connections on a non-blocking listener until `stop`, serving each on its own thread.
-fn accept_loop(
+/// Accepts connections on a non-blocking listener until `stop`, serving each on its own thread
+/// (also the attacker's, [`crate::attacker`]).
+pub(crate) fn accept_loop(
     listener: TcpListener,
     stop: Arc<AtomicBool>,
     serve: impl Fn(TcpStream) + Send + Sync + 'static,
