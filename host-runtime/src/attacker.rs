@@ -418,7 +418,12 @@ fn is_command(line: &[u8], verb: &[u8]) -> bool {
 
 /// Relays one connection in plain SMTP (lockstep: our client does not pipeline) until STARTTLS
 /// succeeds, then hands over to the TLS phase.
-fn relay(client: TcpStream, upstream: SocketAddr, attack: Attack, fired: &AtomicUsize) -> io::Result<()> {
+fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    attack: Attack,
+    fired: &AtomicUsize,
+) -> io::Result<()> {
     client.set_nonblocking(false)?;
     client.set_read_timeout(Some(IDLE))?;
     let server = TcpStream::connect_timeout(&upstream, IDLE)?;
@@ -470,8 +475,7 @@ fn smtp_phase(
         let Some(mut reply) = read_reply(&mut server_in)? else {
             return Ok(());
         };
-        if is_command(&command, b"EHLO") && attack == Attack::StripStarttls(Strip::RemoveFromEhlo)
-        {
+        if is_command(&command, b"EHLO") && attack == Attack::StripStarttls(Strip::RemoveFromEhlo) {
             let (stripped, removed) = reply.without_starttls();
             if removed {
                 fire();

@@ -58,7 +58,9 @@ impl HostClock {
             .and_then(|text| text.parse::<u64>().ok())
             .map(Self::Simulated)
             .ok_or_else(|| {
-                anyhow::anyhow!("${TEST_NOW_VAR} must be seconds since the Unix epoch, not {value:?}")
+                anyhow::anyhow!(
+                    "${TEST_NOW_VAR} must be seconds since the Unix epoch, not {value:?}"
+                )
             })
     }
 }

@@ -97,7 +97,10 @@ fn each_forged_alert_reaches_the_client_as_the_alert_it_is() {
         (alert::PROTOCOL_VERSION, TlsAlert::ProtocolVersion),
         (alert::HANDSHAKE_FAILURE, TlsAlert::HandshakeFailure),
         (alert::INSUFFICIENT_SECURITY, TlsAlert::InsufficientSecurity),
-        (alert::INAPPROPRIATE_FALLBACK, TlsAlert::InappropriateFallback),
+        (
+            alert::INAPPROPRIATE_FALLBACK,
+            TlsAlert::InappropriateFallback,
+        ),
         (alert::INTERNAL_ERROR, TlsAlert::Other),
     ] {
         assert_eq!(
@@ -131,7 +134,11 @@ fn bytes_with_the_220_are_seen_before_the_handshake() {
         Tier::ModernTls,
     );
     assert_eq!(fired, 1);
-    assert!(result.detail.contains("data after the 220"), "{}", result.detail);
+    assert!(
+        result.detail.contains("data after the 220"),
+        "{}",
+        result.detail
+    );
 }
 
 #[test]

@@ -55,7 +55,13 @@ impl Scene {
         };
         let mut child = Command::new(program)
             .args(leading)
-            .args(["deliver", "--from", "a@example.test", "--to", "b@example.test"])
+            .args([
+                "deliver",
+                "--from",
+                "a@example.test",
+                "--to",
+                "b@example.test",
+            ])
             .args(["--mx", &self.mx(), "--db", db.to_str().unwrap()])
             .env(TEST_NOW_VAR, now.to_string())
             .stdin(Stdio::piped())
@@ -177,7 +183,9 @@ fn deliver_killed_at_random_points_leaves_the_old_or_a_new_history_never_a_torn_
         let received = scene.peer.messages().len() > received_before;
         let (integrity, blob) = inspect(&victim, &scene.mx());
         if integrity != "ok" {
-            broken.push(format!("run {run} ({pause:?}): integrity_check says {integrity}"));
+            broken.push(format!(
+                "run {run} ({pause:?}): integrity_check says {integrity}"
+            ));
         }
         // The peer is up: a failed connection is not among what a kill can leave.
         match possible[..3].iter().position(|p| *p == blob) {
@@ -253,7 +261,12 @@ fn a_database_locked_past_the_busy_timeout_mid_delivery_loses_neither_the_messag
     let status = child.wait().unwrap();
     let mut log = String::new();
     use std::io::Read as _;
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     holder.execute_batch("COMMIT").unwrap();
     let received = scene.peer.messages().len();
     let (integrity, blob) = inspect(&scene.db(), &scene.mx());
@@ -378,7 +391,10 @@ fn a_full_disk_defers_with_a_clear_error_and_corrupts_nothing() {
     // A new database on a full disk.
     let fresh = disk.path().join("fresh.sqlite3");
     let ((code, log), received) = faulty_delivery(&fresh, DAY_0);
-    rows.push(format!("new database: exit {code}, received {received}: {}", log.trim()));
+    rows.push(format!(
+        "new database: exit {code}, received {received}: {}",
+        log.trim()
+    ));
     broken.extend(check_fault(
         "new database",
         (code, &log),
@@ -393,7 +409,10 @@ fn a_full_disk_defers_with_a_clear_error_and_corrupts_nothing() {
     assert_eq!(code, 0, "{log}");
     let before = inspect(&learnt_db, &scene.mx()).1;
     let ((code, log), received) = faulty_delivery(&learnt_db, DAY_1);
-    rows.push(format!("learnt database: exit {code}, received {received}: {}", log.trim()));
+    rows.push(format!(
+        "learnt database: exit {code}, received {received}: {}",
+        log.trim()
+    ));
     broken.extend(check_fault(
         "learnt database",
         (code, &log),
@@ -416,14 +435,19 @@ fn descriptor_exhaustion_defers_with_a_clear_error_and_corrupts_nothing() {
     let mut before = learnt(&scene);
     let mut broken = Vec::new();
     let mut rows = Vec::new();
-    for (step, limit) in [4u64, 5, 6, 7, 8, 9, 10, 12, 16, 32].into_iter().enumerate() {
+    for (step, limit) in [4u64, 5, 6, 7, 8, 9, 10, 12, 16, 32]
+        .into_iter()
+        .enumerate()
+    {
         let now = DAY_1 + 3_600 * step as u64;
         let nofile = format!("--nofile={limit}:{limit}");
         let received_before = scene.peer.messages().len();
         let (code, log) = scene.deliver(&scene.db(), now, &["prlimit", &nofile, "--"]);
         let received = scene.peer.messages().len() - received_before;
         let last_line = log.lines().last().unwrap_or("").to_owned();
-        rows.push(format!("nofile={limit}: exit {code}, received {received}: {last_line}"));
+        rows.push(format!(
+            "nofile={limit}: exit {code}, received {received}: {last_line}"
+        ));
         broken.extend(check_fault(
             &format!("nofile={limit}"),
             (code, &log),
