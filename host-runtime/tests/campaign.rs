@@ -73,7 +73,7 @@ impl Floor {
     }
 
     /// Whether the floor holds from the first delivery (not only after a modern success).
-    const fn from_the_start(self) -> bool {
+    const fn holds_from_the_start(self) -> bool {
         matches!(self, Self::Dane | Self::MtaStsEnforce)
     }
 }
@@ -277,7 +277,7 @@ fn run(attack: Attack, peer: PeerKind, floor: Floor) -> Run {
 fn check(run: &Run) -> Vec<String> {
     let mut broken = Vec::new();
     let attacked = run.attack != Attack::PassThrough;
-    let pinned_from = if run.floor.from_the_start() {
+    let pinned_from = if run.floor.holds_from_the_start() {
         Some(0)
     } else if run.floor == Floor::Pinned {
         run.deliveries
@@ -340,36 +340,36 @@ fn check(run: &Run) -> Vec<String> {
                 Some(v) if v == "TLSv1" || v == "TLSv1.1" => Some("legacy TLS"),
                 Some(_) => None,
             };
-            if let (Some(how), Some(from)) = (exposed, pinned_from) {
-                if day >= from {
-                    broken.push(format!(
-                        "floor: day {day}: the peer received the message in {how}"
-                    ));
-                }
+            if let (Some(how), Some(from)) = (exposed, pinned_from)
+                && day >= from
+            {
+                broken.push(format!(
+                    "floor: day {day}: the peer received the message in {how}"
+                ));
             }
         }
     }
     let last = run.deliveries.last().expect("a recovery delivery");
     // recovered
-    if let Some(proven) = run.proven {
-        if last.delivered_at().is_none_or(|t| t < proven) {
-            broken.push(format!(
-                "recovered: day {}: without the attacker, {} (exit {}) instead of {}: {}",
-                last.day,
-                last.delivered_at().map_or("not delivered", Tier::name),
-                last.code,
-                proven.name(),
-                last.attempts
-                    .iter()
-                    .map(|a| format!("{} {} ({})", a.tier.name(), a.outcome, a.reason))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+    if let Some(proven) = run.proven
+        && last.delivered_at().is_none_or(|t| t < proven)
+    {
+        broken.push(format!(
+            "recovered: day {}: without the attacker, {} (exit {}) instead of {}: {}",
+            last.day,
+            last.delivered_at().map_or("not delivered", Tier::name),
+            last.code,
+            proven.name(),
+            last.attempts
+                .iter()
+                .map(|a| format!("{} {} ({})", a.tier.name(), a.outcome, a.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     // baseline
     if !attacked {
-        let expected = match (run.peer, run.floor.from_the_start()) {
+        let expected = match (run.peer, run.floor.holds_from_the_start()) {
             (PeerKind::Modern, true) => Some(Tier::AuthenticatedTls),
             (PeerKind::Modern, false) => Some(Tier::ModernTls),
             (PeerKind::LegacyOnly, false) => Some(Tier::LegacyTls),
@@ -569,4 +569,34 @@ fn the_campaign_covers_every_attack_of_the_attacker() {
     .concat();
     assert_eq!(covered, Attack::every());
     assert!(covered.contains(&Attack::StripStarttls(Strip::Answer502)));
+}
+
+#[test]
+fn the_test_clock_sets_the_time_of_deliver_and_a_bad_value_is_refused() {
+    let target = Target::new(PeerKind::Modern, Floor::Pinned);
+    let delivery = target.deliver(3);
+    assert_eq!(delivery.code, 0, "{}", delivery.log);
+    let db = target.dir.path().join("peers.sqlite3");
+    let store = tlsfallback_host::store::HistoryStore::open(&db).unwrap();
+    let row = store.list().unwrap().pop().expect("the peer's row");
+    assert_eq!(row.updated_at, START + 3 * DAY + 3_600);
+    let output = crate::util::run_with_env(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            "b@example.test",
+            "--mx",
+            "127.0.0.1:9",
+        ],
+        MESSAGE,
+        &[
+            (TEST_NOW_VAR, "next tuesday".to_owned()),
+            ("TLSFALLBACK_DB", db.to_str().unwrap().to_owned()),
+        ],
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{log}");
+    assert!(log.contains(TEST_NOW_VAR), "{log}");
 }
