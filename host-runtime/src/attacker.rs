@@ -1,7 +1,8 @@
 //! An on-path attacker for the tests: a TCP proxy on 127.0.0.1 in front of a local peer (or a
-//! private Postfix) that understands just enough SMTP and TLS framing to strip STARTTLS, inject
-//! bytes after the `220` to STARTTLS, forge TLS alerts, cut the connection at each step of the
-//! handshake, dribble bytes, or corrupt records.
+//! private Postfix) that understands just enough SMTP (one reply per command, pipelined or not;
+//! DATA and BDAT) and TLS (record framing) to strip STARTTLS, inject bytes after the `220` to
+//! STARTTLS, forge TLS alerts, cut the connection at each step of the handshake, dribble bytes,
+//! or corrupt records.
 //!
 //! Everything it produces is what the engine has to treat as unauthenticated evidence: none of it
 //! needs a key, only a place on the path. The attack can change between connections
@@ -342,10 +343,9 @@ const EXTENSION_SUPPORTED_VERSIONS: u16 = 43;
 const TLS_1_3: u16 = 0x0304;
 
 /// Both sockets of one proxied connection, so that either relay direction can cut both.
-#[derive(Clone)]
 struct Ends {
-    client: Arc<TcpStream>,
-    server: Arc<TcpStream>,
+    client: TcpStream,
+    server: TcpStream,
 }
 
 impl Ends {
@@ -416,6 +416,15 @@ fn is_command(line: &[u8], verb: &[u8]) -> bool {
         && line.trim_ascii()[..verb.len()].eq_ignore_ascii_case(verb)
 }
 
+/// The chunk size of a `BDAT` command.
+fn bdat_size(command: &[u8]) -> Option<u64> {
+    if !is_command(command, b"BDAT ") {
+        return None;
+    }
+    let text = std::str::from_utf8(command).ok()?;
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 /// Relays one connection in plain SMTP (lockstep: our client does not pipeline) until STARTTLS
 /// succeeds, then hands over to the TLS phase.
 fn relay(
@@ -429,8 +438,8 @@ fn relay(
     let server = TcpStream::connect_timeout(&upstream, IDLE)?;
     server.set_read_timeout(Some(IDLE))?;
     let ends = Ends {
-        client: Arc::new(client.try_clone()?),
-        server: Arc::new(server.try_clone()?),
+        client: client.try_clone()?,
+        server: server.try_clone()?,
     };
     let result = smtp_phase(client, server, attack, fired, &ends);
     ends.cut();
@@ -472,6 +481,13 @@ fn smtp_phase(
             }
         }
         server_out.write_all(&command)?;
+        if let Some(size) = bdat_size(&command) {
+            // A chunk of the message (RFC 3030) follows its command as raw bytes, not lines.
+            let copied = io::copy(&mut (&mut client_in).take(size), &mut server_out)?;
+            if copied < size {
+                return Ok(());
+            }
+        }
         let Some(mut reply) = read_reply(&mut server_in)? else {
             return Ok(());
         };
@@ -760,5 +776,13 @@ mod tests {
             lines: vec![b"250-peer\r\n".to_vec(), b"250 starttls\r\n".to_vec()],
         };
         assert_eq!(last.without_starttls().0.bytes(), b"250 peer\r\n");
+    }
+
+    #[test]
+    fn a_bdat_chunk_is_relayed_as_bytes() {
+        assert_eq!(bdat_size(b"BDAT 1024 LAST\r\n"), Some(1024));
+        assert_eq!(bdat_size(b"bdat 7\r\n"), Some(7));
+        assert_eq!(bdat_size(b"BDAT\r\n"), None);
+        assert_eq!(bdat_size(b"DATA\r\n"), None);
     }
 }
