@@ -27,6 +27,60 @@ impl Clock for SystemClock {
     }
 }
 
+/// Set to a number of seconds since the Unix epoch, starts the binary's clock at that time and
+/// makes its sleeps advance it instead of waiting: for tests that run `deliver` or `postfix serve`
+/// over simulated weeks (`host-runtime/tests/campaign.rs`). Not for production: it is read by
+/// [`HostClock::from_env`] and nowhere else.
+pub const TEST_NOW_VAR: &str = "TLSFALLBACK_TEST_NOW";
+
+/// The clock the binary runs on: the system's, or the simulated one [`TEST_NOW_VAR`] asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum HostClock {
+    /// The system clock.
+    System(SystemClock),
+    /// Simulated time (tests): starts at the given second; a sleep advances it at once.
+    Simulated(u64),
+}
+
+impl HostClock {
+    /// The system clock, unless [`TEST_NOW_VAR`] is set.
+    ///
+    /// # Errors
+    ///
+    /// When the variable is set but is not a number of seconds: a bad value is refused rather
+    /// than silently replaced by the system time.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let Some(value) = std::env::var_os(TEST_NOW_VAR) else {
+            return Ok(Self::System(SystemClock));
+        };
+        value
+            .to_str()
+            .and_then(|text| text.parse::<u64>().ok())
+            .map(Self::Simulated)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "${TEST_NOW_VAR} must be seconds since the Unix epoch, not {value:?}"
+                )
+            })
+    }
+}
+
+impl Clock for HostClock {
+    fn now(&self) -> u64 {
+        match self {
+            Self::System(clock) => clock.now(),
+            Self::Simulated(now) => *now,
+        }
+    }
+
+    fn sleep(&mut self, secs: u32) {
+        match self {
+            Self::System(clock) => clock.sleep(secs),
+            Self::Simulated(now) => *now = now.saturating_add(u64::from(secs)),
+        }
+    }
+}
+
 /// Measures how long something took, for reports to the operator (`plugin check`); never an
 /// input to a decision.
 #[derive(Clone, Copy, Debug)]

@@ -16,11 +16,13 @@
 //! - [`mx`]: MX lookup for deliveries without `--mx`.
 //! - [`store`]: peer history in SQLite. [`clock`]: the one place the clock is read.
 //! - [`postfix`]: the socketmap daemon for Postfix's `smtp_tls_policy_maps`, fed by its log.
-//! - [`peers`]: local SMTP peers (modern, legacy, no STARTTLS, 454, reset) for tests and the demo.
+//! - [`peers`]: local SMTP peers (modern, legacy, no STARTTLS, 454, reset) for tests and the demo;
+//!   [`attacker`]: the on-path attacker the downgrade campaign puts in front of them.
 //! - [`commands`]: what each subcommand does (the binary's `main.rs` only parses arguments).
 //!
 //! The host owns everything with an effect; the engine only decides.
 
+pub mod attacker;
 pub mod clock;
 pub mod commands;
 pub mod component;

@@ -125,9 +125,10 @@ fn deliver(args: &DeliverArgs) -> u8 {
         let engine = open_engine(&args.engine, &policy_file)?;
         let busy = std::time::Duration::from_millis(args.db_busy_timeout_ms);
         let store = HistoryStore::open_with_busy_timeout(&args.store.path(), busy)?;
-        Ok((policy_file, engine, store))
+        let clock = tlsfallback_host::clock::HostClock::from_env()?;
+        Ok((policy_file, engine, store, clock))
     })();
-    let (policy_file, mut engine, mut store) = match setup {
+    let (policy_file, mut engine, mut store, mut clock) = match setup {
         Ok(parts) => parts,
         Err(e) => return fail(exit::TEMPFAIL, e),
     };
@@ -155,7 +156,6 @@ fn deliver(args: &DeliverArgs) -> u8 {
             ..tlsfallback_host::smtp::Timeouts::default()
         },
     };
-    let mut clock = tlsfallback_host::clock::SystemClock;
     let mut log =
         |line: &tlsfallback_host::delivery::AttemptLine| eprintln!("{}", format_attempt(line));
     let mut warn = |line: &str| eprintln!("tlsfallback: warning: {line}");
@@ -406,7 +406,7 @@ fn postfix_serve(args: &args::PostfixServeArgs) -> anyhow::Result<()> {
     let policy_file = load_policy(&args.engine)?;
     let mut engine = open_engine(&args.engine, &policy_file)?;
     let store = HistoryStore::open(&args.store.path())?;
-    let mut clock = tlsfallback_host::clock::SystemClock;
+    let mut clock = tlsfallback_host::clock::HostClock::from_env()?;
     let options = DaemonOptions {
         map_name: args.socketmap.map_name.clone(),
         dance_window_secs: args.dance_window_secs,

@@ -19,6 +19,8 @@ use openssl::ssl::{SslAcceptor, SslMethod, SslOptions, SslVersion};
 use openssl::x509::extension::SubjectAlternativeName;
 use openssl::x509::{X509, X509NameBuilder};
 
+use crate::attacker::{Attack, AttackProxy, Strip};
+
 /// How a local peer behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PeerKind {
@@ -63,7 +65,8 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// A fresh self-signed RSA-2048 certificate for `name`, valid for a day.
+    /// A fresh self-signed RSA-2048 certificate for `name` (a host name or an IP address), valid
+    /// for a day.
     ///
     /// # Errors
     ///
@@ -83,9 +86,14 @@ impl Identity {
         let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(1)?);
         builder.set_not_before(&not_before)?;
         builder.set_not_after(&not_after)?;
-        let san = SubjectAlternativeName::new()
-            .dns(name)
-            .build(&builder.x509v3_context(None, None))?;
+        let mut san = SubjectAlternativeName::new();
+        // An address literal (`--mx 127.0.0.1:PORT`) is matched against an IP entry.
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            san.ip(name);
+        } else {
+            san.dns(name);
+        }
+        let san = san.build(&builder.x509v3_context(None, None))?;
         builder.append_extension(san)?;
         builder.sign(&key, MessageDigest::sha256())?;
         Ok(Self {
@@ -162,8 +170,9 @@ impl Drop for LocalPeer {
     }
 }
 
-/// Accepts connections on a non-blocking listener until `stop`, serving each on its own thread.
-fn accept_loop(
+/// Accepts connections on a non-blocking listener until `stop`, serving each on its own thread
+/// (also the attacker's, [`crate::attacker`]).
+pub(crate) fn accept_loop(
     listener: TcpListener,
     stop: Arc<AtomicBool>,
     serve: impl Fn(TcpStream) + Send + Sync + 'static,
@@ -413,80 +422,31 @@ fn angle(path: &str) -> String {
 }
 
 /// A TCP proxy in front of a peer that can start stripping STARTTLS from EHLO replies at any
-/// moment: the on-path attacker of the demo.
+/// moment: the on-path attacker of the demo (the test kit's [`AttackProxy`] with one attack).
 pub struct StrippingProxy {
     /// Where it listens.
     pub address: SocketAddr,
-    stripping: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    proxy: AttackProxy,
 }
 
 impl StrippingProxy {
-    /// Starts a proxy to `upstream`, passing everything through until [`strip`](Self::strip).
+    /// Starts a proxy to `upstream` (on 127.0.0.1), passing everything through until
+    /// [`strip`](Self::strip).
     ///
     /// # Errors
     ///
-    /// When the socket cannot be bound.
+    /// When `upstream` is not on 127.0.0.1, or the socket cannot be bound.
     pub fn start(upstream: SocketAddr) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let address = listener.local_addr()?;
-        let stripping = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stripping = stripping.clone();
-            accept_loop(listener, stop.clone(), move |client| {
-                let _ = relay(client, upstream, stripping.load(Ordering::Relaxed));
-            })
-        };
+        let proxy = AttackProxy::start(upstream, Attack::PassThrough)?;
         Ok(Self {
-            address,
-            stripping,
-            stop,
-            thread: Some(thread),
+            address: proxy.address,
+            proxy,
         })
     }
 
     /// From now on, new connections get EHLO replies without STARTTLS.
     pub fn strip(&self) {
-        self.stripping.store(true, Ordering::Relaxed);
+        self.proxy
+            .set_attack(Attack::StripStarttls(Strip::RemoveFromEhlo));
     }
-}
-
-impl Drop for StrippingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn relay(client: TcpStream, upstream: SocketAddr, strip: bool) -> io::Result<()> {
-    client.set_nonblocking(false)?;
-    let server = TcpStream::connect(upstream)?;
-    let (mut client_in, mut server_out) = (client.try_clone()?, server.try_clone()?);
-    let upward = std::thread::spawn(move || {
-        let _ = io::copy(&mut client_in, &mut server_out);
-        let _ = server_out.shutdown(std::net::Shutdown::Write);
-    });
-    let mut client_out = client;
-    if strip {
-        // The session stays in plain text (STARTTLS is never offered), so lines are safe to filter.
-        let mut reader = BufReader::new(server);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line)? > 0 {
-            if !line.eq_ignore_ascii_case(b"250-STARTTLS\r\n") {
-                client_out.write_all(&line)?;
-            }
-            line.clear();
-        }
-    } else {
-        let mut server = server;
-        io::copy(&mut server, &mut client_out)?;
-    }
-    let _ = client_out.shutdown(std::net::Shutdown::Write);
-    let _ = upward.join();
-    Ok(())
 }

@@ -24,3 +24,10 @@ mod postfix;
 mod postfix_attribution;
 // `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
 mod postfix_daemon;
+// The test attacker itself: each attack does to one attempt what it says.
+mod attacker;
+// The downgrade campaign: every attack × modern, legacy-only and plain peers × pinned, unpinned,
+// DANE and MTA-STS, through `deliver` over simulated weeks, against the downgrade invariants.
+mod campaign;
+// Faults around `deliver`: kill -9, a locked database, a full disk, no file descriptors left.
+mod faults;
