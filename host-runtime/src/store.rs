@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use policy_core::{AttemptReport, Decision, DeliveryContext, Policy};
+use policy_core::{AttemptReport, Decision, DeliveryContext, PeerFacts, Policy};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::engine::DecisionEngine;
+use crate::facts;
 
 /// A stored peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +67,8 @@ impl HistoryStore {
                          history BLOB NOT NULL,
                          updated_at INTEGER NOT NULL
                      ) STRICT;",
-                )
+                )?;
+                connection.execute_batch(facts::SCHEMA)
             })
             .with_context(|| format!("{} is not a usable tlsfallback database", path.display()))?;
         Ok(Self {
@@ -170,16 +172,29 @@ impl HistoryStore {
             .optional()?)
     }
 
-    /// Forgets a peer; whether it was there.
+    /// What the host recorded that `peer` proved (its pin, its last success): the facts a
+    /// plugin's decisions are held to, whatever history it returns.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or a row this host did not write.
+    pub fn facts(&self, peer: &str) -> anyhow::Result<PeerFacts> {
+        facts::read(&self.connection, peer)
+    }
+
+    /// Forgets a peer, its history and the facts recorded about it (its pin too: the operator
+    /// asked); whether anything was there.
     ///
     /// # Errors
     ///
     /// A database error.
     pub fn forget(&self, peer: &str) -> anyhow::Result<bool> {
-        Ok(self
+        let history = self
             .connection
             .execute("DELETE FROM peers WHERE peer = ?1", [peer])?
-            > 0)
+            > 0;
+        let facts = facts::forget(&self.connection, peer)?;
+        Ok(history || facts)
     }
 }
 
@@ -216,7 +231,9 @@ impl Batch<'_> {
         Ok(value)
     }
 
-    /// As [`HistoryStore::decide`], inside this transaction.
+    /// As [`HistoryStore::decide`], inside this transaction. The facts the host records about
+    /// the peer ([`HistoryStore::facts`]) are updated here from `last`, the outcome the host
+    /// observed, and handed to the engine: a plugin is held to them.
     ///
     /// # Errors
     ///
@@ -230,10 +247,19 @@ impl Batch<'_> {
         last: Option<&AttemptReport>,
         now: u64,
     ) -> anyhow::Result<Decision> {
-        self.update(peer, now, |history| {
-            let decision = engine.decide(policy, context, history, last, now)?;
+        let recorded = facts::read(&self.tx, peer)?;
+        let mut facts = recorded;
+        if let Some(report) = last {
+            facts.observe(policy, context, report, now);
+        }
+        let decision = self.update(peer, now, |history| {
+            let decision = engine.decide_with_facts(policy, context, history, &facts, last, now)?;
             Ok((decision, decision.history.as_bytes().to_vec()))
-        })
+        })?;
+        if facts != recorded {
+            facts::write(&self.tx, peer, &facts, now)?;
+        }
+        Ok(decision)
     }
 
     /// The transaction, for other tables in the same database.
