@@ -1,7 +1,7 @@
 //! One interface over the two ways to run the engine: the component (what ships) and native
 //! policy-core (the reference it is checked against).
 
-use policy_core::{AttemptReport, Decision, DeliveryContext, Policy, UnixSeconds};
+use policy_core::{AttemptReport, Decision, DeliveryContext, PeerFacts, Policy, UnixSeconds};
 
 use crate::component::PolicyComponent;
 use crate::plugin::{FailureEvent, PluginConfig, PluginEngine};
@@ -32,6 +32,28 @@ pub trait DecisionEngine {
         last: Option<&AttemptReport>,
         now: UnixSeconds,
     ) -> anyhow::Result<Decision>;
+
+    /// Decides knowing what the host itself recorded about the peer (`facts`: its pin and the
+    /// tier it proved, from the outcomes the host observed, never from a history blob). The
+    /// built-in engines keep the same facts in their own history and ignore these; a
+    /// [`PluginEngine`] holds the plugin's decisions to them, so that no history a plugin wrote
+    /// can lower the floor.
+    ///
+    /// # Errors
+    ///
+    /// As for [`decide`](Self::decide).
+    fn decide_with_facts(
+        &mut self,
+        policy: &Policy,
+        context: &DeliveryContext,
+        history: Option<&[u8]>,
+        facts: &PeerFacts,
+        last: Option<&AttemptReport>,
+        now: UnixSeconds,
+    ) -> anyhow::Result<Decision> {
+        let _ = facts;
+        self.decide(policy, context, history, last, now)
+    }
 
     /// Whether the engine's history blobs are policy-core's format, which the host may splice
     /// (see [`HistoryStore::decide_in_delivery`](crate::store::HistoryStore::decide_in_delivery)).

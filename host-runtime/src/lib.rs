@@ -14,7 +14,9 @@
 //!   failures classified into the engine's outcomes.
 //! - [`delivery`]: the loop decide → attempt → report, MX hosts in preference order.
 //! - [`mx`]: MX lookup for deliveries without `--mx`.
-//! - [`store`]: peer history in SQLite. [`clock`]: the one place the clock is read.
+//! - [`store`]: peer history in SQLite, and beside it the host's own record of what each peer
+//!   proved (its pin), which no plugin's history can lower. [`clock`]: the one place the clock
+//!   is read.
 //! - [`postfix`]: the socketmap daemon for Postfix's `smtp_tls_policy_maps`, fed by its log.
 //! - [`peers`]: local SMTP peers (modern, legacy, no STARTTLS, 454, reset) for tests and the demo;
 //!   [`attacker`]: the on-path attacker the downgrade campaign puts in front of them.
@@ -29,6 +31,7 @@ pub mod component;
 pub mod config;
 pub mod delivery;
 pub mod engine;
+mod facts;
 pub mod mx;
 pub mod peers;
 pub mod plugin;

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use policy_core::{AttemptReport, Decision, DeliveryContext, Policy};
+use policy_core::{AttemptReport, Decision, DeliveryContext, PeerFacts, Policy};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::engine::DecisionEngine;
+use crate::facts;
 
 mod pending;
 
@@ -115,7 +116,8 @@ impl HistoryStore {
                      CREATE TABLE IF NOT EXISTS applied_pending_updates (
                          id TEXT PRIMARY KEY NOT NULL
                      ) STRICT;",
-                )
+                )?;
+                connection.execute_batch(facts::SCHEMA)
             })
             .with_context(|| format!("{} is not a usable tlsfallback database", path.display()))?;
         Ok(Self {
@@ -249,16 +251,8 @@ impl HistoryStore {
         own: &[u8],
         now: u64,
     ) -> anyhow::Result<Decision> {
-        let splice = engine.history_is_builtin_format();
-        self.update(peer, now, |stored| {
-            let spliced = stored
-                .filter(|_| splice)
-                .and_then(|shared| policy_core::with_dance_of(shared, own));
-            let history = spliced
-                .as_ref()
-                .map_or(stored, |blob| Some(blob.as_bytes()));
-            let decision = engine.decide(policy, context, history, Some(last), now)?;
-            Ok((decision, decision.history.as_bytes().to_vec()))
+        self.batch(|batch| {
+            batch.decide_with_own_dance(engine, peer, policy, context, Some(last), Some(own), now)
         })
     }
 
@@ -318,16 +312,29 @@ impl HistoryStore {
             .optional()?)
     }
 
-    /// Forgets a peer; whether it was there.
+    /// What the host recorded that `peer` proved (its pin, its last success): the facts a
+    /// plugin's decisions are held to, whatever history it returns.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or a row this host did not write.
+    pub fn facts(&self, peer: &str) -> anyhow::Result<PeerFacts> {
+        facts::read(&self.connection, peer)
+    }
+
+    /// Forgets a peer, its history and the facts recorded about it (its pin too: the operator
+    /// asked); whether anything was there.
     ///
     /// # Errors
     ///
     /// A database error.
     pub fn forget(&self, peer: &str) -> anyhow::Result<bool> {
-        Ok(self
+        let history = self
             .connection
             .execute("DELETE FROM peers WHERE peer = ?1", [peer])?
-            > 0)
+            > 0;
+        let facts = facts::forget(&self.connection, peer)?;
+        Ok(history || facts)
     }
 }
 
@@ -364,7 +371,9 @@ impl Batch<'_> {
         Ok(value)
     }
 
-    /// As [`HistoryStore::decide`], inside this transaction.
+    /// As [`HistoryStore::decide`], inside this transaction. The facts the host records about
+    /// the peer ([`HistoryStore::facts`]) are updated here from `last`, the outcome the host
+    /// observed, and handed to the engine: a plugin is held to them.
     ///
     /// # Errors
     ///
@@ -378,10 +387,44 @@ impl Batch<'_> {
         last: Option<&AttemptReport>,
         now: u64,
     ) -> anyhow::Result<Decision> {
-        self.update(peer, now, |history| {
-            let decision = engine.decide(policy, context, history, last, now)?;
+        self.decide_with_own_dance(engine, peer, policy, context, last, None, now)
+    }
+
+    /// As [`decide`](Self::decide); with `own`, the history this delivery's previous decision
+    /// returned, the built-in engine sees the stored memory with this delivery's own dance (see
+    /// [`HistoryStore::decide_in_delivery`]).
+    #[allow(clippy::too_many_arguments)]
+    fn decide_with_own_dance(
+        &mut self,
+        engine: &mut dyn DecisionEngine,
+        peer: &str,
+        policy: &Policy,
+        context: &DeliveryContext,
+        last: Option<&AttemptReport>,
+        own: Option<&[u8]>,
+        now: u64,
+    ) -> anyhow::Result<Decision> {
+        let recorded = facts::read(&self.tx, peer)?;
+        let mut facts = recorded;
+        if let Some(report) = last {
+            facts.observe(policy, context, report, now);
+        }
+        let splice = engine.history_is_builtin_format();
+        let decision = self.update(peer, now, |stored| {
+            let spliced = own
+                .filter(|_| splice)
+                .zip(stored)
+                .and_then(|(own, shared)| policy_core::with_dance_of(shared, own));
+            let history = spliced
+                .as_ref()
+                .map_or(stored, |blob| Some(blob.as_bytes()));
+            let decision = engine.decide_with_facts(policy, context, history, &facts, last, now)?;
             Ok((decision, decision.history.as_bytes().to_vec()))
-        })
+        })?;
+        if facts != recorded {
+            facts::write(&self.tx, peer, &facts, now)?;
+        }
+        Ok(decision)
     }
 
     /// The transaction, for other tables in the same database.

@@ -164,3 +164,135 @@ impl tlsfallback_host::engine::DecisionEngine for OpaqueHistoryEngine {
         Ok(policy_core::decide(policy, context, history, last, now))
     }
 }
+
+mod facts {
+    use policy_core::{Action, AttemptReport, DeliveryContext, Outcome, Policy, Tier, TlsAlert};
+    use tlsfallback_host::engine::NativeEngine;
+    use tlsfallback_host::store::HistoryStore;
+
+    const PEER: &str = "mx.example.net";
+    const NOW: u64 = 1_767_225_600;
+
+    fn report(tier: Tier, outcome: Outcome) -> AttemptReport {
+        AttemptReport { tier, outcome }
+    }
+
+    #[test]
+    fn a_success_the_host_observed_pins_the_peer_in_its_own_record_for_the_policys_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(&dir.path().join("p.sqlite3")).unwrap();
+        let context = DeliveryContext::default();
+        let policy = Policy::default();
+        let alert = report(
+            Tier::ModernTls,
+            Outcome::TlsAlert(TlsAlert::ProtocolVersion),
+        );
+        let stepped = store
+            .decide(
+                &mut NativeEngine,
+                PEER,
+                &policy,
+                &context,
+                Some(&alert),
+                NOW,
+            )
+            .unwrap();
+        assert!(!stepped.is_final());
+        assert_eq!(
+            store.facts(PEER).unwrap(),
+            Default::default(),
+            "failures prove nothing"
+        );
+        let success = report(Tier::ModernTls, Outcome::Success { version: None });
+        let done = store
+            .decide(
+                &mut NativeEngine,
+                PEER,
+                &policy,
+                &context,
+                Some(&success),
+                NOW + 5,
+            )
+            .unwrap();
+        assert_eq!(done.action, Action::Done);
+        let facts = store.facts(PEER).unwrap();
+        assert_eq!(facts.last_success_tier, Some(Tier::ModernTls));
+        assert!(facts.seen_tls);
+        assert_eq!(
+            facts.pinned_until,
+            NOW + 5 + u64::from(policy.pin_duration_secs)
+        );
+        // Reopened, the record is still there; without pinning, a success pins nothing.
+        drop(store);
+        let mut store = HistoryStore::open(&dir.path().join("p.sqlite3")).unwrap();
+        assert_eq!(store.facts(PEER).unwrap(), facts);
+        let unpinned = Policy {
+            pin_duration_secs: 0,
+            ..policy
+        };
+        let done = store
+            .decide(
+                &mut NativeEngine,
+                "mx.other.net",
+                &unpinned,
+                &context,
+                Some(&success),
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(done.action, Action::Done);
+        assert_eq!(store.facts("mx.other.net").unwrap().pinned_until, 0);
+    }
+
+    #[test]
+    fn forgetting_a_peer_forgets_its_recorded_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(&dir.path().join("p.sqlite3")).unwrap();
+        let success = report(Tier::ModernTls, Outcome::Success { version: None });
+        let done = store
+            .decide(
+                &mut NativeEngine,
+                PEER,
+                &Policy::default(),
+                &DeliveryContext::default(),
+                Some(&success),
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(done.action, Action::Done);
+        assert!(store.facts(PEER).unwrap().pinned_until > NOW);
+        assert!(store.forget(PEER).unwrap());
+        assert_eq!(store.facts(PEER).unwrap(), Default::default());
+        assert!(!store.forget(PEER).unwrap());
+    }
+
+    #[test]
+    fn a_recorded_fact_this_host_never_writes_is_a_clear_error_not_a_lost_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(&dir.path().join("p.sqlite3")).unwrap();
+        // Past the table's own checks, as a hand edit could go.
+        let connection = store.connection();
+        connection
+            .pragma_update(None, "ignore_check_constraints", true)
+            .unwrap();
+        connection
+            .execute(
+                "INSERT INTO peer_facts VALUES (?1, 'modern', 0, 1, 5, 0)",
+                [PEER],
+            )
+            .unwrap();
+        let error = store.facts(PEER).unwrap_err();
+        assert!(format!("{error:#}").contains(PEER), "{error:#}");
+        // The delivery cannot decide without it: it fails (and the host defers), nothing written.
+        let decided = store.decide(
+            &mut NativeEngine,
+            PEER,
+            &Policy::default(),
+            &DeliveryContext::default(),
+            None,
+            NOW,
+        );
+        assert!(decided.is_err());
+        assert!(store.get(PEER).unwrap().is_none());
+    }
+}

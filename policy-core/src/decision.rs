@@ -267,9 +267,10 @@ reasons! {
     /// A peer never seen doing TLS did not offer or refused STARTTLS: cleartext.
     SteppedDownNoStarttls = "stepped-down-no-starttls",
         "the peer, never seen doing TLS, did not offer or refused STARTTLS; continuing in cleartext";
-    /// Resets or timeouts repeated across attempts at this tier: step down.
+    /// Cheap evidence (resets, timeouts, missing STARTTLS, alerts refusing a tier the peer
+    /// proved) repeated across deliveries at this tier: step down.
     SteppedDownRepeatedFailures = "stepped-down-repeated-failures",
-        "resets, timeouts or missing STARTTLS repeated across attempts at this tier; stepping down";
+        "cheap evidence (resets, timeouts, missing STARTTLS, refusals of a proven tier) repeated across deliveries at this tier; stepping down";
     /// The peer signalled it can do better than the remembered tier: try the strongest.
     SteppedUpPeerWantsStronger = "stepped-up-peer-wants-stronger",
         "the peer signalled it supports a stronger tier; retrying at the strongest tier";
@@ -306,9 +307,11 @@ reasons! {
     /// REQUIRETLS cannot be satisfied: bounce.
     RequiretlsUnsatisfiable = "requiretls-unsatisfiable",
         "the message requires authenticated TLS (REQUIRETLS) and the peer cannot provide it";
-    /// A fallback was rejected as inappropriate after a step-down in this delivery.
+    /// The evidence contradicts what the peer proved: an alert refusing a tier below which it
+    /// delivered last time (counted as cheap evidence), or a fallback rejected as inappropriate
+    /// after a step-down in this delivery.
     DowngradeAttackSuspected = "downgrade-attack-suspected",
-        "the peer rejected our fallback as inappropriate after a step-down: the earlier failure was probably forged";
+        "the peer refused a tier it proved before, or rejected our fallback as inappropriate after a step-down: the failure was probably forged; retrying later";
     /// The no-fallback profile allows one tier only.
     NoFallbackProfile = "no-fallback-profile",
         "the no-fallback profile allows a single tier; retrying later";

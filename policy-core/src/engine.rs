@@ -150,22 +150,17 @@ impl Step<'_> {
 
     fn delivered(&mut self, tier: Tier) -> Verdict {
         let memory = &mut self.state.memory;
+        let mut facts = memory.facts();
+        // A message whose sender waived TLS may have gone below what the peer proved: that
+        // teaches the memory nothing about where the peer's next delivery starts.
+        let teaches = facts.is_proof(self.context, tier);
+        facts.record_success(self.policy, self.context, tier, self.now);
+        memory.set_facts(facts);
         memory.transient_failures = 0;
-        memory.last_success_tier = Some(tier);
-        memory.last_success_at = self.now;
-        if tier.uses_tls() {
-            memory.seen_tls = true;
-        }
         if tier >= Tier::ModernTls {
-            if self.policy.pin_duration_secs > 0 {
-                let until = self
-                    .now
-                    .saturating_add(u64::from(self.policy.pin_duration_secs));
-                memory.pinned_until = memory.pinned_until.max(until);
-            }
             // A peer that works at modern TLS or better needs no accommodation.
             memory.start_tier = None;
-        } else if self.policy.profile.remembers_tiers() {
+        } else if teaches && self.policy.profile.remembers_tiers() {
             memory.start_tier = Some(tier);
         }
         self.state.dance = None;
@@ -199,17 +194,36 @@ impl Step<'_> {
         self.cannot_continue(Reason::TlsRequiredNotOffered)
     }
 
-    /// Definitive evidence that the peer cannot do `tier`: step to the next tier below `below`
-    /// (the refused tier itself, or legacy TLS when stepping to legacy cannot help).
+    /// A protocol or cipher alert: the peer says it cannot do `tier`, so step to the next tier
+    /// below `below` (the refused tier itself, or legacy TLS when stepping to legacy cannot
+    /// help). The alert comes before the handshake completes, unauthenticated: an on-path
+    /// attacker forges it as easily as a reset. So it is definitive only down to the tier the
+    /// peer proved by its last delivery; below that it is cheap evidence, counted across
+    /// deliveries like a reset, and this delivery defers.
     fn definitive_refusal(&mut self, tier: Tier, below: Tier) -> Verdict {
         if !tier.uses_tls() {
             return self.end_defer(Reason::InconsistentOutcome);
         }
         self.report.insert(TlsRptResult::ValidationFailure);
-        match self.bounds.next_below(below) {
-            Some(next) => self.step_down(next, Reason::SteppedDownAfterAlert),
-            None => self.cannot_continue(Reason::NoTierLeft),
+        let Some(next) = self.bounds.next_below(below) else {
+            return self.cannot_continue(Reason::NoTierLeft);
+        };
+        if !self.below_proven(next) {
+            return self.step_down(next, Reason::SteppedDownAfterAlert);
         }
+        if honours_sender_relaxation(self.context) {
+            // The sender waived TLS for this message (as for the pin): step down for it, but
+            // leave the memory as it was, so the next message starts where the peer proved.
+            let delay = self.policy.step_down_delay_secs;
+            return self.next_attempt(next, delay, Reason::SteppedDownAfterAlert);
+        }
+        self.transient_towards(Some(next), Reason::DowngradeAttackSuspected)
+    }
+
+    /// Whether `tier` is below what the peer proved by its last successful delivery.
+    fn below_proven(&self, tier: Tier) -> bool {
+        let proven = self.state.memory.facts().proven_tier();
+        proven.is_some_and(|proven| tier < proven)
     }
 
     /// An `inappropriate_fallback` or `insufficient_security` alert at the legacy tier: the peer

@@ -64,6 +64,11 @@ impl HistoryError {
 }
 
 /// What the engine remembers about a peer between deliveries.
+///
+/// `last_success_tier`, `last_success_at`, `seen_tls` and `pinned_until` are the peer's
+/// [`PeerFacts`](crate::PeerFacts) ([`facts`](Self::facts)), kept here as plain fields so the
+/// blob's layout stays the one `docs/policy.md` documents; successes update them through
+/// [`PeerFacts::record_success`](crate::PeerFacts::record_success) only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PeerMemory {
     /// The tier the next delivery starts at when it is below the top tier (`None`: the top tier).
@@ -81,8 +86,9 @@ pub struct PeerMemory {
     pub pinned_until: UnixSeconds,
     /// When a delivery last started at the top tier, in seconds since the Unix epoch (0: never).
     pub last_probe_at: UnixSeconds,
-    /// Resets, timeouts, post-handshake failures and unexpected missing STARTTLS in a row at the
-    /// current start tier, across deliveries.
+    /// Cheap evidence in a row at the current start tier, across deliveries: resets, timeouts,
+    /// post-handshake failures, unexpected missing STARTTLS, and alerts refusing a tier below
+    /// the one the peer proved.
     pub transient_failures: u8,
 }
 

@@ -55,6 +55,7 @@ extern crate alloc;
 mod context;
 mod decision;
 mod engine;
+mod facts;
 mod floor;
 mod history;
 mod outcome;
@@ -68,6 +69,7 @@ pub mod sim;
 pub use context::{Dane, DeliveryContext, MtaSts};
 pub use decision::{Action, Decision, EnhancedStatus, Reason, TlsRptResult, TlsRptResults};
 pub use engine::{MAX_ATTEMPTS_PER_DELIVERY, decide};
+pub use facts::PeerFacts;
 pub use floor::{Bounds, floor, verification_for};
 pub use history::{
     Dance, HISTORY_FORMAT_VERSION, History, HistoryBlob, HistoryError, MAX_HISTORY_LEN, PeerMemory,

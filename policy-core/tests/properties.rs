@@ -146,6 +146,40 @@ proptest! {
         }
     }
 
+    /// However an attacker answers one delivery (forged alerts, resets, timeouts, STARTTLS
+    /// stripped, in any order), no attempt goes below the tier the peer proved by its last
+    /// delivery, pinned or not: stepping below it takes `transient_failure_threshold` deliveries.
+    #[test]
+    fn unauthenticated_failures_never_take_one_delivery_below_the_proven_tier(
+        policy in policy().prop_filter("at threshold 1 one piece of cheap evidence is enough",
+            |p| p.transient_failure_threshold >= 2),
+        context in context().prop_filter("the sender's TLS-Required: No lifts the rule",
+            |c| !c.tls_required_no || c.requiretls),
+        history in history(),
+        proven in tier().prop_filter("only a success over TLS proves a tier", |t| t.uses_tls()),
+        failures in prop::collection::vec(failure(), 16),
+    ) {
+        let start = decide(&policy, &context, history.as_deref(), None, NOW);
+        let success = AttemptReport {
+            tier: proven,
+            outcome: Outcome::Success { version: Some(TlsVersion::Tls1_2) },
+        };
+        let delivered = decide(&policy, &context, Some(start.history.as_bytes()), Some(&success), NOW + 1);
+        let later = NOW + 300;
+        let memory = History::decode(delivered.history.as_bytes()).unwrap().memory;
+        // A proof at authenticated TLS cannot lift an opportunistic delivery above its top.
+        let lowest = proven.min(floor(&policy, &context, &memory, later).top);
+        let mut decision = decide(&policy, &context, Some(delivered.history.as_bytes()), None, later);
+        let mut failures = failures.into_iter();
+        let mut attempts = 0;
+        while let Action::Attempt { tier, .. } = decision.action {
+            prop_assert!(tier >= lowest, "{tier:?} below the proven {lowest:?}");
+            attempts += 1;
+            let report = AttemptReport { tier, outcome: failures.next().unwrap() };
+            decision = decide(&policy, &context, Some(decision.history.as_bytes()), Some(&report), later + attempts);
+        }
+    }
+
     #[test]
     fn a_capable_peer_is_never_delayed_or_downgraded(
         policy in policy(),

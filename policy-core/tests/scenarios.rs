@@ -371,3 +371,125 @@ fn unreadable_history_is_treated_as_an_unknown_peer_and_says_so() {
         assert!(decision.history_error.is_some());
     }
 }
+
+/// A peer an attacker answers with a forged `protocol_version` alert at every TLS tier.
+fn forged_alerts_everywhere(tier: Tier) -> Outcome {
+    if tier.uses_tls() {
+        Outcome::TlsAlert(TlsAlert::ProtocolVersion)
+    } else {
+        harness::CLEAR_OK
+    }
+}
+
+#[test]
+fn forged_protocol_version_alert_cannot_walk_a_proven_peer_down_in_one_delivery() {
+    let policy = Policy {
+        pin_duration_secs: 0,
+        ..Policy::default()
+    };
+    let mut peer = Peer::with(policy, Default::default());
+    assert_eq!(peer.deliver(modern).tiers(), [Tier::ModernTls]);
+    peer.advance(300);
+    let attacked = peer.deliver(forged_alerts_everywhere);
+    assert_eq!(
+        attacked.tiers(),
+        [Tier::ModernTls],
+        "neither legacy TLS nor cleartext within the delivery"
+    );
+    assert!(is_defer(attacked.last()));
+    assert_eq!(attacked.last().reason, Reason::DowngradeAttackSuspected);
+    assert!(
+        attacked
+            .last()
+            .report
+            .contains(TlsRptResult::ValidationFailure)
+    );
+    // Nothing is remembered that would start the next delivery lower.
+    peer.advance(300);
+    assert_eq!(peer.deliver(modern).tiers(), [Tier::ModernTls]);
+}
+
+#[test]
+fn a_peer_that_really_lost_modern_tls_gets_mail_after_the_threshold_of_deliveries() {
+    let policy = Policy {
+        pin_duration_secs: 0,
+        ..Policy::default()
+    };
+    let mut peer = Peer::with(policy, Default::default());
+    peer.deliver(modern);
+    for delivery in 1..policy.transient_failure_threshold {
+        peer.advance(300);
+        let refused = peer.deliver(legacy_only);
+        assert_eq!(refused.tiers(), [Tier::ModernTls], "delivery {delivery}");
+        assert_eq!(refused.last().reason, Reason::DowngradeAttackSuspected);
+    }
+    peer.advance(300);
+    let stepped = peer.deliver(legacy_only);
+    assert_eq!(stepped.tiers(), [Tier::ModernTls, Tier::LegacyTls]);
+    assert_eq!(
+        stepped.reasons(),
+        [
+            "strongest-tier",
+            "stepped-down-repeated-failures",
+            "delivered"
+        ]
+    );
+    // Legacy TLS is now what the peer proved: it starts there, and a forged alert there cannot
+    // take it to cleartext in one delivery either.
+    peer.advance(300);
+    assert_eq!(peer.deliver(legacy_only).tiers(), [Tier::LegacyTls]);
+    peer.advance(300);
+    let attacked = peer.deliver(forged_alerts_everywhere);
+    assert_eq!(attacked.tiers(), [Tier::LegacyTls]);
+    assert_eq!(attacked.last().reason, Reason::DowngradeAttackSuspected);
+}
+
+#[test]
+fn a_pinned_peer_that_lost_modern_tls_waits_for_the_pin_whatever_the_count() {
+    let mut peer = Peer::new();
+    peer.deliver(modern);
+    for _ in 0..2 * Policy::default().transient_failure_threshold {
+        peer.advance(300);
+        let refused = peer.deliver(legacy_only);
+        assert_eq!(refused.tiers(), [Tier::ModernTls]);
+        assert_eq!(refused.last().reason, Reason::DowngradeRefusedPinned);
+    }
+}
+
+#[test]
+fn a_legacy_peer_reprobed_at_modern_still_steps_down_to_legacy_at_once() {
+    let mut peer = Peer::new();
+    peer.deliver(legacy_only);
+    peer.advance(u64::from(Policy::default().reprobe_interval_secs) + 1);
+    let probe = peer.deliver(legacy_only);
+    assert_eq!(probe.tiers(), [Tier::ModernTls, Tier::LegacyTls]);
+    assert_eq!(probe.decisions[1].reason, Reason::SteppedDownAfterAlert);
+}
+
+#[test]
+fn tls_required_no_message_stripped_to_cleartext_does_not_teach_the_peer_cleartext() {
+    let policy = Policy {
+        pin_duration_secs: 0,
+        ..Policy::default()
+    };
+    let mut peer = Peer::with(policy, Default::default());
+    peer.deliver(modern);
+    peer.advance(300);
+    // The sender waived TLS for this one message; an attacker strips STARTTLS.
+    peer.context.tls_required_no = true;
+    let waived = peer.deliver(no_starttls);
+    assert_eq!(waived.tiers(), [Tier::ModernTls, Tier::Cleartext]);
+    // A forged alert on the next waived message gets it through too, in that delivery only.
+    peer.advance(300);
+    let alerted = peer.deliver(forged_alerts_everywhere);
+    assert_eq!(
+        alerted.tiers(),
+        [Tier::ModernTls, Tier::LegacyTls, Tier::Cleartext]
+    );
+    // The next ordinary message starts where the peer proved, not where the waivers went.
+    peer.context.tls_required_no = false;
+    peer.advance(300);
+    let next = peer.deliver(modern);
+    assert_eq!(next.tiers(), [Tier::ModernTls]);
+    assert_eq!(next.decisions[0].reason, Reason::StrongestTier);
+}

@@ -602,3 +602,187 @@ fn the_javascript_examples_policy_file_gives_it_the_limits_it_needs() {
     assert_eq!(plugin.limits.fuel, 1_000_000_000);
     assert_eq!(plugin.fail_mode, FailMode::FailClosed);
 }
+
+/// The pin lives in the host's own record too, so a plugin's history cannot take it away.
+mod pin {
+    use policy_core::{TlsVersion, decide};
+    use tlsfallback_host::engine::NativeEngine;
+    use tlsfallback_host::store::HistoryStore;
+
+    use super::*;
+
+    const PEER: &str = "mx.example.net";
+
+    const SUCCESS: AttemptReport = AttemptReport {
+        tier: Tier::ModernTls,
+        outcome: Outcome::Success {
+            version: Some(TlsVersion::Tls1_3),
+        },
+    };
+
+    /// A database in which the built-in engine delivered to `PEER` at modern TLS: pinned.
+    fn pinned_store(dir: &tempfile::TempDir) -> HistoryStore {
+        let mut store = HistoryStore::open(&dir.path().join("peers.sqlite3")).unwrap();
+        let (policy, context) = (Policy::default(), DeliveryContext::default());
+        let start = store
+            .decide(&mut NativeEngine, PEER, &policy, &context, None, NOW)
+            .unwrap();
+        assert_eq!(attempted(&start), Some(Tier::ModernTls));
+        let done = store
+            .decide(
+                &mut NativeEngine,
+                PEER,
+                &policy,
+                &context,
+                Some(&SUCCESS),
+                NOW + 1,
+            )
+            .unwrap();
+        assert_eq!(done.action, Action::Done);
+        store
+    }
+
+    /// The next delivery to `PEER` through a plugin that asks for cleartext: refused in either
+    /// fail mode, and never a cleartext attempt.
+    fn cleartext_is_refused(store: &mut HistoryStore) {
+        let context = DeliveryContext::default();
+        let bytes = hostile::component(
+            &Behaviour::Answer(attempt(Tier::Cleartext, &context)),
+            hostile::VERSION,
+        );
+        for fail_mode in [FailMode::FailClosed, FailMode::FallbackBuiltin] {
+            let (mut plugin, events) = load(&bytes, &config(fail_mode));
+            let next = store
+                .decide(
+                    &mut plugin,
+                    PEER,
+                    &Policy::default(),
+                    &context,
+                    None,
+                    NOW + 3600,
+                )
+                .unwrap();
+            assert!(
+                attempted(&next).is_none_or(|tier| tier >= Tier::ModernTls),
+                "{}: {next:?}",
+                fail_mode.name()
+            );
+            assert_eq!(
+                last_event(&events).failure,
+                PluginFailure::Refused(Refusal::BelowFloor {
+                    tier: Tier::Cleartext,
+                    floor: Tier::ModernTls
+                }),
+                "{}",
+                fail_mode.name()
+            );
+        }
+    }
+
+    #[test]
+    fn plugin_rewriting_its_history_cannot_erase_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = pinned_store(&dir);
+        // After the next success the plugin writes a history of its own: policy-core's format,
+        // well-formed, and without the pin.
+        let rewritten = History::default().encode().as_bytes().to_vec();
+        let (mut rewriter, events) = load(
+            &hostile::component(
+                &Behaviour::AnswerWithHistory(Action::Done, rewritten.clone()),
+                hostile::VERSION,
+            ),
+            &config(FailMode::FailClosed),
+        );
+        let done = store
+            .decide(
+                &mut rewriter,
+                PEER,
+                &Policy::default(),
+                &DeliveryContext::default(),
+                Some(&SUCCESS),
+                NOW + 60,
+            )
+            .unwrap();
+        assert_eq!(done.action, Action::Done);
+        assert!(
+            events.lock().unwrap().is_empty(),
+            "done after a success is fine"
+        );
+        assert_eq!(store.get(PEER).unwrap().unwrap().history, rewritten);
+        cleartext_is_refused(&mut store);
+    }
+
+    #[test]
+    fn plugin_returning_an_empty_history_cannot_drop_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = pinned_store(&dir);
+        let (mut eraser, _) = load(
+            &hostile::component(&Behaviour::Answer(Action::Done), hostile::VERSION),
+            &config(FailMode::FailClosed),
+        );
+        let done = store
+            .decide(
+                &mut eraser,
+                PEER,
+                &Policy::default(),
+                &DeliveryContext::default(),
+                Some(&SUCCESS),
+                NOW + 60,
+            )
+            .unwrap();
+        assert_eq!(done.action, Action::Done);
+        assert!(store.get(PEER).unwrap().unwrap().history.is_empty());
+        cleartext_is_refused(&mut store);
+    }
+
+    #[test]
+    fn the_built_in_fallback_for_a_plugin_that_dropped_the_pin_is_held_to_it_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = pinned_store(&dir);
+        let (mut eraser, _) = load(
+            &hostile::component(&Behaviour::Answer(Action::Done), hostile::VERSION),
+            &config(FailMode::FailClosed),
+        );
+        let (policy, context) = (Policy::default(), DeliveryContext::default());
+        let done = store
+            .decide(
+                &mut eraser,
+                PEER,
+                &policy,
+                &context,
+                Some(&SUCCESS),
+                NOW + 60,
+            )
+            .unwrap();
+        assert_eq!(done.action, Action::Done);
+        // The plugin now traps; its fallback, the built-in engine, reads the empty history as an
+        // unknown peer and would step down to legacy TLS after a (forged) protocol alert.
+        let alert = AttemptReport {
+            tier: Tier::ModernTls,
+            outcome: REFUSED_ALERT,
+        };
+        let unknown = decide(&policy, &context, None, Some(&alert), NOW + 3600);
+        assert_eq!(attempted(&unknown), Some(Tier::LegacyTls));
+        let (mut trapping, events) = load(
+            &hostile::component(&Behaviour::Trap, hostile::VERSION),
+            &config(FailMode::FallbackBuiltin),
+        );
+        let next = store
+            .decide(
+                &mut trapping,
+                PEER,
+                &policy,
+                &context,
+                Some(&alert),
+                NOW + 3600,
+            )
+            .unwrap();
+        assert_fail_closed(&next, None);
+        let event = last_event(&events);
+        assert!(
+            matches!(event.failure, PluginFailure::Call(CallError::Trapped(_))),
+            "{event}"
+        );
+        assert_eq!(event.fail_mode, FailMode::FailClosed, "{event}");
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use policy_core::sim::Preset;
-use policy_core::{AttemptReport, Decision, DeliveryContext, Policy, UnixSeconds};
+use policy_core::{AttemptReport, Decision, DeliveryContext, PeerFacts, Policy, UnixSeconds};
 
 use crate::clock::Stopwatch;
 use crate::commands::simulate::{self, SimulateOptions};
@@ -48,6 +48,24 @@ impl<E: DecisionEngine> DecisionEngine for Timed<E> {
     ) -> anyhow::Result<Decision> {
         let start = Stopwatch::start();
         let decision = self.engine.decide(policy, context, history, last, now);
+        self.spent += start.elapsed();
+        self.decisions += 1;
+        decision
+    }
+
+    fn decide_with_facts(
+        &mut self,
+        policy: &Policy,
+        context: &DeliveryContext,
+        history: Option<&[u8]>,
+        facts: &PeerFacts,
+        last: Option<&AttemptReport>,
+        now: UnixSeconds,
+    ) -> anyhow::Result<Decision> {
+        let start = Stopwatch::start();
+        let decision = self
+            .engine
+            .decide_with_facts(policy, context, history, facts, last, now);
         self.spent += start.elapsed();
         self.decisions += 1;
         decision

@@ -2,8 +2,8 @@
 //! built-in engine keeps, so the host recomputes what it can and refuses what breaks them.
 
 use policy_core::{
-    Action, AttemptReport, Decision, DeliveryContext, History, Outcome, PeerMemory, Policy, Tier,
-    UnixSeconds, floor, verification_for,
+    Action, AttemptReport, Decision, DeliveryContext, History, Outcome, PeerFacts, PeerMemory,
+    Policy, Tier, UnixSeconds, floor, verification_for,
 };
 
 /// Bounds on what a plugin may ask for, beyond the floor.
@@ -32,7 +32,8 @@ impl Default for GuardLimits {
 #[non_exhaustive]
 pub enum Refusal {
     /// The attempt's tier is weaker than the floor the host computed from the policy, the
-    /// delivery's context and the peer's pin.
+    /// delivery's context and the peer's pin (the host's own record of it, or the history's
+    /// when that is longer).
     #[error("an attempt at {} is below the floor of {}", .tier.name(), .floor.name())]
     BelowFloor {
         /// The tier the plugin asked for.
@@ -87,27 +88,37 @@ pub enum Refusal {
     },
 }
 
-/// What the peer's stored history says about its pin, when the history is in policy-core's
-/// format (plugins built on policy-core keep it; a plugin with its own format gets no pin from
-/// the host).
-fn memory_of(history: Option<&[u8]>) -> PeerMemory {
-    history
+/// What the floor rests on for this peer: the pin the host recorded itself (`facts`, from the
+/// successes it observed), or the one the stored history holds when that is in policy-core's
+/// format and pins longer. The history can only add to the host's pin: a plugin that rewrites
+/// its history, returns an empty one or keeps its own format cannot shorten or drop it.
+fn memory_for_floor(history: Option<&[u8]>, facts: &PeerFacts) -> PeerMemory {
+    let mut memory = history
         .and_then(|blob| History::decode(blob).ok())
         .map(|history| history.memory)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    memory.pinned_until = memory.pinned_until.max(facts.pinned_until);
+    memory
 }
 
-/// Checks a plugin's `decision` for a call with these inputs.
+/// Checks a plugin's `decision` for a call with these inputs; `facts` is what the host itself
+/// recorded about the peer ([`PeerFacts::default`] when it keeps no record, e.g. `decide`, whose
+/// caller owns the history).
 ///
 /// # Errors
 ///
 /// The first [`Refusal`] that applies.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the inputs of the call being checked, and the host's facts"
+)]
 pub fn check(
     decision: &Decision,
     limits: &GuardLimits,
     policy: &Policy,
     context: &DeliveryContext,
     history: Option<&[u8]>,
+    facts: &PeerFacts,
     last: Option<&AttemptReport>,
     now: UnixSeconds,
 ) -> Result<(), Refusal> {
@@ -129,7 +140,7 @@ pub fn check(
             tls,
             delay_secs,
         } => {
-            let bounds = floor(policy, context, &memory_of(history), now);
+            let bounds = floor(policy, context, &memory_for_floor(history, facts), now);
             if tier < bounds.floor {
                 return Err(Refusal::BelowFloor {
                     tier,
@@ -205,6 +216,7 @@ mod tests {
             &policy,
             context,
             None,
+            &PeerFacts::default(),
             None,
             NOW,
         )
@@ -230,6 +242,7 @@ mod tests {
                 &Policy::default(),
                 &context,
                 None,
+                &PeerFacts::default(),
                 None,
                 NOW,
             )
@@ -264,6 +277,7 @@ mod tests {
             &Policy::default(),
             &context,
             Some(blob.as_bytes()),
+            &PeerFacts::default(),
             None,
             NOW,
         );
@@ -274,6 +288,41 @@ mod tests {
                 floor: Tier::ModernTls
             })
         );
+    }
+
+    #[test]
+    fn the_hosts_pin_holds_whatever_history_the_plugin_returned() {
+        let facts = PeerFacts {
+            pinned_until: NOW + 10,
+            ..PeerFacts::default()
+        };
+        let unpinned = History::default().encode();
+        let context = DeliveryContext::default();
+        for (name, history) in [
+            ("no history", None),
+            ("an empty blob", Some(&[][..])),
+            ("the plugin's own format", Some(&b"my own format"[..])),
+            ("policy-core's format, unpinned", Some(unpinned.as_bytes())),
+        ] {
+            let refused = check(
+                &decision(attempt(Tier::Cleartext, &context)),
+                &GuardLimits::default(),
+                &Policy::default(),
+                &context,
+                history,
+                &facts,
+                None,
+                NOW,
+            );
+            assert_eq!(
+                refused,
+                Err(Refusal::BelowFloor {
+                    tier: Tier::Cleartext,
+                    floor: Tier::ModernTls
+                }),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -309,6 +358,7 @@ mod tests {
             &Policy::default(),
             &context,
             None,
+            &PeerFacts::default(),
             Some(&delivered),
             NOW,
         );

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use policy_core::{
-    Action, AttemptReport, Decision, DeliveryContext, HistoryBlob, Policy, Reason, TlsRptResults,
-    UnixSeconds,
+    Action, AttemptReport, Decision, DeliveryContext, HistoryBlob, PeerFacts, Policy, Reason,
+    TlsRptResults, UnixSeconds,
 };
 
 use crate::component::{CallError, CallLimits, ComponentConfig, PolicyComponent};
@@ -219,6 +219,9 @@ impl PluginEngine {
 
     /// Decides with the plugin, or with the fail mode when the plugin fails; never an error.
     /// The failure, if any, is logged and kept for [`DecisionEngine::take_failure`].
+    ///
+    /// The guard holds the decision to the pin in `history` only; a host that keeps its own
+    /// record of the peer calls [`decide_with_facts`](Self::decide_with_facts).
     pub fn decide(
         &mut self,
         policy: &Policy,
@@ -227,35 +230,72 @@ impl PluginEngine {
         last: Option<&AttemptReport>,
         now: UnixSeconds,
     ) -> Decision {
+        self.decide_with_facts(policy, context, history, &PeerFacts::default(), last, now)
+    }
+
+    /// As [`decide`](Self::decide), with the guard holding every decision, the fail mode's too,
+    /// to the pin the host recorded itself in `facts` as well: whatever history the plugin
+    /// returned before, it cannot lower the floor.
+    pub fn decide_with_facts(
+        &mut self,
+        policy: &Policy,
+        context: &DeliveryContext,
+        history: Option<&[u8]>,
+        facts: &PeerFacts,
+        last: Option<&AttemptReport>,
+        now: UnixSeconds,
+    ) -> Decision {
         self.stats.calls += 1;
+        let check = |decision: &Decision| {
+            guard::check(
+                decision,
+                &self.guard,
+                policy,
+                context,
+                history,
+                facts,
+                last,
+                now,
+            )
+        };
         let failure = match self.component.decide(policy, context, history, last, now) {
-            Ok(decision) => {
-                match guard::check(&decision, &self.guard, policy, context, history, last, now) {
-                    Ok(()) => {
-                        self.last_failure = None;
-                        return decision;
-                    }
-                    Err(refusal) => {
-                        self.stats.refusals += 1;
-                        PluginFailure::Refused(refusal)
-                    }
+            Ok(decision) => match check(&decision) {
+                Ok(()) => {
+                    self.last_failure = None;
+                    return decision;
                 }
-            }
+                Err(refusal) => {
+                    self.stats.refusals += 1;
+                    PluginFailure::Refused(refusal)
+                }
+            },
             Err(error) => {
                 self.stats.call_failures += 1;
                 PluginFailure::Call(error)
             }
         };
-        let event = FailureEvent {
+        let mut event = FailureEvent {
             failure,
             fail_mode: self.fail_mode,
         };
+        let decision = match self.fail_mode {
+            FailMode::FailClosed => fail_closed(policy, history),
+            FailMode::FallbackBuiltin => {
+                let built_in = policy_core::decide(policy, context, history, last, now);
+                // The built-in engine reads the plugin's history: when the plugin rewrote or
+                // dropped the pin there, only the host's record still holds it, so the
+                // fallback's decision is checked too, and fails closed when it would cross.
+                if check(&built_in).is_ok() {
+                    built_in
+                } else {
+                    event.fail_mode = FailMode::FailClosed;
+                    fail_closed(policy, history)
+                }
+            }
+        };
         (self.log)(&event);
         self.last_failure = Some(event);
-        match self.fail_mode {
-            FailMode::FailClosed => fail_closed(policy, history),
-            FailMode::FallbackBuiltin => policy_core::decide(policy, context, history, last, now),
-        }
+        decision
     }
 }
 
@@ -288,6 +328,20 @@ impl DecisionEngine for PluginEngine {
         now: UnixSeconds,
     ) -> anyhow::Result<Decision> {
         Ok(Self::decide(self, policy, context, history, last, now))
+    }
+
+    fn decide_with_facts(
+        &mut self,
+        policy: &Policy,
+        context: &DeliveryContext,
+        history: Option<&[u8]>,
+        facts: &PeerFacts,
+        last: Option<&AttemptReport>,
+        now: UnixSeconds,
+    ) -> anyhow::Result<Decision> {
+        Ok(Self::decide_with_facts(
+            self, policy, context, history, facts, last, now,
+        ))
     }
 
     fn take_failure(&mut self) -> Option<FailureEvent> {

@@ -25,6 +25,8 @@ const DECISION_SIZE: usize = 40;
 pub(super) enum Behaviour {
     /// Returns the given decision, with an empty history.
     Answer(Action),
+    /// Returns the given decision, with this history blob (at most 2 KiB).
+    AnswerWithHistory(Action, Vec<u8>),
     /// `loop br 0`: never returns.
     InfiniteLoop,
     /// Grows memory a MiB at a time until refused.
@@ -47,8 +49,14 @@ pub(super) enum Behaviour {
 /// A component exporting `tlsfallback:policy/engine@{version}` that behaves as told.
 #[must_use]
 pub(super) fn component(behaviour: &Behaviour, version: &str) -> Vec<u8> {
+    let mut history: &[u8] = &[];
     let (body, record) = match behaviour {
         Behaviour::Answer(action) => (answer(), record_bytes(action, HISTORY_AT, 0)),
+        Behaviour::AnswerWithHistory(action, blob) => {
+            history = blob;
+            let len = u32::try_from(blob.len()).expect("a small blob");
+            (answer(), record_bytes(action, HISTORY_AT, len))
+        }
         Behaviour::InfiniteLoop => (
             "(loop $forever (br $forever)) (i32.const 0)".to_owned(),
             Vec::new(),
@@ -91,7 +99,7 @@ pub(super) fn component(behaviour: &Behaviour, version: &str) -> Vec<u8> {
             )
         }
     };
-    let module = core_module(&body, &record, version);
+    let module = core_module(&body, &record, history, version);
     let mut bytes = wat::parse_str(&module).expect("the fixture's WAT is valid");
     let mut resolve = wit_parser::Resolve::new();
     let package = resolve
@@ -136,10 +144,13 @@ fn answer() -> String {
 }
 
 /// The core module: a bump allocator for the host's arguments, a constructor that makes a
-/// resource handle, and `decide` with `body`.
-fn core_module(body: &str, record: &[u8], version: &str) -> String {
+/// resource handle, and `decide` with `body`; the decision `record` and a `history` blob in
+/// its data.
+fn core_module(body: &str, record: &[u8], history: &[u8], version: &str) -> String {
     let interface = format!("tlsfallback:policy/engine@{version}");
-    let data: String = record.iter().map(|b| format!("\\{b:02x}")).collect();
+    let escaped = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("\\{b:02x}")).collect() };
+    let data = escaped(record);
+    let history = escaped(history);
     format!(
         r#"(module
   (import "[export]{interface}" "[resource-new]decider" (func $new (param i32) (result i32)))
@@ -166,6 +177,7 @@ fn core_module(body: &str, record: &[u8], version: &str) -> String {
     (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32)
     {body})
   (data (i32.const {DECISION_AT}) "{data}")
+  (data (i32.const {HISTORY_AT}) "{history}")
 )"#
     )
 }
