@@ -282,10 +282,29 @@ fn a_database_locked_past_the_busy_timeout_mid_delivery_loses_neither_the_messag
         Some(0),
         "the message was delivered, but deliver said to keep it (the MTA sends it again): {log}"
     );
+    assert!(
+        log.contains(".pending"),
+        "the update waits in the journal: {log}"
+    );
+    // The next delivery applies the kept update first: the success and its pin are not lost.
+    scene.proxy.set_attack(Attack::PassThrough);
+    let next = scene
+        .spawn(&scene.db(), DAY_1 + 60, &[])
+        .wait_with_output()
+        .unwrap();
+    let next_log = String::from_utf8_lossy(&next.stderr);
+    assert_eq!(next.status.code(), Some(0), "{next_log}");
+    let (integrity, blob) = inspect(&scene.db(), &scene.mx());
+    assert_eq!(integrity, "ok");
+    let memory = blob.as_deref().map(|b| History::decode(b).unwrap().memory);
     assert_eq!(
         memory.and_then(|m| m.last_success_tier),
         Some(Tier::ModernTls),
-        "the delivery's update was lost: {log}"
+        "the delivery's update was lost: {log}\n{next_log}"
+    );
+    assert!(
+        memory.as_ref().is_some_and(|m| m.pinned_until > DAY_1),
+        "the first delivery's pin is kept: {memory:?}"
     );
 }
 

@@ -24,6 +24,8 @@ mod postfix;
 mod postfix_attribution;
 // `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
 mod postfix_daemon;
+// The attacker between a real sending Postfix (with `postfix serve`) and a real receiving one.
+mod postfix_campaign;
 // The test attacker itself: each attack does to one attempt what it says.
 mod attacker;
 // The downgrade campaign: every attack × modern, legacy-only and plain peers × pinned, unpinned,

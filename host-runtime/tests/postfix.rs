@@ -173,7 +173,7 @@ impl PrivatePostfix {
             &|r| {
                 format!(
                     "mynetworks = 127.0.0.0/8
-virtual_mailbox_domains = example.test modern.test legacy.test pinned.test
+virtual_mailbox_domains = example.test modern.test legacy.test pinned.test bank.test evil.test victim.test
 virtual_mailbox_base = {r}/mail
 virtual_mailbox_maps = static:inbox/
 virtual_uid_maps = static:65534

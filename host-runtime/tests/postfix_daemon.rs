@@ -11,7 +11,7 @@ use tlsfallback_host::postfix::ListenAddress;
 use crate::postfix::{Instance, PrivatePostfix, received_header};
 
 /// `tlsfallback postfix serve` as a child process on 127.0.0.1:0, its stderr collected.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     port: u16,
     lines: Arc<Mutex<Vec<String>>>,
@@ -57,11 +57,11 @@ impl Daemon {
         Self { child, port, lines }
     }
 
-    fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
-    fn matching(&self, needles: &[&str]) -> Vec<String> {
+    pub(crate) fn matching(&self, needles: &[&str]) -> Vec<String> {
         self.lines()
             .into_iter()
             .filter(|l| needles.iter().all(|n| l.contains(n)))
@@ -69,7 +69,7 @@ impl Daemon {
     }
 
     /// Waits (30 s at most) for a line holding every needle.
-    fn wait_for(&self, needles: &[&str]) -> String {
+    pub(crate) fn wait_for(&self, needles: &[&str]) -> String {
         for _ in 0..600 {
             if let Some(line) = self.matching(needles).pop() {
                 return line;
@@ -140,7 +140,7 @@ transport_maps = texthash:{r}/transport
     )
 }
 
-fn send(sender: &Instance, to: &str, subject: &str) {
+pub(crate) fn send(sender: &Instance, to: &str, subject: &str) {
     sender.command(
         "sendmail",
         &["-f", "sender@sender.test", to],
@@ -157,9 +157,9 @@ fn policy_file(dir: &Path, text: &str) -> PathBuf {
 }
 
 /// A sending Postfix whose TLS policy the daemon answers, the daemon following its log.
-struct Scene {
-    sender: Instance,
-    daemon: Daemon,
+pub(crate) struct Scene {
+    pub(crate) sender: Instance,
+    pub(crate) daemon: Daemon,
     db: PathBuf,
     _state: tempfile::TempDir,
 }
@@ -169,7 +169,7 @@ impl Scene {
         Self::start_with_policy(routes, POLICY)
     }
 
-    fn start_with_policy(routes: &[(&str, u16)], policy: &str) -> Self {
+    pub(crate) fn start_with_policy(routes: &[(&str, u16)], policy: &str) -> Self {
         let state = tempfile::tempdir().unwrap();
         let db = state.path().join("history.sqlite3");
         let policy = policy_file(state.path(), policy);
