@@ -93,6 +93,14 @@ pub(crate) struct PostfixServeArgs {
     /// How often the log is read, in milliseconds.
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub(crate) poll_ms: u64,
+    /// The most connections served at once (fewer if the descriptor limit allows fewer); at
+    /// the limit a new connection takes the place of the one idle longest.
+    #[arg(
+        long,
+        default_value_t = tlsfallback_host::postfix::DaemonOptions::default().max_connections,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub(crate) max_connections: usize,
 }
 
 #[derive(Debug, Args)]

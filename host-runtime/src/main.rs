@@ -394,6 +394,7 @@ fn postfix_serve(args: &args::PostfixServeArgs) -> anyhow::Result<()> {
         map_name: args.socketmap.map_name.clone(),
         dance_window_secs: args.dance_window_secs,
         poll_interval: std::time::Duration::from_millis(args.poll_ms),
+        max_connections: args.max_connections,
         ..DaemonOptions::default()
     };
     let mut log = |line: &str| eprintln!("{line}");

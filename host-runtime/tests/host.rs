@@ -21,3 +21,5 @@ mod plugin;
 mod postfix;
 // `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
 mod postfix_daemon;
+// The daemon's connections: idle and surplus connections cannot lock Postfix out.
+mod postfix_connections;
