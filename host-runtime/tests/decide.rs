@@ -227,7 +227,7 @@ fn decide_answers_each_request_before_the_next_arrives() {
     let alert = json!({"tier": "modern-tls", "outcome": "tls-alert", "alert": "protocol-version"});
     let second = ask(request(1_767_225_601, &first["history"], alert));
     assert_eq!(second["tier"], "legacy-tls", "{second}");
-    drop(ask);
+    // The end of the input ends the process.
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }

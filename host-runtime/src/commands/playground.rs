@@ -13,9 +13,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+
+use crate::clock::Stopwatch;
 
 /// The file whose presence shows the playground was built (the transpiled built-in component).
 pub const BUILT_MARKER: &str = "vendor/policy/policy_engine.js";
@@ -177,21 +179,23 @@ fn refuse_busy(stream: &mut TcpStream) {
 /// spaces its bytes: each call gets the time left as its socket timeout.
 struct Deadlined<'a> {
     stream: &'a TcpStream,
-    deadline: Instant,
+    started: Stopwatch,
+    within: Duration,
 }
 
 impl<'a> Deadlined<'a> {
     fn new(stream: &'a TcpStream, within: Duration) -> Self {
         Self {
             stream,
-            deadline: Instant::now() + within,
+            started: Stopwatch::start(),
+            within,
         }
     }
 
     /// The time left, or `TimedOut` when there is none.
     fn time_left(&self) -> io::Result<Duration> {
-        self.deadline
-            .checked_duration_since(Instant::now())
+        self.within
+            .checked_sub(self.started.elapsed())
             .filter(|left| !left.is_zero())
             .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "the client was too slow"))
     }

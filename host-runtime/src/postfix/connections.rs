@@ -24,9 +24,10 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::socketmap::{self, FrameError, MAX_REQUEST_LEN, Reply};
+use crate::clock::Stopwatch;
 
 /// Descriptors kept out of the connection budget: what the daemon opens besides connections
 /// after it starts (SQLite's journal and temporary files, the log reopened after rotation, the
@@ -168,7 +169,7 @@ struct Open<S> {
 }
 
 struct Entry<S> {
-    idle_since: Option<Instant>,
+    idle_since: Option<Stopwatch>,
     stream: Arc<S>,
 }
 
@@ -200,7 +201,6 @@ impl<S: Stream> Connections<S> {
 
     /// Registers `stream`, closing the connection idle longest when at the limit.
     fn admit(&self, stream: Arc<S>) -> Admission {
-        let now = Instant::now();
         let mut open = self.lock();
         let mut replaced = None;
         if open.entries.len() >= self.limit {
@@ -215,14 +215,14 @@ impl<S: Stream> Connections<S> {
             if let Some(entry) = open.entries.remove(&id) {
                 entry.stream.shut_down();
             }
-            replaced = Some(now.saturating_duration_since(since));
+            replaced = Some(since.elapsed());
         }
         let id = open.next_id;
         open.next_id += 1;
         open.entries.insert(
             id,
             Entry {
-                idle_since: Some(now),
+                idle_since: Some(Stopwatch::start()),
                 stream,
             },
         );
@@ -235,7 +235,7 @@ impl<S: Stream> Connections<S> {
     /// Marks connection `id` waiting for the decider (not to be closed), or idle again.
     fn set_waiting(&self, id: u64, waiting: bool) {
         if let Some(entry) = self.lock().entries.get_mut(&id) {
-            entry.idle_since = (!waiting).then(Instant::now);
+            entry.idle_since = (!waiting).then(Stopwatch::start);
         }
     }
 
@@ -256,15 +256,17 @@ impl<S: Stream> Drop for Registration<S> {
     }
 }
 
-/// A warning logged at most once per [`WARNING_INTERVAL`], saying how often it happened.
+/// A warning logged at most once an interval, saying how often it happened.
 struct Throttled {
+    interval: Duration,
     count: u64,
-    last: Option<Instant>,
+    last: Option<Stopwatch>,
 }
 
 impl Throttled {
-    const fn new() -> Self {
+    const fn new(interval: Duration) -> Self {
         Self {
+            interval,
             count: 0,
             last: None,
         }
@@ -273,13 +275,10 @@ impl Throttled {
     /// Counts one more; the count to report (since the last report), when one is due.
     fn note(&mut self) -> Option<u64> {
         self.count += 1;
-        if self
-            .last
-            .is_some_and(|last| last.elapsed() < WARNING_INTERVAL)
-        {
+        if self.last.is_some_and(|last| last.elapsed() < self.interval) {
             return None;
         }
-        self.last = Some(Instant::now());
+        self.last = Some(Stopwatch::start());
         Some(std::mem::take(&mut self.count))
     }
 }
@@ -296,9 +295,9 @@ pub(super) fn spawn_listener<L: Listener>(
         connections: Arc::new(Connections::new(max_connections)),
         jobs,
         idle_timeout,
-        replaced: Throttled::new(),
-        refused: Throttled::new(),
-        out_of_descriptors: Throttled::new(),
+        replaced: Throttled::new(WARNING_INTERVAL),
+        refused: Throttled::new(WARNING_INTERVAL),
+        out_of_descriptors: Throttled::new(WARNING_INTERVAL),
         // Opened now, while descriptors are plenty; see `out_of_descriptors`.
         spare: std::fs::File::open("/dev/null").ok(),
     };
@@ -524,11 +523,11 @@ mod tests {
 
     #[test]
     fn warnings_are_throttled_but_counted() {
-        let mut throttled = Throttled::new();
+        let mut throttled = Throttled::new(WARNING_INTERVAL);
         assert_eq!(throttled.note(), Some(1));
         assert_eq!(throttled.note(), None);
         assert_eq!(throttled.note(), None);
-        throttled.last = Some(Instant::now() - WARNING_INTERVAL);
+        throttled.interval = Duration::ZERO;
         assert_eq!(throttled.note(), Some(3));
     }
 
