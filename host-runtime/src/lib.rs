@@ -27,6 +27,7 @@ pub mod component;
 pub mod config;
 pub mod delivery;
 pub mod engine;
+pub mod fuzzing;
 pub mod mx;
 pub mod peers;
 pub mod plugin;

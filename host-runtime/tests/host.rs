@@ -23,3 +23,5 @@ mod postfix;
 mod postfix_daemon;
 // The daemon's connections: idle and surplus connections cannot lock Postfix out.
 mod postfix_connections;
+// The fuzzers' kept corpus (fuzz/corpus/), replayed through the parsers they fuzz.
+mod fuzz_corpus;
