@@ -97,6 +97,14 @@ pub(crate) struct PostfixServeArgs {
     /// (its SMTP client services) are read as outcomes.
     #[arg(long, default_value = "postfix", value_parser = parse_syslog_name)]
     pub(crate) syslog_name: String,
+    /// The most connections served at once (fewer if the descriptor limit allows fewer); at
+    /// the limit a new connection takes the place of the one idle longest.
+    #[arg(
+        long,
+        default_value_t = tlsfallback_host::postfix::DaemonOptions::default().max_connections,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub(crate) max_connections: usize,
 }
 
 fn parse_syslog_name(text: &str) -> Result<String, String> {

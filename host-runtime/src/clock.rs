@@ -81,9 +81,10 @@ impl Clock for HostClock {
     }
 }
 
-/// Measures how long something took, for reports to the operator (`plugin check`); never an
-/// input to a decision.
-#[derive(Clone, Copy, Debug)]
+/// Measures how long something took, for reports to the operator (`plugin check`) and for
+/// timeouts and idle times (connections); never an input to a decision. Ordered by start, the
+/// earlier first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Stopwatch(std::time::Instant);
 
 impl Stopwatch {

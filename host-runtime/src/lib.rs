@@ -32,6 +32,7 @@ pub mod config;
 pub mod delivery;
 pub mod engine;
 mod facts;
+pub mod fuzzing;
 pub mod mx;
 pub mod peers;
 pub mod plugin;

@@ -412,6 +412,7 @@ fn postfix_serve(args: &args::PostfixServeArgs) -> anyhow::Result<()> {
         dance_window_secs: args.dance_window_secs,
         poll_interval: std::time::Duration::from_millis(args.poll_ms),
         log_source: tlsfallback_host::postfix::log::LogSource::for_syslog_name(&args.syslog_name),
+        max_connections: args.max_connections,
         ..DaemonOptions::default()
     };
     let mut log = |line: &str| eprintln!("{line}");

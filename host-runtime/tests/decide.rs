@@ -185,3 +185,68 @@ fn a_line_with_invalid_utf8_gets_an_error_line_and_the_stream_goes_on() {
     );
     assert_eq!(lines[1]["action"], "attempt");
 }
+
+#[test]
+fn decide_answers_each_request_before_the_next_arrives() {
+    // An MTA running `decide` as a coprocess: one request, wait for its answer, send the next
+    // with the history it returned. Answers that waited for more input (or the end of it) would
+    // leave the MTA waiting for good; the timeout only bounds how long this test hangs then.
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfallback"))
+        .arg("decide")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (answers, inbox) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if answers.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ask = |line: String| -> Value {
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        let answer = inbox
+            .recv_timeout(Duration::from_secs(60))
+            .expect("an answer while stdin is still open");
+        serde_json::from_str(&answer).unwrap()
+    };
+    let first = ask(request(1_767_225_600, &Value::Null, Value::Null));
+    assert_eq!(first["tier"], "modern-tls");
+    let alert = json!({"tier": "modern-tls", "outcome": "tls-alert", "alert": "protocol-version"});
+    let second = ask(request(1_767_225_601, &first["history"], alert));
+    assert_eq!(second["tier"], "legacy-tls", "{second}");
+    // The end of the input ends the process.
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn overlong_decide_line_is_refused_and_the_stream_goes_on() {
+    let good = request(1_767_225_600, &Value::Null, Value::Null);
+    let limit = tlsfallback_host::commands::decide::MAX_LINE_LEN;
+    // A request whose peer alone is over the limit, then a line of a few times the limit.
+    let long_peer = json!({"peer": "x".repeat(limit), "now": 1}).to_string();
+    let garbage = "y".repeat(3 * limit);
+    let input = [good.as_str(), &long_peer, &garbage, good.as_str()].join("\n");
+    let lines = decide(&[], &input);
+    assert_eq!(lines.len(), 4, "one line per request");
+    assert_eq!(lines[0]["action"], "attempt");
+    for (error, line) in lines[1..3].iter().zip([2, 3]) {
+        assert_eq!(error["line"], line, "{error}");
+        let text = error["error"].as_str().unwrap();
+        assert!(text.contains("line longer than 1048576 bytes"), "{text}");
+    }
+    assert_eq!(lines[3]["action"], "attempt");
+}

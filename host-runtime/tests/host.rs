@@ -6,7 +6,8 @@ mod util;
 mod decide;
 // `tlsfallback simulate`: the readable timeline over simulated time, and its JSON.
 mod simulate;
-// `tlsfallback playground`: refusing what is not a built playground (the page: playground/test).
+// `tlsfallback playground`: refusing what is not a built playground, links out of it, slow clients
+// (the page: playground/test).
 mod playground;
 // One SMTP attempt per tier against local OpenSSL peers: what is negotiated, how failures classify.
 mod attempts;
@@ -33,3 +34,7 @@ mod attacker;
 mod campaign;
 // Faults around `deliver`: kill -9, a locked database, a full disk, no file descriptors left.
 mod faults;
+// The daemon's connections: idle and surplus connections cannot lock Postfix out.
+mod postfix_connections;
+// The fuzzers' kept corpus (fuzz/corpus/), replayed through the parsers they fuzz.
+mod fuzz_corpus;

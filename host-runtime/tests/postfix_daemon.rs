@@ -13,13 +13,31 @@ use crate::postfix::{Instance, PrivatePostfix, received_header};
 /// `tlsfallback postfix serve` as a child process on 127.0.0.1:0, its stderr collected.
 pub(crate) struct Daemon {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    fn start(db: &Path, log: Option<&Path>, extra: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tlsfallback"));
+    pub(crate) fn start(db: &Path, log: Option<&Path>, extra: &[&str]) -> Self {
+        Self::start_under(&[], db, log, extra)
+    }
+
+    /// Started by the command `wrapper` (`prlimit …`), when not empty.
+    pub(crate) fn start_under(
+        wrapper: &[&str],
+        db: &Path,
+        log: Option<&Path>,
+        extra: &[&str],
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_tlsfallback");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .args([
                 "postfix",
@@ -91,7 +109,7 @@ impl Daemon {
     }
 
     /// One socketmap exchange on a new connection.
-    fn ask(&self, request: &[u8]) -> String {
+    pub(crate) fn ask(&self, request: &[u8]) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.write_all(request).unwrap();
         let mut reply = String::new();
@@ -108,15 +126,15 @@ impl Drop for Daemon {
     }
 }
 
-fn netstring(text: &str) -> Vec<u8> {
+pub(crate) fn netstring(text: &str) -> Vec<u8> {
     format!("{}:{text},", text.len()).into_bytes()
 }
 
-fn reply(text: &str) -> String {
+pub(crate) fn reply(text: &str) -> String {
     String::from_utf8(netstring(text)).unwrap()
 }
 
-const MODERN: &str = "OK encrypt protocols=>=TLSv1.2 ciphers=high";
+pub(crate) const MODERN: &str = "OK encrypt protocols=>=TLSv1.2 ciphers=high";
 
 /// A sending Postfix whose TLS policy comes from the daemon at `address` (with the lines
 /// `postfix config` prints), routing each test domain to a receiving listener.

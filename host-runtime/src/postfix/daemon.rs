@@ -7,22 +7,19 @@
 //! requests. Deciding takes microseconds, so one decider is not the bottleneck; it keeps the
 //! engine, which is not thread-safe, and the history free of races.
 
-use std::io::{BufReader, BufWriter};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
 
-use super::client;
+use super::connections::{self, Job};
 use super::follow::LogFollower;
 use super::log::{LogSource, Observed, Tracker};
 use super::policy::{reply_for, tls_policy};
-use super::socketmap::{self, FrameError, MAX_REQUEST_LEN, Reply, Request};
+use super::socketmap::{Reply, Request};
 use super::state::{self, Attribution, ClientPid, Continuation};
 use crate::clock::{Clock, Stopwatch};
 use crate::config::PolicyFile;
@@ -39,9 +36,13 @@ pub struct DaemonOptions {
     pub dance_window_secs: u64,
     /// How often the log is read, when no lookup arrives.
     pub poll_interval: Duration,
-    /// How long a Postfix connection may stay idle before it is closed.
+    /// How long a connection may wait for its next request (or take its reply) before it is
+    /// closed. Postfix closes its own after 10 s idle and 100 s in all (dict_sockmap's
+    /// `max_idle` and `max_ttl`), so no connection of Postfix's waits longer than this.
     pub idle_timeout: Duration,
-    /// The most Postfix connections served at once.
+    /// The most connections served at once (fewer if the descriptor limit allows fewer). At the
+    /// limit a new connection takes the place of the one idle longest: see
+    /// [`super::connections`].
     pub max_connections: usize,
     /// Which log lines are the Postfix SMTP client's.
     pub log_source: LogSource,
@@ -53,7 +54,7 @@ impl Default for DaemonOptions {
             map_name: "tlsfallback".to_owned(),
             dance_window_secs: 3 * 3600,
             poll_interval: Duration::from_millis(250),
-            idle_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(100),
             max_connections: 512,
             log_source: LogSource::default(),
         }
@@ -456,15 +457,6 @@ pub fn destination_key(key: &str) -> Option<String> {
     (host_ok && port_ok).then(|| crate::store::peer_key(&key))
 }
 
-enum Job {
-    Lookup {
-        data: Vec<u8>,
-        /// The PID of the process on the other end of the connection, if known.
-        client: ClientPid,
-        reply: mpsc::Sender<Reply>,
-    },
-}
-
 /// Serves lookups on `listener` and follows the log, until the listener fails. `ready` is called
 /// once with the address Postfix should use (the port chosen when it was 0).
 ///
@@ -478,30 +470,15 @@ pub fn serve(
     ready: &mut dyn FnMut(&ListenAddress),
 ) -> anyhow::Result<()> {
     let (jobs, inbox) = mpsc::channel::<Job>();
-    let accept = Acceptor {
-        jobs,
-        active: Arc::new(AtomicUsize::new(0)),
-        max_connections: daemon.options.max_connections,
-    };
+    let (max_connections, descriptor_warning) =
+        connections::connection_limit(daemon.options.max_connections);
     let idle = daemon.options.idle_timeout;
     let bound = match address {
         ListenAddress::Inet(text) => {
             let listener = TcpListener::bind(text)
                 .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
             let bound = ListenAddress::Inet(listener.local_addr()?.to_string());
-            std::thread::spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    let _ = stream.set_read_timeout(Some(idle));
-                    let ends = (stream.local_addr(), stream.peer_addr());
-                    // Finding the process behind a TCP connection reads /proc: done on the
-                    // connection's own thread, so that accepting never waits for it.
-                    let client = move || match ends {
-                        (Ok(local), Ok(peer)) => client::tcp_peer_pid(local, peer),
-                        _ => None,
-                    };
-                    accept.spawn(stream.try_clone().map(|writer| (stream, writer)), client);
-                }
-            });
+            connections::spawn_listener(listener, jobs, max_connections, idle)?;
             bound
         }
         ListenAddress::Unix(path) => {
@@ -513,16 +490,7 @@ pub fn serve(
             }
             let listener = UnixListener::bind(path)
                 .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
-            std::thread::spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    let _ = stream.set_read_timeout(Some(idle));
-                    let pid = client::unix_peer_pid(&stream);
-                    accept.spawn(
-                        stream.try_clone().map(|writer| (stream, writer)),
-                        move || pid,
-                    );
-                }
-            });
+            connections::spawn_listener(listener, jobs, max_connections, idle)?;
             address.clone()
         }
     };
@@ -531,6 +499,9 @@ pub fn serve(
         None => None,
     };
     ready(&bound);
+    if let Some(warning) = descriptor_warning {
+        (daemon.log)(&format!("warning: {warning}"));
+    }
     let poll = daemon.options.poll_interval;
     let mut last_poll: Option<Stopwatch> = None;
     loop {
@@ -561,89 +532,11 @@ pub fn serve(
             }) => {
                 let _ = reply.send(daemon.answer(&data, client));
             }
+            Ok(Job::Warning(warning)) => (daemon.log)(&format!("warning: {warning}")),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 anyhow::bail!("the listener stopped accepting connections")
             }
-        }
-    }
-}
-
-/// Hands accepted connections to their own threads, within the connection limit.
-struct Acceptor {
-    jobs: mpsc::Sender<Job>,
-    active: Arc<AtomicUsize>,
-    max_connections: usize,
-}
-
-impl Acceptor {
-    /// Serves a connection (its reading and writing halves) on a thread of its own; over the
-    /// limit, answers `TEMP` and closes it.
-    fn spawn<S>(
-        &self,
-        connection: std::io::Result<(S, S)>,
-        client: impl FnOnce() -> ClientPid + Send + 'static,
-    ) where
-        S: std::io::Read + std::io::Write + Send + 'static,
-    {
-        let Ok((stream, mut writer)) = connection else {
-            return;
-        };
-        if self.active.fetch_add(1, Ordering::SeqCst) >= self.max_connections {
-            self.active.fetch_sub(1, Ordering::SeqCst);
-            let _ = socketmap::write_netstring(
-                &mut writer,
-                &Reply::Temp("tlsfallback: too many connections".to_owned()).encode(),
-            );
-            return;
-        }
-        let jobs = self.jobs.clone();
-        let active = Arc::clone(&self.active);
-        std::thread::spawn(move || {
-            serve_connection(stream, writer, client(), &jobs);
-            active.fetch_sub(1, Ordering::SeqCst);
-        });
-    }
-}
-
-/// One Postfix connection: requests in, replies out, until it closes, idles out, or sends
-/// something that is not a netstring (answered `PERM`, then closed: the stream is out of step).
-fn serve_connection<S: std::io::Read + std::io::Write>(
-    stream: S,
-    writer: S,
-    client: ClientPid,
-    jobs: &mpsc::Sender<Job>,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut writer = BufWriter::new(writer);
-    loop {
-        let reply = match socketmap::read_netstring(&mut reader, MAX_REQUEST_LEN) {
-            Ok(None) | Err(FrameError::Io(_) | FrameError::Truncated) => return,
-            Ok(Some(data)) => {
-                let (tx, rx) = mpsc::channel();
-                let job = Job::Lookup {
-                    data,
-                    client,
-                    reply: tx,
-                };
-                if jobs.send(job).is_err() {
-                    return;
-                }
-                match rx.recv() {
-                    Ok(reply) => reply,
-                    Err(_) => return,
-                }
-            }
-            Err(error) => {
-                let _ = socketmap::write_netstring(
-                    &mut writer,
-                    &Reply::Perm(error.to_string()).encode(),
-                );
-                return;
-            }
-        };
-        if socketmap::write_netstring(&mut writer, &reply.encode()).is_err() {
-            return;
         }
     }
 }

@@ -14,9 +14,11 @@
 //!    connection), and stores the engine's new history and next step ([`state`]).
 //! 4. Postfix's retry of the deferred message is the dance's next attempt.
 //!
-//! [`socketmap`] is the wire protocol and [`daemon`] ties the parts together.
+//! [`socketmap`] is the wire protocol, [`connections`] accepts and frames Postfix's connections,
+//! and [`daemon`] ties the parts together.
 
 pub mod client;
+pub mod connections;
 pub mod daemon;
 pub mod follow;
 pub mod log;
