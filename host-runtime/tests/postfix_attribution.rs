@@ -267,23 +267,6 @@ fn a_clock_stepping_backwards_ends_the_dance() {
     assert!(!last.contains("reason=dance-continues"), "{last}");
 }
 
-/// Postfix's external form of a local part: quoted, `"` and `\` escaped, when it holds anything
-/// but atom characters and dots.
-fn external_form(local: &str) -> String {
-    let atom = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
-    if !local.is_empty() && local.chars().all(atom) {
-        return local.to_owned();
-    }
-    let escaped: String = local
-        .chars()
-        .flat_map(|c| {
-            let escape = (c == '"' || c == '\\').then_some('\\');
-            escape.into_iter().chain(std::iter::once(c))
-        })
-        .collect();
-    format!("\"{escaped}\"")
-}
-
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
 
@@ -325,7 +308,7 @@ proptest::proptest! {
         let time = Rc::new(Cell::new(START));
         let mut local: String = pieces.concat();
         local.push_str(&"y".repeat(long * 3000));
-        let local = if quoted { external_form(&local) } else { local };
+        let local = if quoted { tlsfallback_host::postfix::log::logged_local_part(&local) } else { local };
         let mut before = None;
         let mut after = None;
         with_daemon(&db, "[policy]\npin_duration_secs = 0\n", &time, |s| {

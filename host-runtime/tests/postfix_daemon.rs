@@ -573,6 +573,28 @@ fn append(path: &Path, lines: &[String]) {
     }
 }
 
+/// One lookup of `key` by a process of its own (postmap, with the minimal `main.cf` in `dir`), as
+/// each Postfix delivery makes it: the answer, and the PID the daemon saw asking.
+fn postmap_lookup(dir: &Path, daemon: &Daemon, key: &str) -> (String, u32) {
+    let main_cf = dir.join("main.cf");
+    if !main_cf.exists() {
+        std::fs::write(&main_cf, "compatibility_level = 3.6\n").unwrap();
+    }
+    let child = Command::new("postmap")
+        .arg("-c")
+        .arg(dir)
+        .args(["-q", key, &daemon.table()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        pid,
+    )
+}
+
 #[test]
 fn log_lines_count_once_across_crashes_restarts_and_rotation() {
     let state = tempfile::tempdir().unwrap();
@@ -582,23 +604,10 @@ fn log_lines_count_once_across_crashes_restarts_and_rotation() {
         &log,
         &["Nov 30 17:55:55 sender postfix/master[1]: daemon started".to_owned()],
     );
-    // Each lookup is made by a process of its own (postmap), as each Postfix delivery is: the
-    // daemon books a logged attempt for the answer that very process got.
-    std::fs::write(state.path().join("main.cf"), "compatibility_level = 3.6\n").unwrap();
-    let lookup = |daemon: &Daemon, port: u16| -> (String, u32) {
-        let child = Command::new("postmap")
-            .arg("-c")
-            .arg(state.path())
-            .args(["-q", &format!("[127.0.0.1]:{port}"), &daemon.table()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let output = child.wait_with_output().unwrap();
-        (
-            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-            pid,
-        )
+    // Each lookup is made by a process of its own, as each Postfix delivery is: the daemon books
+    // a logged attempt for the answer that very process got.
+    let lookup = |daemon: &Daemon, port: u16| {
+        postmap_lookup(state.path(), daemon, &format!("[127.0.0.1]:{port}"))
     };
 
     let first = Daemon::start(&db, Some(&log), &[]);
@@ -730,7 +739,6 @@ fn kill_9_of_postfix_serve_loses_and_repeats_no_outcome() {
         &log,
         &["Dec  1 12:00:00 sender postfix/master[1]: daemon started".to_owned()],
     );
-    std::fs::write(state.path().join("main.cf"), "compatibility_level = 3.6\n").unwrap();
     let start = || Daemon::start(&db, Some(&log), &["--policy", policy.to_str().unwrap()]);
     let mut rng = 0x5eed_u64;
     let mut next = || {
@@ -744,19 +752,8 @@ fn kill_9_of_postfix_serve_loses_and_repeats_no_outcome() {
     let mut daemon = start();
     let mut kills = 0;
     for attempt in 0..ATTEMPTS {
-        let child = Command::new("postmap")
-            .arg("-c")
-            .arg(state.path())
-            .args(["-q", "[127.0.0.1]:2000", &daemon.table()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let answer = child.wait_with_output().unwrap();
-        assert!(
-            String::from_utf8_lossy(&answer.stdout).contains("encrypt"),
-            "attempt {attempt}: {answer:?}"
-        );
+        let (answer, pid) = postmap_lookup(state.path(), &daemon, "[127.0.0.1]:2000");
+        assert!(answer.contains("encrypt"), "attempt {attempt}: {answer}");
         append(&log, &reset_lines(pid, 2000, &format!("Q{attempt:04}")));
         if next() % 3 == 0 {
             // Somewhere in reading, booking, or saving the position.
@@ -817,23 +814,8 @@ fn a_locked_database_delays_postfix_serve_and_loses_nothing() {
         &log,
         &["Dec  1 12:00:00 sender postfix/master[1]: daemon started".to_owned()],
     );
-    std::fs::write(state.path().join("main.cf"), "compatibility_level = 3.6\n").unwrap();
     let daemon = Daemon::start(&db, Some(&log), &[]);
-    let lookup = |daemon: &Daemon| {
-        let child = Command::new("postmap")
-            .arg("-c")
-            .arg(state.path())
-            .args(["-q", "[127.0.0.1]:2000", &daemon.table()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let output = child.wait_with_output().unwrap();
-        (
-            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-            pid,
-        )
-    };
+    let lookup = |daemon: &Daemon| postmap_lookup(state.path(), daemon, "[127.0.0.1]:2000");
     let (answer, pid) = lookup(&daemon);
     assert!(answer.contains("TLSv1.2"), "{answer}");
 
