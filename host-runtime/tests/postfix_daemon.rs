@@ -108,14 +108,16 @@ impl Daemon {
         self.address().postfix_table("tlsfallback")
     }
 
-    /// One socketmap exchange on a new connection.
+    /// One socketmap exchange on a new connection. The daemon may answer and close before the
+    /// request is even read (`TEMP` when it is out of descriptors): whatever came back is the
+    /// reply, and a connection closed under the request is not the test's failure.
     pub(crate) fn ask(&self, request: &[u8]) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.write_all(request).unwrap();
-        let mut reply = String::new();
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
-        stream.read_to_string(&mut reply).unwrap();
-        reply
+        let _ = stream.write_all(request);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        String::from_utf8_lossy(&reply).into_owned()
     }
 }
 
