@@ -808,44 +808,17 @@ fn a_pending_update_recorded_twice_is_applied_once() {
     assert_eq!(history.memory.last_success_tier, Some(Tier::ModernTls));
 }
 
-/// A tiny tmpfs, unmounted when dropped.
-struct TinyDisk {
-    dir: tempfile::TempDir,
-}
-
-impl TinyDisk {
-    /// Mounts one, or says why it cannot (not root, no mount in this sandbox).
-    fn mount(size: &str) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-        }
-        Ok(Self { dir })
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 #[test]
 fn delivered_message_exits_0_when_the_disk_fills_up() {
-    let disk = match TinyDisk::mount("2m") {
+    let disk = match crate::util::SmallDisk::mount("2m") {
         Ok(disk) => disk,
         Err(reason) => {
             println!("skipped: no tmpfs to fill ({reason})");
             return;
         }
     };
-    let db = disk.dir.path().join("peers.sqlite3");
-    let filler = disk.dir.path().join("filler");
+    let db = disk.path().join("peers.sqlite3");
+    let filler = disk.path().join("filler");
     let fill = filler.clone();
     // The disk fills up while the peer takes the message.
     let port = peer_with_hook(move || {

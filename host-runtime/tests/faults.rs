@@ -308,48 +308,6 @@ fn a_database_locked_past_the_busy_timeout_mid_delivery_loses_neither_the_messag
     );
 }
 
-/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-        }
-        Ok(Self { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Fills what is left of the disk; the filler's path.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write as _;
-        let filler = self.path().join("filler");
-        let mut file = std::fs::File::create(&filler).unwrap();
-        let chunk = [0u8; 4096];
-        while file.write_all(&chunk).is_ok() {}
-        let _ = file.write_all(&[0u8]);
-        let _ = file.sync_all();
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 /// What every fault must leave: no crash, exit 0 or 75 with a reason, exit 0 exactly when the
 /// peer got the message, a sound database holding a history some decision wrote.
 fn check_fault(
@@ -389,7 +347,7 @@ fn check_fault(
 
 #[test]
 fn a_full_disk_defers_with_a_clear_error_and_corrupts_nothing() {
-    let disk = match SmallDisk::mount("1m") {
+    let disk = match crate::util::SmallDisk::mount("1m") {
         Ok(disk) => disk,
         Err(why) => {
             println!("SKIPPED: a full disk needs a tmpfs mount, which failed: {why}");
