@@ -21,36 +21,9 @@ use std::time::Duration;
 
 use crate::peers::accept_loop;
 
-/// TLS alert descriptions (RFC 8446 section 6) the engine tells apart, for [`Attack::ForgeAlert`].
-pub mod alert {
-    /// `handshake_failure`: definitive evidence for the engine today.
-    pub const HANDSHAKE_FAILURE: u8 = 40;
-    /// `protocol_version`: definitive evidence for the engine today.
-    pub const PROTOCOL_VERSION: u8 = 70;
-    /// `insufficient_security`: skips the legacy tier.
-    pub const INSUFFICIENT_SECURITY: u8 = 71;
-    /// `internal_error`: one of the alerts the engine does not classify (`other`).
-    pub const INTERNAL_ERROR: u8 = 80;
-    /// `inappropriate_fallback`: the answer to the fallback SCSV.
-    pub const INAPPROPRIATE_FALLBACK: u8 = 86;
-
-    /// Every description above, with its RFC name.
-    pub const ALL: [(u8, &str); 5] = [
-        (PROTOCOL_VERSION, "protocol-version"),
-        (HANDSHAKE_FAILURE, "handshake-failure"),
-        (INSUFFICIENT_SECURITY, "insufficient-security"),
-        (INAPPROPRIATE_FALLBACK, "inappropriate-fallback"),
-        (INTERNAL_ERROR, "internal-error"),
-    ];
-
-    /// The RFC name of a description, or `other`.
-    #[must_use]
-    pub fn name(description: u8) -> &'static str {
-        ALL.iter()
-            .find(|(code, _)| *code == description)
-            .map_or("other", |(_, name)| name)
-    }
-}
+/// The TLS alert descriptions the engine tells apart, for [`Attack::ForgeAlert`]: the same
+/// numbers the host reads alerts by.
+pub use crate::tls::alert;
 
 /// How STARTTLS is taken away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

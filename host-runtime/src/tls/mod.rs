@@ -268,10 +268,39 @@ pub fn handshake<S: io::Read + io::Write>(
 /// (`SSL_AD_REASON_OFFSET`: "tlsv1 alert protocol version", "sslv3 alert handshake failure").
 /// An alert OpenSSL itself sends carries its own local reason instead.
 const ALERT_OFFSET: i32 = 1000;
-const ALERT_HANDSHAKE_FAILURE: i32 = 40;
-const ALERT_PROTOCOL_VERSION: i32 = 70;
-const ALERT_INSUFFICIENT_SECURITY: i32 = 71;
-const ALERT_INAPPROPRIATE_FALLBACK: i32 = 86;
+
+/// TLS alert descriptions (RFC 8446 section 6) the engine tells apart: what OpenSSL reports for
+/// an alert the peer sent is 1000 plus one of these, and the test attacker forges them.
+pub mod alert {
+    /// `handshake_failure`: definitive evidence for the engine today.
+    pub const HANDSHAKE_FAILURE: u8 = 40;
+    /// `protocol_version`: definitive evidence for the engine today.
+    pub const PROTOCOL_VERSION: u8 = 70;
+    /// `insufficient_security`: skips the legacy tier.
+    pub const INSUFFICIENT_SECURITY: u8 = 71;
+    /// `internal_error`: one of the alerts the engine does not classify (`other`).
+    pub const INTERNAL_ERROR: u8 = 80;
+    /// `inappropriate_fallback`: the answer to the fallback SCSV.
+    pub const INAPPROPRIATE_FALLBACK: u8 = 86;
+
+    /// Every description above, with its RFC name.
+    pub const ALL: [(u8, &str); 5] = [
+        (PROTOCOL_VERSION, "protocol-version"),
+        (HANDSHAKE_FAILURE, "handshake-failure"),
+        (INSUFFICIENT_SECURITY, "insufficient-security"),
+        (INAPPROPRIATE_FALLBACK, "inappropriate-fallback"),
+        (INTERNAL_ERROR, "internal-error"),
+    ];
+
+    /// The RFC name of a description, or `other`.
+    #[must_use]
+    pub fn name(description: u8) -> &'static str {
+        ALL.iter()
+            .find(|(code, _)| *code == description)
+            .map_or("other", |(_, name)| name)
+    }
+}
+
 /// The peer's well-formed ServerHello chose a version (`unsupported protocol`) or a suite
 /// (`wrong cipher returned`) outside what we offered: how a server that predates our versions
 /// answers (RFC 5246 appendix E.1), a TLS message the peer sent, as much its statement as an
@@ -300,18 +329,18 @@ pub fn outcome_for_reasons(reasons: &[i32]) -> Option<Outcome> {
     let any = |codes: &[i32]| codes.iter().any(|code| reasons.contains(code));
     Some(
         if any(&[
-            ALERT_OFFSET + ALERT_PROTOCOL_VERSION,
+            ALERT_OFFSET + i32::from(alert::PROTOCOL_VERSION),
             SSL_R_UNSUPPORTED_PROTOCOL,
         ]) {
             Outcome::TlsAlert(TlsAlert::ProtocolVersion)
         } else if any(&[
-            ALERT_OFFSET + ALERT_HANDSHAKE_FAILURE,
+            ALERT_OFFSET + i32::from(alert::HANDSHAKE_FAILURE),
             SSL_R_WRONG_CIPHER_RETURNED,
         ]) {
             Outcome::TlsAlert(TlsAlert::HandshakeFailure)
-        } else if any(&[ALERT_OFFSET + ALERT_INSUFFICIENT_SECURITY]) {
+        } else if any(&[ALERT_OFFSET + i32::from(alert::INSUFFICIENT_SECURITY)]) {
             Outcome::TlsAlert(TlsAlert::InsufficientSecurity)
-        } else if any(&[ALERT_OFFSET + ALERT_INAPPROPRIATE_FALLBACK]) {
+        } else if any(&[ALERT_OFFSET + i32::from(alert::INAPPROPRIATE_FALLBACK)]) {
             Outcome::TlsAlert(TlsAlert::InappropriateFallback)
         } else {
             return None;
