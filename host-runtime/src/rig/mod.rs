@@ -1,0 +1,7 @@
+//! Real servers on loopback for the resolver's tests and benchmarks: a DNSSEC-signed fake root
+//! and its children served by NSD with unbound validating in front ([`dnssec`]), and an HTTPS
+//! server for MTA-STS policies with its own test CA ([`https`]). Each is started on free loopback
+//! ports and stopped (by pid) when dropped.
+
+pub mod dnssec;
+pub mod https;
