@@ -307,7 +307,9 @@ pub mod alert {
 /// alert.
 const SSL_R_UNSUPPORTED_PROTOCOL: i32 = 258;
 const SSL_R_WRONG_CIPHER_RETURNED: i32 = 261;
-const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
+/// OpenSSL's reason for a handshake that failed on the peer's certificate (also what the MTA-STS fetch
+/// reads to tell `sts-webpki-invalid` from other failures).
+pub(crate) const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
 /// X509 verify results (`X509_V_ERR_*`).
 const X509_V_ERR_CERT_HAS_EXPIRED: i32 = 10;
 const X509_V_ERR_HOSTNAME_MISMATCH: i32 = 62;
