@@ -38,3 +38,5 @@ mod faults;
 mod postfix_connections;
 // The fuzzers' kept corpus (fuzz/corpus/), replayed through the parsers they fuzz.
 mod fuzz_corpus;
+// MTA-STS against a real HTTPS server with a test CA: the fetch's refusals, the resolver and its cache.
+mod mta_sts;
