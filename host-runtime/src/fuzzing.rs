@@ -14,6 +14,7 @@ use policy_core::{History, MAX_HISTORY_LEN, Tier, Verification};
 
 use crate::commands::decide;
 use crate::config::PolicyFile;
+use crate::mta_sts::{self, MAX_MAX_AGE, Mode, MxPattern, Policy};
 use crate::engine::{EngineKind, open};
 use crate::postfix::daemon::destination_key;
 use crate::postfix::log::Tracker;
@@ -31,7 +32,7 @@ pub struct Target {
 }
 
 /// Every target.
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 8] = [
     Target {
         name: "history",
         run: history,
@@ -55,6 +56,14 @@ pub const TARGETS: [Target; 6] = [
     Target {
         name: "postfix_log",
         run: postfix_log,
+    },
+    Target {
+        name: "mta_sts_policy",
+        run: mta_sts_policy,
+    },
+    Target {
+        name: "mta_sts_txt",
+        run: mta_sts_txt,
     },
 ];
 
@@ -205,4 +214,46 @@ pub fn postfix_log(data: &[u8]) {
     let saved = serde_json::to_string(&tracker).expect("the tracker serializes");
     let restored: Tracker = serde_json::from_str(&saved).expect("and reads back");
     assert_eq!(restored, tracker);
+}
+
+/// An MTA-STS policy body (`mta_sts::Policy::parse`): a policy that parses keeps its promises
+/// (max_age capped, `mx` present unless the mode is `none`), its text parses to the same policy,
+/// each pattern reads back from its own form, and the canonical rendering of its fields parses
+/// to the same fields.
+pub fn mta_sts_policy(data: &[u8]) {
+    let Ok(policy) = Policy::parse(data) else {
+        return;
+    };
+    assert!(policy.max_age <= MAX_MAX_AGE);
+    assert!(policy.mode == Mode::None || !policy.mx.is_empty());
+    assert_eq!(Policy::parse(policy.text().as_bytes()).as_ref(), Ok(&policy));
+    for pattern in &policy.mx {
+        assert_eq!(MxPattern::parse(&pattern.to_string()).as_ref(), Ok(pattern));
+    }
+    let canonical = Policy::new(policy.mode, policy.max_age, policy.mx.clone());
+    let reparsed = Policy::parse(canonical.text().as_bytes()).expect("the canonical form parses");
+    assert_eq!(
+        (reparsed.mode, reparsed.max_age, &reparsed.mx),
+        (policy.mode, policy.max_age, &policy.mx)
+    );
+}
+
+/// The `_mta-sts` TXT records (one per line of the input, `mta_sts::parse_txt`): an id that comes
+/// out is 1 to 32 letters and digits, and only one record starting with `v=STSv1` yields one.
+pub fn mta_sts_txt(data: &[u8]) {
+    let records: Vec<Vec<u8>> = data.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    if let Ok(Some(txt)) = mta_sts::parse_txt(&records) {
+        assert!((1..=32).contains(&txt.id.len()));
+        assert!(txt.id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        // The RFC's test, restated: `v=STSv1`, optional WSP, `;`.
+        let candidates = records
+            .iter()
+            .filter(|r| {
+                r.strip_prefix(b"v=STSv1").is_some_and(|rest| {
+                    rest.iter().find(|b| !matches!(b, b' ' | b'\t')) == Some(&b';')
+                })
+            })
+            .count();
+        assert_eq!(candidates, 1);
+    }
 }
