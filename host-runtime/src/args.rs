@@ -22,6 +22,9 @@ pub(crate) enum Command {
     Simulate(SimulateArgs),
     /// Deliver the message on stdin, with the dance, to the given MX hosts.
     Deliver(DeliverArgs),
+    /// Show what the host resolves for a recipient domain (MX, DNSSEC, DANE, MTA-STS) and the
+    /// floor that follows for each MX host.
+    Resolve(ResolveArgs),
     /// Show or forget what is remembered about peers.
     Peers(PeersArgs),
     /// Start local peers and deliver to them twice with real sockets and handshakes.
@@ -187,12 +190,84 @@ impl StoreArgs {
     }
 }
 
+/// Where and how the host resolves MX, TLSA and MTA-STS (flags over the policy file's [dns]).
+#[derive(Debug, Args)]
+pub(crate) struct DnsArgs {
+    /// The name server, ADDR:PORT (default: the policy file's, else the first nameserver of
+    /// /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR:PORT", env = "TLSFALLBACK_DNS_SERVER")]
+    pub(crate) dns_server: Option<std::net::SocketAddr>,
+    /// How DNSSEC is judged: validate locally against the trust anchors, trust the AD bit of a
+    /// local validating resolver, or off (no DANE).
+    #[arg(long, value_parser = parse_dnssec)]
+    pub(crate) dnssec: Option<tlsfallback_host::dns::DnssecMode>,
+    /// DNSKEY trust anchors in zone-file format (default: the IANA root keys).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) trust_anchor: Option<PathBuf>,
+    /// How long one DNS query waits, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub(crate) dns_timeout_secs: u64,
+    /// A PEM file of the only CAs MTA-STS policy servers may use (default: the system roots).
+    #[arg(long, value_name = "PEM")]
+    pub(crate) mta_sts_ca_file: Option<PathBuf>,
+    /// The port of MTA-STS policy servers (443; other values are for tests on loopback).
+    #[arg(long, default_value_t = 443, hide = true)]
+    pub(crate) mta_sts_port: u16,
+}
+
+impl DnsArgs {
+    /// The resolver's settings: each flag, else the policy file's `[dns]`, else the default.
+    pub(crate) fn settings(
+        &self,
+        file: &tlsfallback_host::config::PolicyFile,
+    ) -> tlsfallback_host::dns::DnsSettings {
+        tlsfallback_host::dns::DnsSettings {
+            server: self.dns_server.or(file.dns.server),
+            dnssec: self.dnssec.or(file.dns.dnssec).unwrap_or_default(),
+            trust_anchor: self.trust_anchor.clone().or_else(|| {
+                file.dns
+                    .trust_anchor
+                    .as_ref()
+                    .map(|path| file.base_dir.join(path))
+            }),
+            timeout: std::time::Duration::from_secs(self.dns_timeout_secs),
+            ..tlsfallback_host::dns::DnsSettings::default()
+        }
+    }
+}
+
+fn parse_dnssec(name: &str) -> Result<tlsfallback_host::dns::DnssecMode, String> {
+    tlsfallback_host::dns::DnssecMode::from_name(name)
+        .ok_or_else(|| format!("unknown DNSSEC mode {name:?}: validate, trust-ad or off"))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResolveArgs {
+    /// The recipient domain.
+    pub(crate) domain: String,
+    #[command(flatten)]
+    pub(crate) dns: DnsArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The operator's policy file (for its [dns] table).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// The SMTP port whose TLSA records apply (`_PORT._tcp.<mx>`).
+    #[arg(long, default_value_t = 25)]
+    pub(crate) port: u16,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct DeliverArgs {
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) dns: DnsArgs,
     /// The envelope sender (empty for the null reverse path).
     #[arg(long)]
     pub(crate) from: String,
@@ -222,14 +297,16 @@ pub(crate) struct DeliverArgs {
     pub(crate) ca_file: Option<PathBuf>,
     /// A DNSSEC-validated TLSA record of the MX host, "USAGE SELECTOR MTYPE HEX" (repeatable);
     /// sets the DANE state to usable (or unusable when none is DANE-TA/DANE-EE that OpenSSL
-    /// accepts).
-    #[arg(long, value_name = "RECORD", value_parser = tlsfallback_host::tls::TlsaRecord::parse)]
+    /// accepts). An override for tests: without --mx the host resolves TLSA itself.
+    #[arg(long, value_name = "RECORD", value_parser = tlsfallback_host::tls::TlsaRecord::parse, requires = "mx")]
     pub(crate) tlsa: Vec<tlsfallback_host::tls::TlsaRecord>,
-    /// The DANE TLSA state of the MX hosts, as the caller resolved it (`usable` needs --tlsa).
-    #[arg(long, default_value = "none", value_parser = parse_dane)]
+    /// The DANE TLSA state of the --mx hosts, as the caller resolved it (`usable` needs --tlsa;
+    /// without --mx the host resolves it).
+    #[arg(long, default_value = "none", value_parser = parse_dane, requires = "mx")]
     pub(crate) dane: policy_core::Dane,
-    /// The MTA-STS state of the recipient domain, as the caller resolved it.
-    #[arg(long, default_value = "none", value_parser = parse_mta_sts)]
+    /// The MTA-STS state of the recipient domain for the --mx hosts, as the caller resolved it
+    /// (without --mx the host resolves it).
+    #[arg(long, default_value = "none", value_parser = parse_mta_sts, requires = "mx")]
     pub(crate) mta_sts: policy_core::MtaSts,
     /// The message was received with REQUIRETLS.
     #[arg(long)]

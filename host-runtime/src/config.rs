@@ -12,6 +12,11 @@
 //! [plugin]                       # an operator's own policy component (see crate::plugin)
 //! component = "site-rules.wasm"  # relative to this file
 //! fail_mode = "fallback-builtin" # or "fail-closed" (the default)
+//!
+//! [dns]                          # how the host resolves MX, TLSA and MTA-STS (see crate::dns)
+//! server = "127.0.0.1:53"        # default: the first nameserver of /etc/resolv.conf
+//! dnssec = "validate"            # or "trust-ad" (a local validating resolver), or "off"
+//! trust_anchor = "root.key"      # DNSKEY records; default: the IANA root keys
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -80,6 +85,18 @@ pub struct DestinationOverride {
     pub overrides: PolicyOverrides,
 }
 
+/// The `[dns]` table: where and how the host resolves (every field optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    /// The name server, `ADDR:PORT`.
+    pub server: Option<std::net::SocketAddr>,
+    /// `validate`, `trust-ad` or `off`.
+    pub dnssec: Option<crate::dns::DnssecMode>,
+    /// A file of DNSKEY trust anchors, relative to the policy file.
+    pub trust_anchor: Option<PathBuf>,
+}
+
 /// The whole policy file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +110,9 @@ pub struct PolicyFile {
     /// The operator's own policy component, if any.
     #[serde(default)]
     pub plugin: PluginSection,
+    /// How the host resolves the floor's inputs; command-line flags override each field.
+    #[serde(default)]
+    pub dns: DnsSection,
     /// The directory relative paths in the file are resolved against (the file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -23,6 +23,50 @@ pub struct Destination {
     pub host: String,
     /// Where to connect.
     pub address: SocketAddr,
+    /// What the host resolved for this MX (its DANE and MTA-STS states, its TLSA records);
+    /// `None`: the job's context and trust anchors apply as given (`--mx`).
+    pub resolved: Option<ResolvedFloor>,
+}
+
+/// The floor's inputs the host resolved for one MX host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedFloor {
+    /// The DANE state (RFC 7672).
+    pub dane: policy_core::Dane,
+    /// The MTA-STS state for this host (RFC 8461).
+    pub mta_sts: policy_core::MtaSts,
+    /// The TLSA records DANE verification uses (when `dane` is usable).
+    pub tlsa: Vec<crate::tls::TlsaRecord>,
+    /// `dane=usable mta_sts=enforce policy_id=...`, for each attempt's log line.
+    pub summary: String,
+}
+
+impl Destination {
+    /// The context of an attempt at this MX: the resolved DANE and MTA-STS states over the
+    /// job's.
+    #[must_use]
+    pub fn context(&self, job: DeliveryContext) -> DeliveryContext {
+        match &self.resolved {
+            Some(floor) => DeliveryContext {
+                dane: floor.dane,
+                mta_sts: floor.mta_sts,
+                ..job
+            },
+            None => job,
+        }
+    }
+
+    /// The trust anchors of an attempt at this MX: the resolved TLSA records over the job's.
+    #[must_use]
+    pub fn anchors(&self, job: &TrustAnchors) -> TrustAnchors {
+        match &self.resolved {
+            Some(floor) => TrustAnchors {
+                ca_file: job.ca_file.clone(),
+                tlsa: floor.tlsa.clone(),
+            },
+            None => job.clone(),
+        }
+    }
 }
 
 /// Everything one delivery needs besides the engine, the store and the clock.
@@ -59,6 +103,8 @@ pub struct AttemptLine {
     pub reason: &'static str,
     /// The peer's or OpenSSL's own words.
     pub detail: String,
+    /// What the host resolved for this MX (`dane=... mta_sts=...`), when it resolved it.
+    pub resolved: Option<String>,
 }
 
 /// How the delivery ended.
@@ -146,6 +192,8 @@ pub fn deliver(
     let mut reasons = Vec::new();
     for destination in &job.destinations {
         let policy = policy_file.policy_for(&destination.host);
+        let context = destination.context(job.context);
+        let anchors = destination.anchors(&job.anchors);
         let mut last: Option<AttemptReport> = None;
         let mut smtp_verdict: Option<DeliveryResult> = None;
         let mut refused: Vec<RecipientRefusal> = Vec::new();
@@ -159,7 +207,7 @@ pub fn deliver(
                     engine,
                     &destination.peer,
                     &policy,
-                    &job.context,
+                    &context,
                     report,
                     own,
                     now,
@@ -168,7 +216,7 @@ pub fn deliver(
                     engine,
                     &destination.peer,
                     &policy,
-                    &job.context,
+                    &context,
                     last.as_ref(),
                     now,
                 ),
@@ -184,7 +232,7 @@ pub fn deliver(
                         },
                     ) if smtp_verdict.is_none() => {
                         let update =
-                            PendingUpdate::new(&destination.peer, policy, job.context, report, now);
+                            PendingUpdate::new(&destination.peer, policy, context, report, now);
                         let kept = update.and_then(|update| store.record_pending(&update));
                         let warning = match kept {
                             Ok(()) => format!(
@@ -235,7 +283,7 @@ pub fn deliver(
                         &destination.host,
                         &job.helo_name,
                         tls.as_ref(),
-                        &job.anchors,
+                        &anchors,
                         job.timeouts,
                         &job.message,
                     );
@@ -250,6 +298,7 @@ pub fn deliver(
                             .map(|n| (n.version_name.clone(), n.cipher.clone())),
                         reason: decision.reason.name(),
                         detail: result.detail.clone(),
+                        resolved: destination.resolved.as_ref().map(|r| r.summary.clone()),
                     });
                     // The session worked but the message itself was refused: the engine still
                     // learns what the tier did; the SMTP verdict decides the message's fate.

@@ -13,13 +13,16 @@
 //! - [`smtp`], [`tls`]: one delivery attempt at one tier, with OpenSSL configured per tier and its
 //!   failures classified into the engine's outcomes.
 //! - [`delivery`]: the loop decide → attempt → report, MX hosts in preference order.
-//! - [`mx`]: MX lookup for deliveries without `--mx`.
+//! - [`dns`], [`mta_sts`], [`resolve`]: what the host resolves for a recipient domain (MX with
+//!   DNSSEC, DANE TLSA, MTA-STS) and the floor each MX host gets from it.
 //! - [`store`]: peer history in SQLite, and beside it the host's own record of what each peer
 //!   proved (its pin), which no plugin's history can lower. [`clock`]: the one place the clock
 //!   is read.
 //! - [`postfix`]: the socketmap daemon for Postfix's `smtp_tls_policy_maps`, fed by its log.
 //! - [`peers`]: local SMTP peers (modern, legacy, no STARTTLS, 454, reset) for tests and the demo;
 //!   [`attacker`]: the on-path attacker the downgrade campaign puts in front of them.
+//! - [`rig`]: a DNSSEC-signed zone server with a validating resolver, and an MTA-STS policy
+//!   server, on loopback for the resolver's tests and benchmarks.
 //! - [`commands`]: what each subcommand does (the binary's `main.rs` only parses arguments).
 //!
 //! The host owns everything with an effect; the engine only decides.
@@ -29,16 +32,16 @@ pub mod clock;
 pub mod commands;
 pub mod component;
 pub mod config;
-pub mod dns;
 pub mod delivery;
+pub mod dns;
 pub mod engine;
 mod facts;
 pub mod fuzzing;
 pub mod mta_sts;
-pub mod mx;
 pub mod peers;
 pub mod plugin;
 pub mod postfix;
+pub mod resolve;
 pub mod rig;
 pub mod smtp;
 pub mod store;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Deliver(args) => return ExitCode::from(deliver(&args)),
         Command::Peers(args) => peers(&args),
+        Command::Resolve(args) => resolve(&args),
         command => run(command),
     };
     match result {
@@ -83,20 +84,19 @@ fn deliver(args: &DeliverArgs) -> u8 {
             Err(e) => return fail(exit::TEMPFAIL, anyhow::anyhow!(e)),
         }
     };
-    let mx_specs = if args.mx.is_empty() {
-        match mx_from_dns(args) {
-            Ok(specs) => specs,
+    let mut destinations = Vec::new();
+    if args.mx.is_empty() {
+        match destinations_from_dns(args) {
+            Ok(found) => destinations = found,
             Err((code, error)) => return fail(code, error),
         }
     } else {
-        args.mx.clone()
-    };
-    let mut destinations = Vec::new();
-    for spec in &mx_specs {
-        match parse_mx(spec) {
-            Ok(destination) => destinations.push(destination),
-            // A name that does not resolve now may resolve later: keep the message.
-            Err(e) => eprintln!("tlsfallback: skipping --mx {spec}: {e:#}"),
+        for spec in &args.mx {
+            match parse_mx(spec) {
+                Ok(destination) => destinations.push(destination),
+                // A name that does not resolve now may resolve later: keep the message.
+                Err(e) => eprintln!("tlsfallback: skipping --mx {spec}: {e:#}"),
+            }
         }
     }
     if destinations.is_empty() {
@@ -178,11 +178,9 @@ fn deliver(args: &DeliverArgs) -> u8 {
     }
 }
 
-/// The MX hosts of the recipients' domain, as `HOST:PORT` specs.
-fn mx_from_dns(args: &DeliverArgs) -> Result<Vec<String>, (u8, anyhow::Error)> {
-    use tlsfallback_host::mx::{MxAnswer, lookup, nameserver};
-    let domains: std::collections::BTreeSet<String> = args
-        .to
+/// The recipients' domain, or a usage error when they are in several.
+fn recipient_domain(to: &[String]) -> Result<String, (u8, anyhow::Error)> {
+    let domains: std::collections::BTreeSet<String> = to
         .iter()
         .filter_map(|to| to.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
         .collect();
@@ -193,26 +191,72 @@ fn mx_from_dns(args: &DeliverArgs) -> Result<Vec<String>, (u8, anyhow::Error)> {
             anyhow::anyhow!("recipients in several domains: deliver once per domain, or pass --mx"),
         ));
     };
-    match lookup(&domain, nameserver(), std::time::Duration::from_secs(10)) {
-        Ok(MxAnswer::Hosts(hosts)) => Ok(hosts
-            .into_iter()
-            .map(|h| format!("{h}:{}", args.port))
-            .collect()),
-        Ok(MxAnswer::NullMx) => Err((
-            exit::UNAVAILABLE,
-            anyhow::anyhow!(
-                "bounced 5.1.10: {domain} publishes a null MX and accepts no mail (RFC 7505)"
-            ),
-        )),
-        Ok(MxAnswer::NoSuchDomain) => Err((
-            exit::UNAVAILABLE,
-            anyhow::anyhow!("bounced 5.1.2: the domain {domain} does not exist"),
-        )),
-        Err(error) => Err((
-            exit::TEMPFAIL,
-            error.context(format!("looking up the MX of {domain}")),
-        )),
+    Ok(domain)
+}
+
+/// The MX hosts of the recipients' domain with what the host resolved for each (DNSSEC, DANE,
+/// MTA-STS).
+fn destinations_from_dns(
+    args: &DeliverArgs,
+) -> Result<Vec<tlsfallback_host::delivery::Destination>, (u8, anyhow::Error)> {
+    use tlsfallback_host::clock::Clock as _;
+    use tlsfallback_host::commands::resolve::{DomainResolver, destinations};
+    let domain = recipient_domain(&args.to)?;
+    let temp = |e: anyhow::Error| (exit::TEMPFAIL, e);
+    let policy_file = load_policy(&args.engine).map_err(temp)?;
+    let settings = resolve_settings(&args.dns, &policy_file, args.port);
+    let resolver = DomainResolver::new(&settings, &args.store.path()).map_err(temp)?;
+    let now = tlsfallback_host::clock::HostClock::from_env()
+        .map_err(temp)?
+        .now();
+    let resolution = resolver.resolve(&domain, now);
+    let (found, skipped) = destinations(&resolution, args.port)
+        .map_err(|no| (no.exit_code, anyhow::anyhow!(no.reason)))?;
+    for line in skipped {
+        eprintln!("tlsfallback: {line}");
     }
+    Ok(found)
+}
+
+fn resolve_settings(
+    dns: &args::DnsArgs,
+    policy_file: &PolicyFile,
+    port: u16,
+) -> tlsfallback_host::commands::resolve::ResolveSettings {
+    tlsfallback_host::commands::resolve::ResolveSettings {
+        dns: dns.settings(policy_file),
+        fetch: tlsfallback_host::mta_sts::FetchSettings {
+            port: dns.mta_sts_port,
+            ca_file: dns.mta_sts_ca_file.clone(),
+            ..tlsfallback_host::mta_sts::FetchSettings::default()
+        },
+        port,
+    }
+}
+
+/// `tlsfallback resolve`: what the host resolves for a domain, and the floor of each MX.
+fn resolve(args: &args::ResolveArgs) -> anyhow::Result<()> {
+    use tlsfallback_host::clock::Clock as _;
+    use tlsfallback_host::commands::resolve::{DomainResolver, to_json, to_text};
+    let policy_file = match &args.policy {
+        Some(path) => PolicyFile::load(path)?,
+        None => PolicyFile::default(),
+    };
+    let settings = resolve_settings(&args.dns, &policy_file, args.port);
+    let resolver = DomainResolver::new(&settings, &args.store.path())?;
+    let now = tlsfallback_host::clock::HostClock::from_env()?.now();
+    let resolution = resolver.resolve(&args.domain, now);
+    let mut stdout = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(
+            &mut stdout,
+            &to_json(&resolution, Some(resolver.dns().cache_stats())),
+        )?;
+        writeln!(stdout)?;
+    } else {
+        writeln!(stdout, "{}", to_text(&resolution))?;
+    }
+    Ok(())
 }
 
 fn peers(args: &PeersArgs) -> anyhow::Result<()> {
@@ -396,7 +440,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             PostfixAction::Serve(serve) => postfix_serve(&serve),
         },
-        Command::Deliver(_) | Command::Peers(_) => unreachable!("handled in main"),
+        Command::Deliver(_) | Command::Peers(_) | Command::Resolve(_) => {
+            unreachable!("handled in main")
+        }
     }
 }
 

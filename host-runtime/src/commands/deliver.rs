@@ -56,6 +56,7 @@ pub fn parse_mx(spec: &str) -> anyhow::Result<Destination> {
         peer,
         host,
         address,
+        resolved: None,
     })
 }
 
@@ -141,8 +142,12 @@ pub fn format_attempt(line: &AttemptLine) -> String {
     } else {
         String::new()
     };
+    let resolved = line
+        .resolved
+        .as_ref()
+        .map_or_else(String::new, |summary| format!(" {summary}"));
     format!(
-        "attempt peer={} tier={}{delay} outcome={}{negotiated} reason={} detail={:?}",
+        "attempt peer={} tier={}{delay} outcome={}{negotiated} reason={}{resolved} detail={:?}",
         line.peer,
         line.tier.name(),
         line.outcome,

@@ -126,6 +126,7 @@ pub fn run(
                     peer: peer.name.to_owned(),
                     host: peer.name.to_owned(),
                     address: peer.address,
+                    resolved: None,
                 }],
                 context: peer.context,
                 helo_name: "demo-client.test".to_owned(),

@@ -6,4 +6,5 @@ pub mod demo;
 pub mod playground;
 pub mod plugin;
 pub mod postfix;
+pub mod resolve;
 pub mod simulate;

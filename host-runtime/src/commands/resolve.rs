@@ -1,0 +1,314 @@
+//! `tlsfallback resolve DOMAIN`, and the resolution `deliver` does without `--mx`: the host's
+//! DNS (MX, DNSSEC, TLSA) and MTA-STS (TXT, policy, cache) for a recipient domain, and the floor
+//! each MX host gets from them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::delivery::{Destination, ResolvedFloor};
+use crate::dns::{DnsSettings, Resolver};
+use crate::mta_sts::{FetchSettings, HttpsNetwork, MxVerdict, PolicyCache, StsResolver, StsResult};
+use crate::resolve::{DomainResolution, MxList, MxResolution, resolve_domain};
+
+/// Everything the resolution needs to be set up.
+#[derive(Clone, Debug)]
+pub struct ResolveSettings {
+    /// The DNS.
+    pub dns: DnsSettings,
+    /// How MTA-STS policies are fetched.
+    pub fetch: FetchSettings,
+    /// The SMTP port (its TLSA records are at `_PORT._tcp.<mx>`).
+    pub port: u16,
+}
+
+/// The host's resolver and MTA-STS resolver, set up once for a run.
+pub struct DomainResolver {
+    dns: Arc<Resolver>,
+    sts: StsResolver<HttpsNetwork>,
+    port: u16,
+}
+
+impl DomainResolver {
+    /// Sets up the DNS resolver and the MTA-STS resolver whose policy cache is in the history
+    /// database at `db`.
+    ///
+    /// # Errors
+    ///
+    /// The resolver (a bad trust anchor file) or the cache (an unreadable database).
+    pub fn new(settings: &ResolveSettings, db: &Path) -> anyhow::Result<Self> {
+        let dns = Arc::new(Resolver::new(settings.dns.clone())?);
+        let cache = PolicyCache::open(db)?;
+        let txt_dns = Arc::clone(&dns);
+        let address_dns = Arc::clone(&dns);
+        let network = HttpsNetwork {
+            txt: Box::new(move |name| match txt_dns.txt(name) {
+                Ok(answer) if answer.records.is_empty() => Ok(None),
+                Ok(answer) => Ok(Some(answer.records)),
+                Err(error) => Err(error.to_string()),
+            }),
+            addresses: Box::new(move |name| match address_dns.addresses(name) {
+                Ok(answer) => Ok(answer.records),
+                Err(error) => Err(error.to_string()),
+            }),
+            settings: settings.fetch.clone(),
+        };
+        Ok(Self {
+            dns,
+            sts: StsResolver::new(network, cache),
+            port: settings.port,
+        })
+    }
+
+    /// Resolves `domain` at `now` (Unix seconds, for the policy cache).
+    #[must_use]
+    pub fn resolve(&self, domain: &str, now: u64) -> DomainResolution {
+        resolve_domain(&self.dns, domain, self.port, &mut |domain| {
+            self.sts.resolve(domain, now)
+        })
+    }
+
+    /// The DNS resolver (for its cache statistics).
+    #[must_use]
+    pub fn dns(&self) -> &Resolver {
+        &self.dns
+    }
+}
+
+/// Why a resolution gives no MX host to try, and the sendmail exit code that goes with it.
+#[derive(Debug)]
+pub struct NoDestination {
+    /// 69 (bounce) or 75 (defer).
+    pub exit_code: u8,
+    /// Why.
+    pub reason: String,
+}
+
+/// The MX hosts to try, in preference order, each with its resolved floor; the ones that cannot
+/// be used now are returned apart with the reason (for the log).
+///
+/// # Errors
+///
+/// A null MX or a domain that does not exist (bounce), or no usable MX at all (defer).
+pub fn destinations(
+    resolution: &DomainResolution,
+    port: u16,
+) -> Result<(Vec<Destination>, Vec<String>), NoDestination> {
+    let domain = &resolution.domain;
+    let hosts = match &resolution.mx {
+        MxList::Hosts { hosts, .. } => hosts,
+        MxList::NullMx => {
+            return Err(NoDestination {
+                exit_code: 69,
+                reason: format!(
+                    "bounced 5.1.10: {domain} publishes a null MX and accepts no mail (RFC 7505)"
+                ),
+            });
+        }
+        MxList::NoSuchDomain => {
+            return Err(NoDestination {
+                exit_code: 69,
+                reason: format!("bounced 5.1.2: the domain {domain} does not exist"),
+            });
+        }
+        MxList::Failed { error } => {
+            return Err(NoDestination {
+                exit_code: 75,
+                reason: format!("looking up the MX of {domain}: {error}"),
+            });
+        }
+    };
+    let mut usable = Vec::new();
+    let mut skipped = Vec::new();
+    for mx in hosts {
+        if let Some(why) = &mx.unusable {
+            skipped.push(format!("skipping MX {}: {why}", mx.host));
+            continue;
+        }
+        // IPv4 first: the local peers and most MX hosts listen there (one address per MX for
+        // now; see docs/dns.md).
+        let Some(ip) = mx
+            .addresses
+            .iter()
+            .find(|ip| ip.is_ipv4())
+            .or_else(|| mx.addresses.first())
+        else {
+            continue;
+        };
+        usable.push(destination(mx, *ip, port, &resolution.mta_sts));
+    }
+    if usable.is_empty() {
+        return Err(NoDestination {
+            exit_code: 75,
+            reason: format!(
+                "no MX host of {domain} can be used now: {}",
+                skipped.join("; ")
+            ),
+        });
+    }
+    Ok((usable, skipped))
+}
+
+fn destination(mx: &MxResolution, ip: IpAddr, port: u16, sts: &StsResult) -> Destination {
+    let host = crate::store::peer_key(&mx.host);
+    let peer = if port == 25 {
+        host.clone()
+    } else {
+        format!("{host}:{port}")
+    };
+    let context = mx.context(policy_core::DeliveryContext::default());
+    Destination {
+        peer,
+        host,
+        address: SocketAddr::new(ip, port),
+        resolved: Some(ResolvedFloor {
+            dane: context.dane,
+            mta_sts: context.mta_sts,
+            tlsa: mx.tlsa.clone(),
+            summary: mx.summary(Some(sts)),
+        }),
+    }
+}
+
+fn verdict_name(verdict: MxVerdict) -> &'static str {
+    match verdict {
+        MxVerdict::Enforce => "enforce",
+        MxVerdict::Testing { mx_matches: true } => "testing",
+        MxVerdict::Testing { mx_matches: false } => "testing-mx-not-in-policy",
+        MxVerdict::NotAllowed => "not-allowed",
+        MxVerdict::NoPolicy => "no-policy",
+    }
+}
+
+/// The resolution as JSON (`tlsfallback resolve --json`).
+#[must_use]
+pub fn to_json(
+    resolution: &DomainResolution,
+    cache: Option<crate::dns::CacheStats>,
+) -> serde_json::Value {
+    let sts = &resolution.mta_sts;
+    let mx = match &resolution.mx {
+        MxList::Hosts {
+            security,
+            implicit,
+            hosts,
+        } => json!({
+            "kind": "hosts",
+            "dnssec": security.name(),
+            "implicit": implicit,
+            "hosts": hosts.iter().map(|mx| {
+                let context = mx.context(policy_core::DeliveryContext::default());
+                json!({
+                    "host": mx.host,
+                    "preference": mx.preference,
+                    "addresses": mx.addresses,
+                    "address_dnssec": mx.address_security.map(crate::dns::Security::name),
+                    "tlsa": mx.dane,
+                    "mta_sts": verdict_name(mx.mta_sts),
+                    "unusable": mx.unusable,
+                    "floor": {
+                        "dane": context.dane.name(),
+                        "mta_sts": mx.mta_sts_state.map_or("not-allowed", policy_core::MtaSts::name),
+                        "tier": mx.floor().name(),
+                    },
+                })
+            }).collect::<Vec<_>>(),
+        }),
+        MxList::NullMx => json!({"kind": "null-mx"}),
+        MxList::NoSuchDomain => json!({"kind": "no-such-domain"}),
+        MxList::Failed { error } => json!({"kind": "failed", "error": error}),
+    };
+    json!({
+        "domain": resolution.domain,
+        "mx": mx,
+        "mta_sts": {
+            "state": sts.state.name(),
+            "policy_id": sts.policy_id,
+            "source": sts.source.name(),
+            "expires_at": sts.expires_at,
+            "policy": sts.policy.as_ref().map(|p| p.policy_string()),
+            "failure": sts.failure.as_ref().map(|f| json!({"result_type": f.result_type, "detail": f.detail})),
+            "cache_problem": sts.cache_problem,
+        },
+        "dns_cache": cache,
+    })
+}
+
+/// The resolution for a terminal.
+#[must_use]
+pub fn to_text(resolution: &DomainResolution) -> String {
+    let mut lines = vec![format!("domain {}", resolution.domain)];
+    let sts = &resolution.mta_sts;
+    lines.push(format!(
+        "mta-sts {} (source {}{}{})",
+        sts.state.name(),
+        sts.source.name(),
+        sts.policy_id
+            .as_ref()
+            .map_or_else(String::new, |id| format!(", id {id}")),
+        sts.expires_at
+            .map_or_else(String::new, |t| format!(", expires at {t}")),
+    ));
+    if let Some(policy) = &sts.policy {
+        for line in policy.policy_string() {
+            lines.push(format!("  policy: {line}"));
+        }
+    }
+    if let Some(failure) = &sts.failure {
+        lines.push(format!(
+            "  failure: {} ({})",
+            failure.result_type, failure.detail
+        ));
+    }
+    if let Some(problem) = &sts.cache_problem {
+        lines.push(format!("  cache problem: {problem}"));
+    }
+    match &resolution.mx {
+        MxList::Hosts {
+            security,
+            implicit,
+            hosts,
+        } => {
+            lines.push(format!(
+                "mx {} ({}{})",
+                hosts.len(),
+                security.name(),
+                if *implicit {
+                    ", implicit: the domain itself"
+                } else {
+                    ""
+                }
+            ));
+            for mx in hosts {
+                let addresses: Vec<String> = mx.addresses.iter().map(ToString::to_string).collect();
+                lines.push(format!(
+                    "  {} {} addresses [{}] ({})",
+                    mx.preference,
+                    mx.host,
+                    addresses.join(", "),
+                    mx.address_security
+                        .map_or("lookup failed", crate::dns::Security::name)
+                ));
+                lines.push(format!(
+                    "    tlsa {}",
+                    serde_json::to_string(&mx.dane).unwrap_or_default()
+                ));
+                lines.push(format!("    mta-sts {}", verdict_name(mx.mta_sts)));
+                match &mx.unusable {
+                    Some(why) => lines.push(format!("    not used: {why}")),
+                    None => lines.push(format!(
+                        "    floor {} ({})",
+                        mx.floor().name(),
+                        mx.summary(Some(sts))
+                    )),
+                }
+            }
+        }
+        MxList::NullMx => lines.push("mx null (RFC 7505): the domain accepts no mail".to_owned()),
+        MxList::NoSuchDomain => lines.push("mx: the domain does not exist".to_owned()),
+        MxList::Failed { error } => lines.push(format!("mx lookup failed: {error}")),
+    }
+    lines.join("\n")
+}
