@@ -13,6 +13,8 @@ mod playground;
 mod attempts;
 // The MX lookup against fake DNS servers: forged ids and questions.
 mod mx;
+// The DNSSEC rig (NSD, unbound, the SERVFAIL front): each kind of child zone answers as it says.
+mod dnssec_rig;
 // The SQLite history store: round trips, concurrent updates, corrupt rows.
 mod store;
 // `tlsfallback deliver` and `peers`: the full loop against local peers, exit codes, bad input.
