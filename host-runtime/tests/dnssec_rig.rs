@@ -87,7 +87,13 @@ fn addresses(answer: &Message) -> Vec<String> {
 fn dig(server: SocketAddr, args: &[&str]) -> String {
     let output = Command::new("dig")
         .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+dnssec", "+tries=1", "+time=5"])
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "+dnssec",
+            "+tries=1",
+            "+time=5",
+        ])
         .args(args)
         .output()
         .expect("dig runs (Debian package bind9-dnsutils)");
@@ -98,8 +104,9 @@ fn dig(server: SocketAddr, args: &[&str]) -> String {
 fn assert_unbound_logged(rig: &DnssecRig, zone: &str, why: &str) {
     let log = std::fs::read_to_string(rig.dir().join("unbound.log")).unwrap();
     assert!(
-        log.lines()
-            .any(|line| line.contains("validation failure") && line.contains(zone) && line.contains(why)),
+        log.lines().any(|line| line.contains("validation failure")
+            && line.contains(zone)
+            && line.contains(why)),
         "no validation failure for {zone} saying {why:?} in:\n{log}"
     );
 }
@@ -111,7 +118,11 @@ fn signed_child_is_authenticated_by_unbound() {
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
     assert!(answer.metadata.authentic_data, "no AD: {answer:?}");
     assert_eq!(addresses(&answer), ["127.0.0.10"]);
-    let tlsa = query(rig.unbound_addr(), "_25._tcp.mx.secure.test", RecordType::TLSA);
+    let tlsa = query(
+        rig.unbound_addr(),
+        "_25._tcp.mx.secure.test",
+        RecordType::TLSA,
+    );
     assert!(tlsa.metadata.authentic_data);
     assert!(
         tlsa.answers
@@ -129,7 +140,10 @@ fn unsigned_child_is_answered_without_ad() {
     let rig = rig();
     let answer = query(rig.unbound_addr(), "mx.insecure.test", RecordType::A);
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
-    assert!(!answer.metadata.authentic_data, "AD on insecure: {answer:?}");
+    assert!(
+        !answer.metadata.authentic_data,
+        "AD on insecure: {answer:?}"
+    );
     assert_eq!(addresses(&answer), ["127.0.0.11"]);
 }
 
@@ -243,14 +257,22 @@ fn trust_anchor_file_holds_the_root_dnskey_and_ds() {
     let served = dig(rig.nsd_addr(), &["+short", ".", "DNSKEY"]);
     let key = anchor.split_whitespace().skip(7).collect::<String>();
     assert!(
-        served.split_whitespace().skip(3).collect::<String>().contains(&key),
+        served
+            .split_whitespace()
+            .skip(3)
+            .collect::<String>()
+            .contains(&key),
         "{served} vs {anchor}"
     );
 }
 
 #[test]
 fn rig_with_a_record_line_holding_a_directive_is_refused() {
-    for line in ["$INCLUDE /etc/passwd", "a IN A 127.0.0.1\nb IN A 127.0.0.2", ""] {
+    for line in [
+        "$INCLUDE /etc/passwd",
+        "a IN A 127.0.0.1\nb IN A 127.0.0.2",
+        "",
+    ] {
         let spec = RigSpec::new().child(ChildZone::new("x", Signing::Signed).record(line));
         let error = DnssecRig::start(&spec).unwrap_err();
         assert!(matches!(error, RigError::BadSpec(_)), "{line:?}: {error}");

@@ -13,6 +13,10 @@ mod playground;
 mod attempts;
 // The MX lookup against fake DNS servers: forged ids and questions.
 mod mx;
+// The host's resolver against the DNSSEC rig: DNSSEC status, DANE per MX, `tlsfallback resolve`.
+mod resolver;
+// `deliver` with no policy flags through the rig's names: DANE, MTA-STS, stripping, insecure.
+mod resolved_delivery;
 // The DNSSEC rig (NSD, unbound, the SERVFAIL front): each kind of child zone answers as it says.
 mod dnssec_rig;
 // The SQLite history store: round trips, concurrent updates, corrupt rows.

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hickory_resolver::Resolver as HickoryResolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
@@ -26,7 +27,6 @@ use hickory_resolver::proto::op::{
     DnsRequest, DnsRequestOptions, Edns, Message, MessageType, OpCode, Query, ResponseCode,
 };
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use hickory_resolver::{NameServerPool, PoolContext, Resolver as HickoryResolver, TlsConfig};
 
 use crate::clock::Deadline;
 use crate::tls::TlsaRecord;
@@ -230,8 +230,11 @@ struct Cached {
 enum Backend {
     /// hickory's resolver, validating (`Validate`) or not (`Off`).
     Resolver(Box<HickoryResolver<TokioRuntimeProvider>>),
-    /// Queries with the AD bit set to a validating resolver, whose AD bit is trusted.
-    TrustAd(NameServerPool<TokioRuntimeProvider>),
+    /// Queries with the AD bit set to a validating resolver, whose AD bit is trusted. hickory's
+    /// name server pool turns an empty answer into an error that drops the header, AD bit
+    /// included, so a negative answer could not be told secure from insecure: these queries go
+    /// through hickory-net's plain client instead, over UDP and again over TCP when truncated.
+    TrustAd(SocketAddr),
 }
 
 /// The host's resolver. Cheap to share by reference; queries are answered one at a time.
@@ -350,19 +353,7 @@ impl Resolver {
                 };
                 Backend::Resolver(Box::new(resolver))
             }
-            DnssecMode::TrustAd => {
-                let tls = TlsConfig::new().map_err(|e| DnsError::Setup(e.to_string()))?;
-                let context = Arc::new(PoolContext::new(options, tls));
-                let pool = {
-                    let _guard = runtime.enter();
-                    NameServerPool::from_config(
-                        [name_server],
-                        context,
-                        TokioRuntimeProvider::default(),
-                    )
-                };
-                Backend::TrustAd(pool)
-            }
+            DnssecMode::TrustAd => Backend::TrustAd(server),
         };
         let entries = NonZeroUsize::new(settings.cache_entries.max(1)).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
@@ -426,7 +417,10 @@ impl Resolver {
     /// See [`DnsError`].
     pub fn addresses(&self, host: &str) -> Result<Answer<IpAddr>, DnsError> {
         let v4 = self.lookup(host, RecordType::A)?;
-        let v6 = self.lookup(host, RecordType::AAAA)?;
+        // AAAA at the end of the A lookup's CNAME chain, the chain's security carried over:
+        // hickory 0.26 fails to validate a denial of existence behind a CNAME (a secure NODATA
+        // for the target's AAAA comes back bogus), so the target is asked directly.
+        let v6 = self.lookup(&v4.canonical_name, RecordType::AAAA)?;
         let mut records: Vec<IpAddr> = Vec::new();
         for record in v4.records.iter().chain(v6.records.iter()) {
             match &record.data {
@@ -522,7 +516,7 @@ impl Resolver {
             .misses += 1;
         let answer = match &self.backend {
             Backend::Resolver(resolver) => self.via_resolver(resolver, &query_name, record_type),
-            Backend::TrustAd(pool) => self.via_trusted_ad(pool, &query_name, record_type),
+            Backend::TrustAd(server) => self.via_trusted_ad(*server, &query_name, record_type),
         }?;
         if answer.ttl > 0 {
             self.cache
@@ -648,59 +642,35 @@ impl Resolver {
 
     fn via_trusted_ad(
         &self,
-        pool: &NameServerPool<TokioRuntimeProvider>,
+        server: SocketAddr,
         name: &Name,
         record_type: RecordType,
     ) -> Result<Answer<Record>, DnsError> {
-        use futures_util::StreamExt as _;
-        use hickory_resolver::net::DnsHandle as _;
-        let mut message = Message::new(random_id(), MessageType::Query, OpCode::Query);
-        message.metadata.recursion_desired = true;
-        // RFC 6840 section 5.7: AD in a query asks the resolver to report validation in the
-        // answer's AD bit; DO as well, which is what Postfix sends (RES_USE_DNSSEC).
-        message.metadata.authentic_data = true;
-        message.add_query(Query::query(name.clone(), record_type));
-        let mut edns = Edns::new();
-        edns.set_max_payload(1232).set_dnssec_ok(true);
-        message.set_edns(edns);
-        let mut options = DnsRequestOptions::default();
-        options.use_edns = true;
-        options.edns_set_dnssec_ok = true;
-        options.recursion_desired = true;
-        let timeout = self.settings.timeout.saturating_mul(3);
+        let timeout = self.settings.timeout;
         let result = self.runtime.block_on(async {
-            let mut stream = pool.send(DnsRequest::new(message, options));
-            tokio::time::timeout(timeout, stream.next()).await
+            let udp = ask_with_ad(server, name, record_type, timeout, false).await;
+            match udp {
+                Ok(response) if response.metadata.truncation => {
+                    ask_with_ad(server, name, record_type, timeout, true).await
+                }
+                other => other,
+            }
         });
         let response = match result {
-            Err(_) | Ok(Some(Err(NetError::Timeout))) => {
+            Err(NetError::Timeout) => {
                 return Err(DnsError::Timeout {
                     name: spelled(name),
                     record_type: record_type.to_string(),
                 });
             }
-            Ok(None) => {
-                return Err(DnsError::Failed {
-                    name: spelled(name),
-                    record_type: record_type.to_string(),
-                    detail: "no response".to_owned(),
-                });
-            }
-            Ok(Some(Err(NetError::Dns(HickoryDnsError::ResponseCode(code))))) => {
-                return Err(DnsError::ServerFailure {
-                    name: spelled(name),
-                    record_type: record_type.to_string(),
-                    code: code.to_string(),
-                });
-            }
-            Ok(Some(Err(e))) => {
+            Err(e) => {
                 return Err(DnsError::Failed {
                     name: spelled(name),
                     record_type: record_type.to_string(),
                     detail: e.to_string(),
                 });
             }
-            Ok(Some(Ok(response))) => response,
+            Ok(response) => response,
         };
         let code = response.metadata.response_code;
         if !matches!(code, ResponseCode::NoError | ResponseCode::NXDomain) {
@@ -724,6 +694,57 @@ impl Resolver {
         }
         Ok(answer)
     }
+}
+
+/// One query with the AD (and DO) bit to `server`, over UDP or TCP, answered as it came.
+async fn ask_with_ad(
+    server: SocketAddr,
+    name: &Name,
+    record_type: RecordType,
+    timeout: Duration,
+    over_tcp: bool,
+) -> Result<hickory_resolver::proto::op::DnsResponse, NetError> {
+    use futures_util::StreamExt as _;
+    use hickory_resolver::net::DnsHandle as _;
+    use hickory_resolver::net::client::Client;
+    use hickory_resolver::net::tcp::TcpClientStream;
+    use hickory_resolver::net::udp::UdpClientStream;
+    let provider = TokioRuntimeProvider::default();
+    let (client, background) = if over_tcp {
+        let (stream, handle) = TcpClientStream::new(server, None, Some(timeout), provider);
+        let (client, background) =
+            Client::<TokioRuntimeProvider>::with_timeout(stream.await?, handle, timeout);
+        (client, tokio::spawn(background).abort_handle())
+    } else {
+        let stream = UdpClientStream::builder(server, provider)
+            .with_timeout(Some(timeout))
+            .build();
+        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+        (client, tokio::spawn(background).abort_handle())
+    };
+    let mut message = Message::new(random_id(), MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    // RFC 6840 section 5.7: AD in a query asks the resolver to report validation in the
+    // answer's AD bit; DO as well, which is what Postfix sends (RES_USE_DNSSEC).
+    message.metadata.authentic_data = true;
+    message.add_query(Query::query(name.clone(), record_type));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232).set_dnssec_ok(true);
+    message.set_edns(edns);
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = true;
+    options.edns_set_dnssec_ok = true;
+    options.recursion_desired = true;
+    let mut responses = client.send(DnsRequest::new(message, options));
+    let answer = tokio::time::timeout(
+        timeout.saturating_add(Duration::from_secs(1)),
+        responses.next(),
+    )
+    .await
+    .map_err(|_| NetError::Timeout)?
+    .ok_or(NetError::Message("the name server sent no response"))?;
+    background.abort();
+    answer
 }
 
 fn random_id() -> u16 {

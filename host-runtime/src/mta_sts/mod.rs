@@ -166,7 +166,9 @@ pub enum MxVerdict {
 }
 
 impl StsResult {
-    fn none(domain: &str) -> Self {
+    /// No policy for `domain` (no TXT record, nothing cached).
+    #[must_use]
+    pub fn none(domain: &str) -> Self {
         Self {
             domain: domain.to_owned(),
             state: MtaSts::None,

@@ -179,8 +179,7 @@ impl ChildZone {
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
-                && l
-                    .bytes()
+                && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !self.label.split('.').all(label_ok) {
@@ -464,7 +463,12 @@ impl FrontRules {
     /// The answer to send back for `query`, or `None` to drop it (unreadable, or NSD silent).
     fn answer(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let message = Message::from_vec(query).ok()?;
-        let name = message.queries.first()?.name().to_ascii().to_ascii_lowercase();
+        let name = message
+            .queries
+            .first()?
+            .name()
+            .to_ascii()
+            .to_ascii_lowercase();
         let in_servfail_zone = self
             .servfail_zones
             .iter()
@@ -490,7 +494,9 @@ impl FrontRules {
 
 /// Starts the front on `udp` and `tcp` (bound to the same port).
 fn start_front(udp: UdpSocket, tcp: TcpListener, rules: FrontRules) -> Result<Front, RigError> {
-    let addr = udp.local_addr().map_err(io_error("reading the front's address"))?;
+    let addr = udp
+        .local_addr()
+        .map_err(io_error("reading the front's address"))?;
     let stop = Arc::new(AtomicBool::new(false));
     let rules = Arc::new(rules);
     let udp_thread = {
@@ -571,7 +577,10 @@ fn bind_free_port() -> Result<(UdpSocket, TcpListener), RigError> {
 /// A loopback port free for both UDP and TCP right now, for a server to bind.
 fn free_port() -> Result<u16, RigError> {
     let (udp, _tcp) = bind_free_port()?;
-    Ok(udp.local_addr().map_err(io_error("reading a bound port"))?.port())
+    Ok(udp
+        .local_addr()
+        .map_err(io_error("reading a bound port"))?
+        .port())
 }
 
 /// The last lines of a log file, for an error message.
@@ -682,7 +691,16 @@ impl DnssecRig {
         let keygen_for = |zone: &str, dir: &Path| {
             let mut command = Command::new(&keygen);
             command
-                .args(["-q", "-a", "ECDSAP256SHA256", "-f", "KSK", "-n", "ZONE", "-K"])
+                .args([
+                    "-q",
+                    "-a",
+                    "ECDSAP256SHA256",
+                    "-f",
+                    "KSK",
+                    "-n",
+                    "ZONE",
+                    "-K",
+                ])
                 .arg(dir)
                 .arg(zone);
             command
@@ -802,7 +820,10 @@ impl DnssecRig {
             let (start, end) = if signing == Signing::ExpiredSignatures {
                 ("now-172800".to_owned(), "now-86400".to_owned())
             } else {
-                ("now-3600".to_owned(), format!("now+{SIGNATURE_VALIDITY_SECS}"))
+                (
+                    "now-3600".to_owned(),
+                    format!("now+{SIGNATURE_VALIDITY_SECS}"),
+                )
             };
             let mut command = Command::new(&signzone);
             command
@@ -815,7 +836,9 @@ impl DnssecRig {
             if signing == Signing::ExpiredSignatures {
                 command.arg("-P");
             }
-            command.arg(&zone.file).arg(key_of(&zone.name).unwrap_or_default());
+            command
+                .arg(&zone.file)
+                .arg(key_of(&zone.name).unwrap_or_default());
             sign_commands.push(command);
         }
         run_all(sign_commands)?;
@@ -1094,14 +1117,15 @@ fn wait_ready(
             }
         })?;
     }
-    check("unbound", unbound, PARENT_ZONE, &|answer| {
-        match (answer.metadata.response_code, answer.metadata.authentic_data) {
-            (ResponseCode::NoError, true) => Ok(()),
-            (ResponseCode::NoError, false) => {
-                Err("test. answered without AD: the root anchor does not validate".into())
-            }
-            (code, _) => Err(code.to_string()),
+    check("unbound", unbound, PARENT_ZONE, &|answer| match (
+        answer.metadata.response_code,
+        answer.metadata.authentic_data,
+    ) {
+        (ResponseCode::NoError, true) => Ok(()),
+        (ResponseCode::NoError, false) => {
+            Err("test. answered without AD: the root anchor does not validate".into())
         }
+        (code, _) => Err(code.to_string()),
     })
 }
 
