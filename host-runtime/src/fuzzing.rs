@@ -14,8 +14,8 @@ use policy_core::{History, MAX_HISTORY_LEN, Tier, Verification};
 
 use crate::commands::decide;
 use crate::config::PolicyFile;
-use crate::mta_sts::{self, MAX_MAX_AGE, Mode, MxPattern, Policy};
 use crate::engine::{EngineKind, open};
+use crate::mta_sts::{self, MAX_MAX_AGE, Mode, MxPattern, Policy};
 use crate::postfix::daemon::destination_key;
 use crate::postfix::log::Tracker;
 use crate::postfix::socketmap::{self, MAX_REQUEST_LEN, Request};
@@ -226,7 +226,10 @@ pub fn mta_sts_policy(data: &[u8]) {
     };
     assert!(policy.max_age <= MAX_MAX_AGE);
     assert!(policy.mode == Mode::None || !policy.mx.is_empty());
-    assert_eq!(Policy::parse(policy.text().as_bytes()).as_ref(), Ok(&policy));
+    assert_eq!(
+        Policy::parse(policy.text().as_bytes()).as_ref(),
+        Ok(&policy)
+    );
     for pattern in &policy.mx {
         assert_eq!(MxPattern::parse(&pattern.to_string()).as_ref(), Ok(pattern));
     }

@@ -70,7 +70,10 @@ fn redirect_to_attacker_host_is_not_followed() {
 fn missing_policy_404_is_a_fetch_error_with_its_status() {
     let server = serve("example.net", Response::status(404));
     let error = fetch(&server, "example.net").unwrap_err();
-    assert!(matches!(error, FetchError::Status { status: 404, .. }), "{error}");
+    assert!(
+        matches!(error, FetchError::Status { status: 404, .. }),
+        "{error}"
+    );
     assert!(error.detail().contains("404"));
     assert_eq!(error.result_type(), "sts-policy-fetch-error");
 }
@@ -95,7 +98,9 @@ fn html_page_served_as_200_is_not_read_as_a_policy() {
 #[test]
 fn oversize_policy_is_refused_without_reading_it_all() {
     let mut huge = ENFORCE.to_owned();
-    huge.push_str(&"x-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n".repeat(40_000));
+    huge.push_str(
+        &"x-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n".repeat(40_000),
+    );
     let server = serve("example.net", Response::policy(&huge));
     let error = fetch(&server, "example.net").unwrap_err();
     assert!(matches!(error, FetchError::TooLarge { .. }), "{error}");
@@ -265,7 +270,10 @@ fn enforce_testing_and_none_policies_reach_the_engine_as_such() {
     assert_eq!(none.state, MtaSts::None);
     assert_eq!(none.for_mx("anything.example"), MxVerdict::NoPolicy);
     let nothing = resolver.resolve("nothing.example", 1000);
-    assert_eq!((nothing.state, nothing.source), (MtaSts::None, PolicySource::None));
+    assert_eq!(
+        (nothing.state, nothing.source),
+        (MtaSts::None, PolicySource::None)
+    );
 }
 
 #[test]
@@ -276,7 +284,9 @@ fn invalid_policy_without_cache_is_fetch_failed_and_reported_invalid() {
         "a",
         Response::policy("version: STSv1\nmode: enforce\nmax_age: 86400\n"),
     );
-    let result = rig.resolver(PolicyCache::in_memory().unwrap()).resolve("example.net", 0);
+    let result = rig
+        .resolver(PolicyCache::in_memory().unwrap())
+        .resolve("example.net", 0);
     assert_eq!(result.state, MtaSts::FetchFailed);
     let failure = result.failure.unwrap();
     assert_eq!(failure.result_type, "sts-policy-invalid");
@@ -289,16 +299,33 @@ fn bad_certificate_404_wrong_type_redirect_and_oversize_each_fail_the_fetch() {
     let mut html = Response::policy(ENFORCE);
     html.content_type = Some("text/html".to_owned());
     let cases = [
-        ("cert.example", Response::policy(ENFORCE), "sts-webpki-invalid"),
-        ("missing.example", Response::status(404), "sts-policy-fetch-error"),
+        (
+            "cert.example",
+            Response::policy(ENFORCE),
+            "sts-webpki-invalid",
+        ),
+        (
+            "missing.example",
+            Response::status(404),
+            "sts-policy-fetch-error",
+        ),
         ("html.example", html, "sts-policy-fetch-error"),
-        ("redirect.example", Response::redirect("https://mta-sts.attacker.example/"), "sts-policy-fetch-error"),
-        ("big.example", Response::policy(&"x".repeat(100_000)), "sts-policy-fetch-error"),
+        (
+            "redirect.example",
+            Response::redirect("https://mta-sts.attacker.example/"),
+            "sts-policy-fetch-error",
+        ),
+        (
+            "big.example",
+            Response::policy(&"x".repeat(100_000)),
+            "sts-policy-fetch-error",
+        ),
     ];
     for (domain, response, _) in &cases {
         rig.publish(domain, "a", response.clone());
     }
-    rig.server.set_certificate("cert.example", Certificate::OtherName);
+    rig.server
+        .set_certificate("cert.example", Certificate::OtherName);
     let resolver = rig.resolver(PolicyCache::in_memory().unwrap());
     for (domain, _, result_type) in cases {
         let result = resolver.resolve(domain, 0);
@@ -314,7 +341,10 @@ fn txt_id_change_refetches_and_same_id_does_not() {
     rig.publish("example.net", "a", Response::policy(ENFORCE));
     let resolver = rig.resolver(PolicyCache::in_memory().unwrap());
     resolver.resolve("example.net", 0);
-    assert_eq!(resolver.resolve("example.net", 100).source, PolicySource::Cached);
+    assert_eq!(
+        resolver.resolve("example.net", 100).source,
+        PolicySource::Cached
+    );
     assert_eq!(rig.server.requests("example.net"), 1);
     let testing = ENFORCE.replace("enforce", "testing");
     rig.publish("example.net", "b", Response::policy(&testing));
@@ -331,11 +361,17 @@ fn cached_enforce_policy_survives_a_blocked_refresh() {
     rig.publish("example.net", "a", Response::policy(ENFORCE));
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("peers.sqlite3");
-    rig.resolver(PolicyCache::open(&database).unwrap()).resolve("example.net", 0);
+    rig.resolver(PolicyCache::open(&database).unwrap())
+        .resolve("example.net", 0);
     // The attacker now answers the policy host with its own certificate, under a new id, and
     // the host has restarted: the cached policy in the database still applies.
-    rig.publish("example.net", "b", Response::policy(&ENFORCE.replace("enforce", "none")));
-    rig.server.set_certificate("example.net", Certificate::OtherName);
+    rig.publish(
+        "example.net",
+        "b",
+        Response::policy(&ENFORCE.replace("enforce", "none")),
+    );
+    rig.server
+        .set_certificate("example.net", Certificate::OtherName);
     let resolver = rig.resolver(PolicyCache::open(&database).unwrap());
     let result = resolver.resolve("example.net", 10_000);
     assert_eq!(result.state, MtaSts::Enforce);
@@ -345,7 +381,8 @@ fn cached_enforce_policy_survives_a_blocked_refresh() {
     assert_eq!(result.failure.unwrap().result_type, "sts-webpki-invalid");
     // The refresh time (half of max_age) passed with the same id and a 404: still enforced.
     rig.publish("example.net", "a", Response::status(404));
-    rig.server.set_certificate("example.net", Certificate::Valid);
+    rig.server
+        .set_certificate("example.net", Certificate::Valid);
     let result = resolver.resolve("example.net", 50_000);
     assert_eq!(
         (result.state, result.source),
@@ -354,7 +391,10 @@ fn cached_enforce_policy_survives_a_blocked_refresh() {
     // Expired, and the fetch still fails: the failure is reported, nothing is enforced.
     let result = resolver.resolve("example.net", 86_400);
     assert_eq!(result.state, MtaSts::FetchFailed);
-    assert_eq!(result.failure.unwrap().result_type, "sts-policy-fetch-error");
+    assert_eq!(
+        result.failure.unwrap().result_type,
+        "sts-policy-fetch-error"
+    );
 }
 
 #[test]
@@ -365,13 +405,22 @@ fn stripped_txt_record_does_not_switch_off_a_cached_policy() {
     resolver.resolve("example.net", 0);
     rig.txt.lock().unwrap().clear();
     let result = resolver.resolve("example.net", 10);
-    assert_eq!((result.state, result.source), (MtaSts::Enforce, PolicySource::Cached));
+    assert_eq!(
+        (result.state, result.source),
+        (MtaSts::Enforce, PolicySource::Cached)
+    );
     rig.txt.lock().unwrap().insert(
         "_mta-sts.example.net".to_owned(),
         vec![b"v=STSv1; id=a".to_vec(), b"v=STSv1; id=evil".to_vec()],
     );
     let result = resolver.resolve("example.net", 20);
     assert_eq!(result.state, MtaSts::Enforce);
-    assert!(result.failure.unwrap().detail.contains("several v=STSv1 records"));
+    assert!(
+        result
+            .failure
+            .unwrap()
+            .detail
+            .contains("several v=STSv1 records")
+    );
     assert_eq!(rig.server.requests("example.net"), 1);
 }

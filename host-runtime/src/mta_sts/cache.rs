@@ -217,15 +217,21 @@ impl PolicyCache {
     }
 }
 
-fn from_row((domain, id, text, fetched_at, expires_at, refresh_at): Row) -> Result<CachedPolicy, CacheError> {
-    let time = |t: i64| u64::try_from(t).map_err(|_| CacheError::BadRow {
-        domain: domain.clone(),
-    });
-    let (fetched_at, expires_at, refresh_at) = (time(fetched_at)?, time(expires_at)?, time(refresh_at)?);
-    let policy = Policy::parse(text.as_bytes()).map_err(|error| CacheError::StoredPolicyInvalid {
-        domain: domain.clone(),
-        error,
-    })?;
+fn from_row(
+    (domain, id, text, fetched_at, expires_at, refresh_at): Row,
+) -> Result<CachedPolicy, CacheError> {
+    let time = |t: i64| {
+        u64::try_from(t).map_err(|_| CacheError::BadRow {
+            domain: domain.clone(),
+        })
+    };
+    let (fetched_at, expires_at, refresh_at) =
+        (time(fetched_at)?, time(expires_at)?, time(refresh_at)?);
+    let policy =
+        Policy::parse(text.as_bytes()).map_err(|error| CacheError::StoredPolicyInvalid {
+            domain: domain.clone(),
+            error,
+        })?;
     Ok(CachedPolicy {
         domain,
         id,
@@ -245,7 +251,11 @@ mod tests {
         CachedPolicy {
             domain: domain.to_owned(),
             id: "abc".to_owned(),
-            policy: Policy::new(Mode::Enforce, 86400, vec![MxPattern::parse("mx.example.net").unwrap()]),
+            policy: Policy::new(
+                Mode::Enforce,
+                86400,
+                vec![MxPattern::parse("mx.example.net").unwrap()],
+            ),
             fetched_at: 1000,
             expires_at: 87400,
             refresh_at: 50000,
@@ -262,7 +272,10 @@ mod tests {
             cache.put(&entry("example.org")).unwrap();
         }
         let cache = PolicyCache::open(&path).unwrap();
-        assert_eq!(cache.get("example.net").unwrap(), Some(entry("example.net")));
+        assert_eq!(
+            cache.get("example.net").unwrap(),
+            Some(entry("example.net"))
+        );
         assert_eq!(cache.get("example.com").unwrap(), None);
         assert_eq!(cache.list().unwrap().len(), 2);
         assert!(cache.forget("example.net").unwrap());
@@ -279,7 +292,13 @@ mod tests {
         cache.put(&entry("example.net")).unwrap();
         drop(cache);
         let _store = crate::store::HistoryStore::open(&path).unwrap();
-        assert!(PolicyCache::open(&path).unwrap().get("example.net").unwrap().is_some());
+        assert!(
+            PolicyCache::open(&path)
+                .unwrap()
+                .get("example.net")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
@@ -299,12 +318,21 @@ mod tests {
             Err(CacheError::StoredPolicyInvalid { .. })
         ));
         let listed = cache.list().unwrap();
-        assert!(matches!(listed[0], Err(CacheError::StoredPolicyInvalid { .. })));
+        assert!(matches!(
+            listed[0],
+            Err(CacheError::StoredPolicyInvalid { .. })
+        ));
         assert!(listed[1].is_ok());
         cache
             .connection
-            .execute("UPDATE mta_sts_policies SET expires_at = -1 WHERE domain = 'example.org'", [])
+            .execute(
+                "UPDATE mta_sts_policies SET expires_at = -1 WHERE domain = 'example.org'",
+                [],
+            )
             .unwrap();
-        assert!(matches!(cache.get("example.org"), Err(CacheError::BadRow { .. })));
+        assert!(matches!(
+            cache.get("example.org"),
+            Err(CacheError::BadRow { .. })
+        ));
     }
 }

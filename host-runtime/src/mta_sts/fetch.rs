@@ -185,10 +185,10 @@ pub fn fetch_policy(
 
     let status = response.status();
     if status.is_redirection() {
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .map_or_else(|| "none".to_owned(), |v| quoted(&String::from_utf8_lossy(v.as_bytes())));
+        let location = response.headers().get(LOCATION).map_or_else(
+            || "none".to_owned(),
+            |v| quoted(&String::from_utf8_lossy(v.as_bytes())),
+        );
         return Err(FetchError::Redirect {
             domain: domain.to_owned(),
             status: status.as_u16(),
@@ -357,7 +357,11 @@ mod tests {
             "sts-policy-invalid"
         );
         assert_eq!(
-            FetchError::Status { domain, status: 404 }.result_type(),
+            FetchError::Status {
+                domain,
+                status: 404
+            }
+            .result_type(),
             "sts-policy-fetch-error"
         );
     }

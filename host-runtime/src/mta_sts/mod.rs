@@ -21,7 +21,9 @@ use policy_core::MtaSts;
 
 pub use cache::{CacheError, CachedPolicy, PolicyCache};
 pub use fetch::{FetchError, FetchSettings, FetchedPolicy, fetch_policy};
-pub use policy::{MAX_MAX_AGE, MAX_POLICY_BYTES, Mode, MxPattern, MxPatternError, Policy, PolicyError};
+pub use policy::{
+    MAX_MAX_AGE, MAX_POLICY_BYTES, Mode, MxPattern, MxPatternError, Policy, PolicyError,
+};
 pub use txt::{StsTxt, TxtError, parse_txt};
 
 /// The DNS and HTTPS the resolver needs.
@@ -242,7 +244,7 @@ impl StsResult {
 pub fn refresh_at(fetched_at: u64, max_age: u32, jitter: u32) -> u64 {
     let max_age = u64::from(max_age);
     // 50% + (30% × jitter / 2^32) of max_age, in integers.
-    let offset = max_age / 2 + (max_age * 3 / 10 * u64::from(jitter) >> 32);
+    let offset = max_age / 2 + ((max_age * 3 / 10 * u64::from(jitter)) >> 32);
     fetched_at.saturating_add(offset)
 }
 
@@ -259,14 +261,21 @@ pub struct StsResolver<N> {
 /// A domain as the cache keys it: lower case, without the trailing dot.
 #[must_use]
 pub fn normalize_domain(domain: &str) -> String {
-    domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase()
+    domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase()
 }
 
 impl<N: StsNetwork> StsResolver<N> {
     /// A resolver with random refresh jitter (from the OS).
     pub fn new(network: N, cache: PolicyCache) -> Self {
         // Without the OS's randomness the refresh lands at 65% of max_age: still before expiry.
-        Self::with_jitter(network, cache, Box::new(|| getrandom::u32().unwrap_or(u32::MAX / 2)))
+        Self::with_jitter(
+            network,
+            cache,
+            Box::new(|| getrandom::u32().unwrap_or(u32::MAX / 2)),
+        )
     }
 
     /// A resolver with the given jitter source (tests pass a constant).
@@ -454,13 +463,19 @@ mod tests {
     fn current_cached_policy_is_used_without_a_fetch() {
         let fake = Fake::new("a", ENFORCE);
         let resolver = resolver(&fake);
-        assert_eq!(resolver.resolve("Example.NET.", 0).source, PolicySource::Fetched);
+        assert_eq!(
+            resolver.resolve("Example.NET.", 0).source,
+            PolicySource::Fetched
+        );
         let again = resolver.resolve("example.net", 499);
         assert_eq!(again.source, PolicySource::Cached);
         assert_eq!(again.state, MtaSts::Enforce);
         assert_eq!(fake.fetches.get(), 1);
         // At the refresh time it fetches again.
-        assert_eq!(resolver.resolve("example.net", 500).source, PolicySource::Fetched);
+        assert_eq!(
+            resolver.resolve("example.net", 500).source,
+            PolicySource::Fetched
+        );
         assert_eq!(fake.fetches.get(), 2);
     }
 
@@ -471,11 +486,17 @@ mod tests {
         resolver.resolve("example.net", 0);
         *fake.txt.borrow_mut() = Ok(None);
         let result = resolver.resolve("example.net", 900);
-        assert_eq!((result.state, result.source), (MtaSts::Enforce, PolicySource::Cached));
+        assert_eq!(
+            (result.state, result.source),
+            (MtaSts::Enforce, PolicySource::Cached)
+        );
         *fake.txt.borrow_mut() = Err("SERVFAIL".to_owned());
         let result = resolver.resolve("example.net", 999);
         assert_eq!(result.state, MtaSts::Enforce);
-        assert_eq!(result.failure.unwrap().result_type, "sts-policy-fetch-error");
+        assert_eq!(
+            result.failure.unwrap().result_type,
+            "sts-policy-fetch-error"
+        );
         // Expired: nothing applies any more.
         assert_eq!(resolver.resolve("example.net", 1000).state, MtaSts::None);
     }
@@ -485,10 +506,22 @@ mod tests {
         let fake = Fake::new("a", ENFORCE);
         let resolver = resolver(&fake);
         resolver.resolve("example.net", 0);
-        fake.txt.borrow_mut().as_mut().unwrap().as_mut().unwrap().push(b"v=STSv1; id=b".to_vec());
+        fake.txt
+            .borrow_mut()
+            .as_mut()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .push(b"v=STSv1; id=b".to_vec());
         let result = resolver.resolve("example.net", 10);
         assert_eq!(result.state, MtaSts::Enforce);
-        assert!(result.failure.unwrap().detail.contains("several v=STSv1 records"));
+        assert!(
+            result
+                .failure
+                .unwrap()
+                .detail
+                .contains("several v=STSv1 records")
+        );
     }
 
     #[test]
@@ -496,7 +529,10 @@ mod tests {
         let fake = Fake::new("a", ENFORCE);
         *fake.txt.borrow_mut() = Ok(None);
         let result = resolver(&fake).resolve("example.net", 0);
-        assert_eq!((result.state, result.source), (MtaSts::None, PolicySource::None));
+        assert_eq!(
+            (result.state, result.source),
+            (MtaSts::None, PolicySource::None)
+        );
         assert_eq!(fake.fetches.get(), 0);
     }
 
@@ -506,8 +542,14 @@ mod tests {
         *fake.policy.borrow_mut() = Err(404);
         let result = resolver(&fake).resolve("example.net", 0);
         assert_eq!(result.state, MtaSts::FetchFailed);
-        assert_eq!(result.context_for("mx.example.net"), Some(MtaSts::FetchFailed));
-        assert_eq!(result.failure.unwrap().result_type, "sts-policy-fetch-error");
+        assert_eq!(
+            result.context_for("mx.example.net"),
+            Some(MtaSts::FetchFailed)
+        );
+        assert_eq!(
+            result.failure.unwrap().result_type,
+            "sts-policy-fetch-error"
+        );
     }
 
     #[test]
@@ -548,6 +590,9 @@ mod tests {
             .unwrap();
         let result = resolver.resolve("example.net", 1);
         assert!(result.cache_problem.unwrap().contains("no longer parses"));
-        assert_eq!((result.state, result.source), (MtaSts::Enforce, PolicySource::Fetched));
+        assert_eq!(
+            (result.state, result.source),
+            (MtaSts::Enforce, PolicySource::Fetched)
+        );
     }
 }

@@ -124,7 +124,9 @@ impl MxPattern {
                 return Err(MxPatternError::TooLong);
             }
             let bytes = label.as_bytes();
-            let ldh = bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+            let ldh = bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
             if !ldh || bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
                 return Err(MxPatternError::BadLabel);
             }
@@ -339,18 +341,18 @@ impl Policy {
                 }
                 "max_age" => {
                     once(max_age.is_some(), "max_age")?;
-                    max_age = Some(parse_max_age(value).ok_or_else(|| {
-                        PolicyError::BadMaxAge {
-                            line,
-                            value: quoted(value),
-                        }
+                    max_age = Some(parse_max_age(value).ok_or_else(|| PolicyError::BadMaxAge {
+                        line,
+                        value: quoted(value),
                     })?);
                 }
-                "mx" => mx.push(MxPattern::parse(value).map_err(|reason| PolicyError::BadMx {
-                    line,
-                    value: quoted(value),
-                    reason,
-                })?),
+                "mx" => mx.push(
+                    MxPattern::parse(value).map_err(|reason| PolicyError::BadMx {
+                        line,
+                        value: quoted(value),
+                        reason,
+                    })?,
+                ),
                 // Extension fields (section 3.2): ignored.
                 _ => {}
             }
@@ -626,7 +628,11 @@ mod tests {
 
     #[test]
     fn error_messages_quote_outside_text_escaped_and_short() {
-        let error = parse(&format!("version: STSv1\nmode: {}\x1b[31m", "x".repeat(200))).unwrap_err();
+        let error = parse(&format!(
+            "version: STSv1\nmode: {}\x1b[31m",
+            "x".repeat(200)
+        ))
+        .unwrap_err();
         let message = error.to_string();
         assert!(!message.contains('\x1b'), "{message}");
         assert!(message.len() < 200, "{message}");
@@ -637,7 +643,10 @@ mod tests {
         use proptest::prelude::*;
 
         fn pattern() -> impl Strategy<Value = MxPattern> {
-            ("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-z][a-z0-9]{0,6}){1,3}", any::<bool>())
+            (
+                "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-z][a-z0-9]{0,6}){1,3}",
+                any::<bool>(),
+            )
                 .prop_map(|(name, wildcard)| {
                     let value = if wildcard { format!("*.{name}") } else { name };
                     MxPattern::parse(&value).unwrap()

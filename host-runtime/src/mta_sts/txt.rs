@@ -154,7 +154,10 @@ mod tests {
 
     #[test]
     fn the_rfc_example_and_its_spacing_variants_parse() {
-        assert_eq!(parse(&["v=STSv1; id=20160831085700Z;"]), id("20160831085700Z"));
+        assert_eq!(
+            parse(&["v=STSv1; id=20160831085700Z;"]),
+            id("20160831085700Z")
+        );
         assert_eq!(parse(&["v=STSv1;id=abc"]), id("abc"));
         assert_eq!(parse(&["v=STSv1 ;\tid=abc ; ext.x=1"]), id("abc"));
         assert_eq!(parse(&["v=STSv1; foo=bar; id=A1"]), id("A1"));
@@ -182,9 +185,7 @@ mod tests {
         let record = format!("v=STSv1; id=a; x={}", "y".repeat(70_000));
         assert_eq!(
             parse(&[&record]),
-            Err(TxtError::TooLarge {
-                len: record.len()
-            })
+            Err(TxtError::TooLarge { len: record.len() })
         );
     }
 
@@ -192,8 +193,15 @@ mod tests {
     fn bad_ids_are_refused() {
         assert_eq!(parse(&["v=STSv1; x=1"]), Err(TxtError::MissingId));
         assert_eq!(parse(&["v=STSv1; id=a; id=b"]), Err(TxtError::SeveralIds));
-        for bad in ["v=STSv1; id=", "v=STSv1; id=a-b", &format!("v=STSv1; id={}", "a".repeat(33))] {
-            assert!(matches!(parse(&[bad]), Err(TxtError::BadId { .. })), "{bad}");
+        for bad in [
+            "v=STSv1; id=",
+            "v=STSv1; id=a-b",
+            &format!("v=STSv1; id={}", "a".repeat(33)),
+        ] {
+            assert!(
+                matches!(parse(&[bad]), Err(TxtError::BadId { .. })),
+                "{bad}"
+            );
         }
     }
 

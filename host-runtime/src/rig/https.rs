@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
@@ -32,6 +32,8 @@ use openssl::x509::extension::{
     SubjectKeyIdentifier,
 };
 use openssl::x509::{X509, X509NameBuilder};
+
+use crate::clock::{Clock, SystemClock};
 
 /// One answer to `GET /.well-known/mta-sts.txt`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,7 +216,10 @@ impl PolicyServer {
     /// How many requests for `domain` got an answer.
     #[must_use]
     pub fn requests(&self, domain: &str) -> usize {
-        lock(&self.state).sites.get(domain).map_or(0, |site| site.requests)
+        lock(&self.state)
+            .sites
+            .get(domain)
+            .map_or(0, |site| site.requests)
     }
 }
 
@@ -250,7 +255,8 @@ fn serve(acceptor: &SslAcceptor, state: &Shared, stream: TcpStream) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let wanted = head.starts_with(format!("GET {} ", crate::mta_sts::fetch::WELL_KNOWN_PATH).as_bytes());
+    let wanted =
+        head.starts_with(format!("GET {} ", crate::mta_sts::fetch::WELL_KNOWN_PATH).as_bytes());
     let response = {
         let mut state = lock(state);
         match domain.as_deref().and_then(|d| state.sites.get_mut(d)) {
@@ -300,7 +306,8 @@ fn make_acceptor(state: &Shared) -> anyhow::Result<SslAcceptor> {
         };
         let context = context_for(&state, &domain).map_err(|_| SniError::ALERT_FATAL)?;
         if let Some(context) = context {
-            ssl.set_ssl_context(&context).map_err(|_| SniError::ALERT_FATAL)?;
+            ssl.set_ssl_context(&context)
+                .map_err(|_| SniError::ALERT_FATAL)?;
         }
         Ok(())
     });
@@ -332,9 +339,7 @@ fn ec_key() -> Result<PKey<Private>, openssl::error::ErrorStack> {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(SystemClock.now()).unwrap_or(i64::MAX)
 }
 
 fn make_ca() -> Result<Ca, openssl::error::ErrorStack> {
@@ -354,7 +359,13 @@ fn make_ca() -> Result<Ca, openssl::error::ErrorStack> {
     builder.set_not_before(&not_before)?;
     builder.set_not_after(&not_after)?;
     builder.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    builder.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+    builder.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()?,
+    )?;
     let ski = SubjectKeyIdentifier::new().build(&builder.x509v3_context(None, None))?;
     builder.append_extension(ski)?;
     builder.sign(&key, MessageDigest::sha256())?;
@@ -389,7 +400,10 @@ fn leaf(
     builder.set_subject_name(&name)?;
     builder.set_issuer_name(ca.certificate.subject_name())?;
     builder.set_pubkey(&key)?;
-    let (not_before, not_after) = (Asn1Time::from_unix(not_before)?, Asn1Time::from_unix(not_after)?);
+    let (not_before, not_after) = (
+        Asn1Time::from_unix(not_before)?,
+        Asn1Time::from_unix(not_after)?,
+    );
     builder.set_not_before(&not_before)?;
     builder.set_not_after(&not_after)?;
     builder.append_extension(BasicConstraints::new().build()?)?;
