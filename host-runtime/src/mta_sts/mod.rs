@@ -23,6 +23,7 @@ pub use cache::{CacheError, CachedPolicy, PolicyCache};
 pub use fetch::{FetchError, FetchSettings, FetchedPolicy, fetch_policy};
 pub use policy::{
     MAX_MAX_AGE, MAX_POLICY_BYTES, Mode, MxPattern, MxPatternError, Policy, PolicyError,
+    is_host_name,
 };
 pub use txt::{StsTxt, TxtError, parse_txt};
 
@@ -300,6 +301,15 @@ impl<N: StsNetwork> StsResolver<N> {
     /// What MTA-STS says about `domain` at `now` (Unix seconds).
     pub fn resolve(&self, domain: &str, now: u64) -> StsResult {
         let domain = normalize_domain(domain);
+        if !policy::is_host_name(&domain) {
+            return StsResult {
+                failure: Some(StsFailure {
+                    result_type: "sts-policy-fetch-error",
+                    detail: format!("{} is not a host name", policy::quoted(&domain)),
+                }),
+                ..StsResult::none(&domain)
+            };
+        }
         let mut cache_problem = None;
         let cached = match self.cache.get(&domain) {
             Ok(entry) => entry.filter(|entry| now < entry.expires_at),
@@ -550,6 +560,25 @@ mod tests {
             result.failure.unwrap().result_type,
             "sts-policy-fetch-error"
         );
+    }
+
+    #[test]
+    fn domain_with_url_syntax_is_not_looked_up_nor_fetched() {
+        let fake = Fake::new("a", ENFORCE);
+        let resolver = resolver(&fake);
+        for domain in [
+            "user@attacker.example",
+            "example.net/x",
+            "example.net:444",
+            "[::1]",
+            "192.0.2.1",
+            "",
+        ] {
+            let result = resolver.resolve(domain, 0);
+            assert_eq!(result.state, MtaSts::None, "{domain}");
+            assert!(result.failure.unwrap().detail.contains("not a host name"));
+        }
+        assert_eq!(fake.fetches.get(), 0);
     }
 
     #[test]
