@@ -301,7 +301,7 @@ impl<N: StsNetwork> StsResolver<N> {
     /// What MTA-STS says about `domain` at `now` (Unix seconds).
     pub fn resolve(&self, domain: &str, now: u64) -> StsResult {
         let domain = normalize_domain(domain);
-        if !policy::is_host_name(&domain) {
+        if !is_host_name(&domain) {
             return StsResult {
                 failure: Some(StsFailure {
                     result_type: "sts-policy-fetch-error",
