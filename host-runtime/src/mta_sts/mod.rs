@@ -226,10 +226,15 @@ impl StsResult {
         }
     }
 
-    /// TLS-RPT's policy object, when a policy (of any mode) applies.
+    /// TLS-RPT's policy object, when an `enforce` or `testing` policy applies (`None`: the
+    /// report's `no-policy-found`, which is also what `mode: none` means).
     #[must_use]
     pub fn tls_rpt_policy(&self) -> Option<TlsRptPolicy> {
-        self.policy.as_ref().map(|policy| TlsRptPolicy {
+        let policy = self
+            .policy
+            .as_ref()
+            .filter(|policy| policy.mode != Mode::None);
+        policy.map(|policy| TlsRptPolicy {
             policy_type: "sts",
             policy_string: policy.policy_string(),
             policy_domain: self.domain.clone(),
@@ -605,6 +610,7 @@ mod tests {
         assert_eq!(result.state, MtaSts::None);
         assert_eq!(result.for_mx("anything.example"), MxVerdict::NoPolicy);
         assert_eq!(result.policy_id.as_deref(), Some("b"));
+        assert_eq!(result.tls_rpt_policy(), None);
     }
 
     #[test]
