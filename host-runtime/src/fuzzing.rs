@@ -218,8 +218,8 @@ pub fn postfix_log(data: &[u8]) {
 
 /// An MTA-STS policy body (`mta_sts::Policy::parse`): a policy that parses keeps its promises
 /// (max_age capped, `mx` present unless the mode is `none`), its text parses to the same policy,
-/// each pattern reads back from its own form, and the canonical rendering of its fields parses
-/// to the same fields.
+/// each pattern reads back from its own form, and the canonical rendering of its fields (when it
+/// fits the size cap) parses to the same fields.
 pub fn mta_sts_policy(data: &[u8]) {
     let Ok(policy) = Policy::parse(data) else {
         return;
@@ -234,6 +234,11 @@ pub fn mta_sts_policy(data: &[u8]) {
         assert_eq!(MxPattern::parse(&pattern.to_string()).as_ref(), Ok(pattern));
     }
     let canonical = Policy::new(policy.mode, policy.max_age, policy.mx.clone());
+    // The canonical form spells `mx: ` with its space, so it can outgrow the size cap that a
+    // compact input met.
+    if canonical.text().len() > mta_sts::MAX_POLICY_BYTES {
+        return;
+    }
     let reparsed = Policy::parse(canonical.text().as_bytes()).expect("the canonical form parses");
     assert_eq!(
         (reparsed.mode, reparsed.max_age, &reparsed.mx),

@@ -208,6 +208,25 @@ fn unreachable_policy_host_is_a_fetch_error_not_a_hang() {
     assert!(matches!(error, FetchError::NoAddress { .. }), "{error}");
 }
 
+#[test]
+fn domain_with_userinfo_cannot_move_the_fetch_to_another_host() {
+    // `https://mta-sts.user@attacker.example/…` would be a request to attacker.example.
+    let server = serve("attacker.example", Response::policy(ENFORCE));
+    for domain in [
+        "user@attacker.example",
+        "example.net/@attacker.example",
+        "example.net#x",
+        "127.0.0.1",
+    ] {
+        let error = fetch(&server, domain).unwrap_err();
+        assert!(
+            matches!(error, FetchError::BadDomain { .. }),
+            "{domain}: {error}"
+        );
+    }
+    assert_eq!(server.requests("attacker.example"), 0);
+}
+
 /// The resolver over the server: TXT records scripted per name, `mta-sts.*` on loopback.
 struct Rig {
     server: PolicyServer,

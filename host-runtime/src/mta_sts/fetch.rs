@@ -11,7 +11,7 @@ use reqwest::blocking::Client;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, redirect};
 
-use super::policy::{MAX_POLICY_BYTES, Policy, PolicyError, quoted};
+use super::policy::{MAX_POLICY_BYTES, Policy, PolicyError, is_host_name, quoted};
 use crate::tls::SSL_R_CERTIFICATE_VERIFY_FAILED;
 
 /// The path every policy is at.
@@ -67,6 +67,13 @@ pub enum FetchError {
         domain: String,
         /// Why.
         error: PolicyError,
+    },
+    /// The domain is not a host name (an IP literal, or URL syntax such as `user@host` that would
+    /// send the fetch elsewhere): nothing is fetched.
+    #[error("{domain} is not a host name: no policy is fetched for it")]
+    BadDomain {
+        /// The domain, quoted and shortened.
+        domain: String,
     },
     /// `mta-sts.<domain>` has no address (or its lookup failed).
     #[error("mta-sts.{domain} has no address: {detail}")]
@@ -155,6 +162,13 @@ pub fn fetch_policy(
     addresses: &[IpAddr],
     settings: &FetchSettings,
 ) -> Result<FetchedPolicy, FetchError> {
+    // The domain becomes part of a URL: `user@attacker.example` or `example.net/x` would move
+    // the fetch to another host, resolved by nobody's DNS but the system's.
+    if !is_host_name(domain) {
+        return Err(FetchError::BadDomain {
+            domain: quoted(domain),
+        });
+    }
     let host = format!("mta-sts.{domain}");
     if addresses.is_empty() {
         return Err(FetchError::NoAddress {

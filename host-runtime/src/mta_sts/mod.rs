@@ -23,6 +23,7 @@ pub use cache::{CacheError, CachedPolicy, PolicyCache};
 pub use fetch::{FetchError, FetchSettings, FetchedPolicy, fetch_policy};
 pub use policy::{
     MAX_MAX_AGE, MAX_POLICY_BYTES, Mode, MxPattern, MxPatternError, Policy, PolicyError,
+    is_host_name,
 };
 pub use txt::{StsTxt, TxtError, parse_txt};
 
@@ -227,10 +228,15 @@ impl StsResult {
         }
     }
 
-    /// TLS-RPT's policy object, when a policy (of any mode) applies.
+    /// TLS-RPT's policy object, when an `enforce` or `testing` policy applies (`None`: the
+    /// report's `no-policy-found`, which is also what `mode: none` means).
     #[must_use]
     pub fn tls_rpt_policy(&self) -> Option<TlsRptPolicy> {
-        self.policy.as_ref().map(|policy| TlsRptPolicy {
+        let policy = self
+            .policy
+            .as_ref()
+            .filter(|policy| policy.mode != Mode::None);
+        policy.map(|policy| TlsRptPolicy {
             policy_type: "sts",
             policy_string: policy.policy_string(),
             policy_domain: self.domain.clone(),
@@ -302,6 +308,15 @@ impl<N: StsNetwork> StsResolver<N> {
     /// What MTA-STS says about `domain` at `now` (Unix seconds).
     pub fn resolve(&self, domain: &str, now: u64) -> StsResult {
         let domain = normalize_domain(domain);
+        if !is_host_name(&domain) {
+            return StsResult {
+                failure: Some(StsFailure {
+                    result_type: "sts-policy-fetch-error",
+                    detail: format!("{} is not a host name", policy::quoted(&domain)),
+                }),
+                ..StsResult::none(&domain)
+            };
+        }
         let mut cache_problem = None;
         let cached = match self.cache.get(&domain) {
             Ok(entry) => entry.filter(|entry| now < entry.expires_at),
@@ -555,6 +570,25 @@ mod tests {
     }
 
     #[test]
+    fn domain_with_url_syntax_is_not_looked_up_nor_fetched() {
+        let fake = Fake::new("a", ENFORCE);
+        let resolver = resolver(&fake);
+        for domain in [
+            "user@attacker.example",
+            "example.net/x",
+            "example.net:444",
+            "[::1]",
+            "192.0.2.1",
+            "",
+        ] {
+            let result = resolver.resolve(domain, 0);
+            assert_eq!(result.state, MtaSts::None, "{domain}");
+            assert!(result.failure.unwrap().detail.contains("not a host name"));
+        }
+        assert_eq!(fake.fetches.get(), 0);
+    }
+
+    #[test]
     fn enforce_policy_refuses_an_mx_it_does_not_name() {
         let fake = Fake::new("a", ENFORCE);
         let result = resolver(&fake).resolve("example.net", 0);
@@ -578,6 +612,7 @@ mod tests {
         assert_eq!(result.state, MtaSts::None);
         assert_eq!(result.for_mx("anything.example"), MxVerdict::NoPolicy);
         assert_eq!(result.policy_id.as_deref(), Some("b"));
+        assert_eq!(result.tls_rpt_policy(), None);
     }
 
     #[test]

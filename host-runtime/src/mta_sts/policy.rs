@@ -110,27 +110,7 @@ impl MxPattern {
             Some(base) => (true, base),
             None => (false, value),
         };
-        if base.len() > 253 {
-            return Err(MxPatternError::TooLong);
-        }
-        for label in base.split('.') {
-            if label.is_empty() {
-                return Err(MxPatternError::EmptyLabel);
-            }
-            if label.contains('*') {
-                return Err(MxPatternError::BadWildcard);
-            }
-            if label.len() > 63 {
-                return Err(MxPatternError::TooLong);
-            }
-            let bytes = label.as_bytes();
-            let ldh = bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
-            if !ldh || bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
-                return Err(MxPatternError::BadLabel);
-            }
-        }
+        check_host_name(base)?;
         Ok(Self {
             base: base.to_ascii_lowercase(),
             wildcard,
@@ -394,6 +374,40 @@ impl Policy {
     pub fn matches_mx(&self, host: &str) -> bool {
         self.mx.iter().any(|pattern| pattern.matches(host))
     }
+}
+
+/// Checks a host name (RFC 5321 `Domain`): LDH labels, none empty, within DNS lengths. A `*`
+/// label is named as a misplaced wildcard.
+fn check_host_name(name: &str) -> Result<(), MxPatternError> {
+    if name.len() > 253 {
+        return Err(MxPatternError::TooLong);
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(MxPatternError::EmptyLabel);
+        }
+        if label.contains('*') {
+            return Err(MxPatternError::BadWildcard);
+        }
+        if label.len() > 63 {
+            return Err(MxPatternError::TooLong);
+        }
+        let bytes = label.as_bytes();
+        let ldh = bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+        if !ldh || bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
+            return Err(MxPatternError::BadLabel);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `domain` is a host name (no IP literal, no URL syntax): what may become
+/// `mta-sts.<domain>` in a URL and `_mta-sts.<domain>` in a query.
+#[must_use]
+pub fn is_host_name(domain: &str) -> bool {
+    domain.parse::<IpAddr>().is_err() && check_host_name(domain).is_ok()
 }
 
 const fn is_wsp(c: char) -> bool {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
@@ -32,6 +32,8 @@ use openssl::x509::extension::{
     SubjectKeyIdentifier,
 };
 use openssl::x509::{X509, X509NameBuilder};
+
+use crate::clock::{Clock, SystemClock};
 
 /// One answer to `GET /.well-known/mta-sts.txt`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,11 +206,18 @@ impl PolicyServer {
         }
     }
 
-    /// Sets which certificate `domain` is served with (after [`set`](Self::set)).
+    /// Sets which certificate `domain` is served with (a domain not [`set`](Self::set) yet
+    /// answers 404 until it is).
     pub fn set_certificate(&self, domain: &str, certificate: Certificate) {
-        if let Some(site) = lock(&self.state).sites.get_mut(domain) {
-            site.certificate = certificate;
-        }
+        lock(&self.state)
+            .sites
+            .entry(domain.to_owned())
+            .or_insert_with(|| Site {
+                response: Response::status(404),
+                certificate,
+                requests: 0,
+            })
+            .certificate = certificate;
     }
 
     /// How many requests for `domain` got an answer.
@@ -234,6 +243,7 @@ impl Drop for PolicyServer {
 }
 
 fn serve(acceptor: &SslAcceptor, state: &Shared, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let Ok(mut tls) = acceptor.accept(stream) else {
@@ -276,10 +286,12 @@ fn serve(acceptor: &SslAcceptor, state: &Shared, stream: TcpStream) {
         out.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     }
     out.push_str("\r\n");
-    // The client may hang up in the middle of an over-long body: that is the point.
-    let _ = tls
-        .write_all(out.as_bytes())
-        .and_then(|()| tls.write_all(&response.body));
+    // One write, so head and body do not wait on each other's ACK (Nagle and delayed ACKs
+    // would add tens of milliseconds to each fetch). The client may hang up in the middle of an
+    // over-long body: that is the point.
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&response.body);
+    let _ = tls.write_all(&bytes);
     let _ = tls.shutdown();
     let _ = tls.get_ref().shutdown(Shutdown::Both);
 }
@@ -339,9 +351,7 @@ fn ec_key() -> Result<PKey<Private>, openssl::error::ErrorStack> {
 // Certificates are valid (or expired) relative to the real time of day, which OpenSSL checks.
 #[allow(clippy::disallowed_methods)]
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(SystemClock.now()).unwrap_or(i64::MAX)
 }
 
 fn make_ca() -> Result<Ca, openssl::error::ErrorStack> {
