@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use hickory_proto::dnssec::Proof;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
+use tlsfallback_host::clock::Stopwatch;
 use tlsfallback_host::rig::dnssec::{
     ChildZone, DnssecRig, EDNS_PAYLOAD, RigError, RigSpec, SharedRig, Signing, Transport, ask,
     big_txt,
@@ -87,7 +89,13 @@ fn addresses(answer: &Message) -> Vec<String> {
 fn dig(server: SocketAddr, args: &[&str]) -> String {
     let output = Command::new("dig")
         .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+dnssec", "+tries=1", "+time=5"])
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "+dnssec",
+            "+tries=1",
+            "+time=5",
+        ])
         .args(args)
         .output()
         .expect("dig runs (Debian package bind9-dnsutils)");
@@ -98,8 +106,9 @@ fn dig(server: SocketAddr, args: &[&str]) -> String {
 fn assert_unbound_logged(rig: &DnssecRig, zone: &str, why: &str) {
     let log = std::fs::read_to_string(rig.dir().join("unbound.log")).unwrap();
     assert!(
-        log.lines()
-            .any(|line| line.contains("validation failure") && line.contains(zone) && line.contains(why)),
+        log.lines().any(|line| line.contains("validation failure")
+            && line.contains(zone)
+            && line.contains(why)),
         "no validation failure for {zone} saying {why:?} in:\n{log}"
     );
 }
@@ -111,7 +120,11 @@ fn signed_child_is_authenticated_by_unbound() {
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
     assert!(answer.metadata.authentic_data, "no AD: {answer:?}");
     assert_eq!(addresses(&answer), ["127.0.0.10"]);
-    let tlsa = query(rig.unbound_addr(), "_25._tcp.mx.secure.test", RecordType::TLSA);
+    let tlsa = query(
+        rig.unbound_addr(),
+        "_25._tcp.mx.secure.test",
+        RecordType::TLSA,
+    );
     assert!(tlsa.metadata.authentic_data);
     assert!(
         tlsa.answers
@@ -129,7 +142,10 @@ fn unsigned_child_is_answered_without_ad() {
     let rig = rig();
     let answer = query(rig.unbound_addr(), "mx.insecure.test", RecordType::A);
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
-    assert!(!answer.metadata.authentic_data, "AD on insecure: {answer:?}");
+    assert!(
+        !answer.metadata.authentic_data,
+        "AD on insecure: {answer:?}"
+    );
     assert_eq!(addresses(&answer), ["127.0.0.11"]);
 }
 
@@ -243,14 +259,22 @@ fn trust_anchor_file_holds_the_root_dnskey_and_ds() {
     let served = dig(rig.nsd_addr(), &["+short", ".", "DNSKEY"]);
     let key = anchor.split_whitespace().skip(7).collect::<String>();
     assert!(
-        served.split_whitespace().skip(3).collect::<String>().contains(&key),
+        served
+            .split_whitespace()
+            .skip(3)
+            .collect::<String>()
+            .contains(&key),
         "{served} vs {anchor}"
     );
 }
 
 #[test]
 fn rig_with_a_record_line_holding_a_directive_is_refused() {
-    for line in ["$INCLUDE /etc/passwd", "a IN A 127.0.0.1\nb IN A 127.0.0.2", ""] {
+    for line in [
+        "$INCLUDE /etc/passwd",
+        "a IN A 127.0.0.1\nb IN A 127.0.0.2",
+        "",
+    ] {
         let spec = RigSpec::new().child(ChildZone::new("x", Signing::Signed).record(line));
         let error = DnssecRig::start(&spec).unwrap_err();
         assert!(matches!(error, RigError::BadSpec(_)), "{line:?}: {error}");
@@ -268,11 +292,118 @@ fn rig_with_a_child_declared_twice_is_refused() {
 
 #[test]
 fn rig_with_a_bad_record_names_the_zone_and_stops_cleanly() {
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let spec = RigSpec::new()
         .child(ChildZone::new("broken", Signing::Signed).record("mx IN A not-an-address"));
     let error = DnssecRig::start(&spec).unwrap_err();
     let text = error.to_string();
     assert!(text.contains("broken.test"), "{text}");
     eprintln!("a failed start took {:?}", started.elapsed());
+}
+
+/// hickory-resolver validating itself against the rig's trust anchor, through the front.
+fn hickory_lookup(
+    rig: &DnssecRig,
+    name: &str,
+    record_type: RecordType,
+) -> Result<Vec<(RecordType, Proof)>, String> {
+    use hickory_resolver::Resolver;
+    use hickory_resolver::config::{
+        ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+    };
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    use hickory_resolver::proto::dnssec::TrustAnchors;
+
+    let server = rig.direct_addr();
+    let mut udp = ConnectionConfig::udp();
+    udp.port = server.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = server.port();
+    let name_server = NameServerConfig::new(server.ip(), true, vec![udp, tcp]);
+    let mut options = ResolverOpts::default();
+    options.validate = true;
+    options.cache_size = 0;
+    let anchors = TrustAnchors::from_file(&rig.trust_anchor_file()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let resolver = Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(vec![name_server]),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(options)
+        .with_trust_anchor(std::sync::Arc::new(anchors))
+        .build()
+        .unwrap();
+        resolver
+            .lookup(name, record_type)
+            .await
+            .map(|lookup| {
+                lookup
+                    .answers()
+                    .iter()
+                    .map(|r| (r.record_type(), r.proof))
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    })
+}
+
+#[test]
+fn hickory_validating_through_the_front_tells_secure_insecure_bogus_and_servfail() {
+    let rig = rig();
+    let secure = hickory_lookup(rig, "_25._tcp.mx.secure.test.", RecordType::TLSA).unwrap();
+    assert!(
+        secure.contains(&(RecordType::TLSA, Proof::Secure)),
+        "{secure:?}"
+    );
+    let insecure = hickory_lookup(rig, "mx.insecure.test.", RecordType::A).unwrap();
+    assert_eq!(insecure, [(RecordType::A, Proof::Insecure)]);
+    // The big RRset comes over TCP after the truncated UDP answer, and validates.
+    let big = hickory_lookup(rig, "big.secure.test.", RecordType::TXT).unwrap();
+    assert!(big.iter().all(|(_, proof)| *proof == Proof::Secure));
+    assert!(big.len() >= big_txt("big", 3000).len());
+    for bogus in ["mx.bogus.test.", "mx.expired.test."] {
+        let error = hickory_lookup(rig, bogus, RecordType::A).unwrap_err();
+        assert!(
+            error.contains("DNSSEC validation failed"),
+            "{bogus}: {error}"
+        );
+    }
+    let servfail = hickory_lookup(rig, "mx.servfail.test.", RecordType::A).unwrap_err();
+    assert!(servfail.contains("Server Failure"), "{servfail}");
+}
+
+#[test]
+fn dropped_rig_stops_its_servers_and_removes_its_directory() {
+    let started = Stopwatch::start();
+    let rig = DnssecRig::start(
+        &RigSpec::new().child(ChildZone::new("own", Signing::Signed).record("a IN A 127.0.0.1")),
+    )
+    .unwrap();
+    eprintln!(
+        "a one-child rig started in {:?} (measured by the test: {:?})",
+        rig.started_in(),
+        started.elapsed()
+    );
+    let (dir, nsd, unbound) = (rig.dir().to_owned(), rig.nsd_addr(), rig.unbound_addr());
+    assert!(
+        query(unbound, "a.own.test", RecordType::A)
+            .metadata
+            .authentic_data
+    );
+    drop(rig);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    for server in [nsd, unbound] {
+        let answer = ask(
+            server,
+            "a.own.test",
+            RecordType::A,
+            Transport::Udp,
+            Duration::from_millis(300),
+        );
+        assert!(answer.is_err(), "{server} still answers: {answer:?}");
+    }
 }

@@ -39,10 +39,12 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
+
+use crate::clock::{Deadline, Stopwatch};
 
 /// The zone every child is delegated from (the root delegates it; it delegates the children).
 pub const PARENT_ZONE: &str = "test.";
@@ -179,8 +181,7 @@ impl ChildZone {
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
-                && l
-                    .bytes()
+                && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !self.label.split('.').all(label_ok) {
@@ -419,9 +420,9 @@ impl Drop for Servers {
                 rustix::process::Signal::TERM,
             );
         }
-        let deadline = Instant::now() + STOP_WITHIN;
+        let deadline = Deadline::after(STOP_WITHIN);
         for (_, child) in &mut self.children {
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            while matches!(child.try_wait(), Ok(None)) && !deadline.left().is_zero() {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if matches!(child.try_wait(), Ok(None)) {
@@ -464,7 +465,12 @@ impl FrontRules {
     /// The answer to send back for `query`, or `None` to drop it (unreadable, or NSD silent).
     fn answer(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let message = Message::from_vec(query).ok()?;
-        let name = message.queries.first()?.name().to_ascii().to_ascii_lowercase();
+        let name = message
+            .queries
+            .first()?
+            .name()
+            .to_ascii()
+            .to_ascii_lowercase();
         let in_servfail_zone = self
             .servfail_zones
             .iter()
@@ -490,7 +496,9 @@ impl FrontRules {
 
 /// Starts the front on `udp` and `tcp` (bound to the same port).
 fn start_front(udp: UdpSocket, tcp: TcpListener, rules: FrontRules) -> Result<Front, RigError> {
-    let addr = udp.local_addr().map_err(io_error("reading the front's address"))?;
+    let addr = udp
+        .local_addr()
+        .map_err(io_error("reading the front's address"))?;
     let stop = Arc::new(AtomicBool::new(false));
     let rules = Arc::new(rules);
     let udp_thread = {
@@ -571,7 +579,10 @@ fn bind_free_port() -> Result<(UdpSocket, TcpListener), RigError> {
 /// A loopback port free for both UDP and TCP right now, for a server to bind.
 fn free_port() -> Result<u16, RigError> {
     let (udp, _tcp) = bind_free_port()?;
-    Ok(udp.local_addr().map_err(io_error("reading a bound port"))?.port())
+    Ok(udp
+        .local_addr()
+        .map_err(io_error("reading a bound port"))?
+        .port())
 }
 
 /// The last lines of a log file, for an error message.
@@ -626,7 +637,7 @@ impl DnssecRig {
     /// A missing program (naming its package), a bad spec, a failing tool, or a server that does
     /// not come up (with the end of its log).
     pub fn start(spec: &RigSpec) -> Result<Self, RigError> {
-        let began = Instant::now();
+        let began = Stopwatch::start();
         let nsd_bin = find_tool("nsd")?;
         let unbound_bin = find_tool("unbound")?;
         let keygen = find_tool("dnssec-keygen")?;
@@ -682,7 +693,16 @@ impl DnssecRig {
         let keygen_for = |zone: &str, dir: &Path| {
             let mut command = Command::new(&keygen);
             command
-                .args(["-q", "-a", "ECDSAP256SHA256", "-f", "KSK", "-n", "ZONE", "-K"])
+                .args([
+                    "-q",
+                    "-a",
+                    "ECDSAP256SHA256",
+                    "-f",
+                    "KSK",
+                    "-n",
+                    "ZONE",
+                    "-K",
+                ])
                 .arg(dir)
                 .arg(zone);
             command
@@ -802,7 +822,10 @@ impl DnssecRig {
             let (start, end) = if signing == Signing::ExpiredSignatures {
                 ("now-172800".to_owned(), "now-86400".to_owned())
             } else {
-                ("now-3600".to_owned(), format!("now+{SIGNATURE_VALIDITY_SECS}"))
+                (
+                    "now-3600".to_owned(),
+                    format!("now+{SIGNATURE_VALIDITY_SECS}"),
+                )
             };
             let mut command = Command::new(&signzone);
             command
@@ -815,7 +838,9 @@ impl DnssecRig {
             if signing == Signing::ExpiredSignatures {
                 command.arg("-P");
             }
-            command.arg(&zone.file).arg(key_of(&zone.name).unwrap_or_default());
+            command
+                .arg(&zone.file)
+                .arg(key_of(&zone.name).unwrap_or_default());
             sign_commands.push(command);
         }
         run_all(sign_commands)?;
@@ -1032,7 +1057,7 @@ fn wait_ready(
     unbound: SocketAddr,
     dir: &Path,
 ) -> Result<(), RigError> {
-    let deadline = Instant::now() + READY_WITHIN;
+    let deadline = Deadline::after(READY_WITHIN);
     let not_ready = |server: &'static str, why: String| RigError::NotReady {
         server,
         why,
@@ -1071,7 +1096,7 @@ fn wait_ready(
                 },
                 Err(e) => last = e.to_string(),
             }
-            if Instant::now() >= deadline {
+            if deadline.left().is_zero() {
                 return Err(not_ready(
                     server,
                     format!("no good answer for {name} SOA within {READY_WITHIN:?}: {last}"),
@@ -1094,14 +1119,15 @@ fn wait_ready(
             }
         })?;
     }
-    check("unbound", unbound, PARENT_ZONE, &|answer| {
-        match (answer.metadata.response_code, answer.metadata.authentic_data) {
-            (ResponseCode::NoError, true) => Ok(()),
-            (ResponseCode::NoError, false) => {
-                Err("test. answered without AD: the root anchor does not validate".into())
-            }
-            (code, _) => Err(code.to_string()),
+    check("unbound", unbound, PARENT_ZONE, &|answer| match (
+        answer.metadata.response_code,
+        answer.metadata.authentic_data,
+    ) {
+        (ResponseCode::NoError, true) => Ok(()),
+        (ResponseCode::NoError, false) => {
+            Err("test. answered without AD: the root anchor does not validate".into())
         }
+        (code, _) => Err(code.to_string()),
     })
 }
 
