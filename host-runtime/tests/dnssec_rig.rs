@@ -282,6 +282,14 @@ fn rig_with_a_record_line_holding_a_directive_is_refused() {
 }
 
 #[test]
+fn rig_with_records_in_a_servfail_child_is_refused_not_silently_emptied() {
+    let spec =
+        RigSpec::new().child(ChildZone::new("sf", Signing::Servfail).record("mx IN A 127.0.0.1"));
+    let error = DnssecRig::start(&spec).unwrap_err();
+    assert!(error.to_string().contains("sf.test."), "{error}");
+}
+
+#[test]
 fn rig_with_a_child_declared_twice_is_refused() {
     let spec = RigSpec::new()
         .child(ChildZone::new("twice", Signing::Signed))

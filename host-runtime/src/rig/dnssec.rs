@@ -125,8 +125,8 @@ pub enum Signing {
     /// Signed with the right DS, but every signature expired a day ago: answers are Bogus.
     ExpiredSignatures,
     /// Delegated from `test.` (no DS) but never answered: every query for a name in it gets
-    /// SERVFAIL, from the rig's front ([`DnssecRig::direct_addr`]) and from unbound. Its records
-    /// are ignored.
+    /// SERVFAIL, from the rig's front ([`DnssecRig::direct_addr`]) and from unbound. It has no
+    /// records (a spec giving it some is refused, since they would never be served).
     Servfail,
 }
 
@@ -188,6 +188,13 @@ impl ChildZone {
             return Err(RigError::BadSpec(format!(
                 "{:?} is not a child label (letters, digits, '-', '_', dot-separated)",
                 self.label
+            )));
+        }
+        if self.signing == Signing::Servfail && !self.records.is_empty() {
+            return Err(RigError::BadSpec(format!(
+                "{} answers SERVFAIL: its {} records would never be served",
+                self.name(),
+                self.records.len()
             )));
         }
         for line in &self.records {
@@ -355,13 +362,20 @@ const TOOLS: [(&str, &str); 5] = [
 
 /// Where `tool` is: `$PATH`, then /usr/sbin and /usr/bin (a user's `$PATH` often lacks sbin).
 fn find_tool(tool: &'static str) -> Result<PathBuf, RigError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .collect::<Vec<_>>();
+    find_tool_in(tool, &dirs)
+}
+
+/// Where `tool` is in `dirs`, or the error naming the package that ships it.
+fn find_tool_in(tool: &'static str, dirs: &[PathBuf]) -> Result<PathBuf, RigError> {
     let package = TOOLS
         .iter()
         .find(|(name, _)| *name == tool)
         .map_or("?", |(_, package)| package);
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+    dirs.iter()
         .map(|dir| dir.join(tool))
         .find(|candidate| candidate.is_file())
         .ok_or(RigError::MissingTool { tool, package })
@@ -1165,5 +1179,24 @@ impl SharedRig {
         self.rig
             .get_or_init(|| DnssecRig::start(&(self.spec)()))
             .as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_server_or_signer_names_the_package_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let dirs = [empty.path().to_owned()];
+        for (tool, package) in TOOLS {
+            let error = find_tool_in(tool, &dirs).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("`{tool}` is not installed (install the Debian package `{package}`)")
+            );
+        }
+        assert!(find_tool_in("sh", &[PathBuf::from("/bin")]).is_ok());
     }
 }
