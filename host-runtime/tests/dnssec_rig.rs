@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use hickory_proto::dnssec::Proof;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
+use tlsfallback_host::clock::Stopwatch;
 use tlsfallback_host::rig::dnssec::{
     ChildZone, DnssecRig, EDNS_PAYLOAD, RigError, RigSpec, SharedRig, Signing, Transport, ask,
     big_txt,
@@ -280,6 +282,14 @@ fn rig_with_a_record_line_holding_a_directive_is_refused() {
 }
 
 #[test]
+fn rig_with_records_in_a_servfail_child_is_refused_not_silently_emptied() {
+    let spec =
+        RigSpec::new().child(ChildZone::new("sf", Signing::Servfail).record("mx IN A 127.0.0.1"));
+    let error = DnssecRig::start(&spec).unwrap_err();
+    assert!(error.to_string().contains("sf.test."), "{error}");
+}
+
+#[test]
 fn rig_with_a_child_declared_twice_is_refused() {
     let spec = RigSpec::new()
         .child(ChildZone::new("twice", Signing::Signed))
@@ -290,11 +300,118 @@ fn rig_with_a_child_declared_twice_is_refused() {
 
 #[test]
 fn rig_with_a_bad_record_names_the_zone_and_stops_cleanly() {
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let spec = RigSpec::new()
         .child(ChildZone::new("broken", Signing::Signed).record("mx IN A not-an-address"));
     let error = DnssecRig::start(&spec).unwrap_err();
     let text = error.to_string();
     assert!(text.contains("broken.test"), "{text}");
     eprintln!("a failed start took {:?}", started.elapsed());
+}
+
+/// hickory-resolver validating itself against the rig's trust anchor, through the front.
+fn hickory_lookup(
+    rig: &DnssecRig,
+    name: &str,
+    record_type: RecordType,
+) -> Result<Vec<(RecordType, Proof)>, String> {
+    use hickory_resolver::Resolver;
+    use hickory_resolver::config::{
+        ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+    };
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    use hickory_resolver::proto::dnssec::TrustAnchors;
+
+    let server = rig.direct_addr();
+    let mut udp = ConnectionConfig::udp();
+    udp.port = server.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = server.port();
+    let name_server = NameServerConfig::new(server.ip(), true, vec![udp, tcp]);
+    let mut options = ResolverOpts::default();
+    options.validate = true;
+    options.cache_size = 0;
+    let anchors = TrustAnchors::from_file(&rig.trust_anchor_file()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let resolver = Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(vec![name_server]),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(options)
+        .with_trust_anchor(std::sync::Arc::new(anchors))
+        .build()
+        .unwrap();
+        resolver
+            .lookup(name, record_type)
+            .await
+            .map(|lookup| {
+                lookup
+                    .answers()
+                    .iter()
+                    .map(|r| (r.record_type(), r.proof))
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    })
+}
+
+#[test]
+fn hickory_validating_through_the_front_tells_secure_insecure_bogus_and_servfail() {
+    let rig = rig();
+    let secure = hickory_lookup(rig, "_25._tcp.mx.secure.test.", RecordType::TLSA).unwrap();
+    assert!(
+        secure.contains(&(RecordType::TLSA, Proof::Secure)),
+        "{secure:?}"
+    );
+    let insecure = hickory_lookup(rig, "mx.insecure.test.", RecordType::A).unwrap();
+    assert_eq!(insecure, [(RecordType::A, Proof::Insecure)]);
+    // The big RRset comes over TCP after the truncated UDP answer, and validates.
+    let big = hickory_lookup(rig, "big.secure.test.", RecordType::TXT).unwrap();
+    assert!(big.iter().all(|(_, proof)| *proof == Proof::Secure));
+    assert!(big.len() >= big_txt("big", 3000).len());
+    for bogus in ["mx.bogus.test.", "mx.expired.test."] {
+        let error = hickory_lookup(rig, bogus, RecordType::A).unwrap_err();
+        assert!(
+            error.contains("DNSSEC validation failed"),
+            "{bogus}: {error}"
+        );
+    }
+    let servfail = hickory_lookup(rig, "mx.servfail.test.", RecordType::A).unwrap_err();
+    assert!(servfail.contains("Server Failure"), "{servfail}");
+}
+
+#[test]
+fn dropped_rig_stops_its_servers_and_removes_its_directory() {
+    let started = Stopwatch::start();
+    let rig = DnssecRig::start(
+        &RigSpec::new().child(ChildZone::new("own", Signing::Signed).record("a IN A 127.0.0.1")),
+    )
+    .unwrap();
+    eprintln!(
+        "a one-child rig started in {:?} (measured by the test: {:?})",
+        rig.started_in(),
+        started.elapsed()
+    );
+    let (dir, nsd, unbound) = (rig.dir().to_owned(), rig.nsd_addr(), rig.unbound_addr());
+    assert!(
+        query(unbound, "a.own.test", RecordType::A)
+            .metadata
+            .authentic_data
+    );
+    drop(rig);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    for server in [nsd, unbound] {
+        let answer = ask(
+            server,
+            "a.own.test",
+            RecordType::A,
+            Transport::Udp,
+            Duration::from_millis(300),
+        );
+        assert!(answer.is_err(), "{server} still answers: {answer:?}");
+    }
 }

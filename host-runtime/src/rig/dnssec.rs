@@ -39,10 +39,12 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
+
+use crate::clock::{Deadline, Stopwatch};
 
 /// The zone every child is delegated from (the root delegates it; it delegates the children).
 pub const PARENT_ZONE: &str = "test.";
@@ -123,8 +125,8 @@ pub enum Signing {
     /// Signed with the right DS, but every signature expired a day ago: answers are Bogus.
     ExpiredSignatures,
     /// Delegated from `test.` (no DS) but never answered: every query for a name in it gets
-    /// SERVFAIL, from the rig's front ([`DnssecRig::direct_addr`]) and from unbound. Its records
-    /// are ignored.
+    /// SERVFAIL, from the rig's front ([`DnssecRig::direct_addr`]) and from unbound. It has no
+    /// records (a spec giving it some is refused, since they would never be served).
     Servfail,
 }
 
@@ -186,6 +188,13 @@ impl ChildZone {
             return Err(RigError::BadSpec(format!(
                 "{:?} is not a child label (letters, digits, '-', '_', dot-separated)",
                 self.label
+            )));
+        }
+        if self.signing == Signing::Servfail && !self.records.is_empty() {
+            return Err(RigError::BadSpec(format!(
+                "{} answers SERVFAIL: its {} records would never be served",
+                self.name(),
+                self.records.len()
             )));
         }
         for line in &self.records {
@@ -353,13 +362,20 @@ const TOOLS: [(&str, &str); 5] = [
 
 /// Where `tool` is: `$PATH`, then /usr/sbin and /usr/bin (a user's `$PATH` often lacks sbin).
 fn find_tool(tool: &'static str) -> Result<PathBuf, RigError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .collect::<Vec<_>>();
+    find_tool_in(tool, &dirs)
+}
+
+/// Where `tool` is in `dirs`, or the error naming the package that ships it.
+fn find_tool_in(tool: &'static str, dirs: &[PathBuf]) -> Result<PathBuf, RigError> {
     let package = TOOLS
         .iter()
         .find(|(name, _)| *name == tool)
         .map_or("?", |(_, package)| package);
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+    dirs.iter()
         .map(|dir| dir.join(tool))
         .find(|candidate| candidate.is_file())
         .ok_or(RigError::MissingTool { tool, package })
@@ -418,9 +434,9 @@ impl Drop for Servers {
                 rustix::process::Signal::TERM,
             );
         }
-        let deadline = Instant::now() + STOP_WITHIN;
+        let deadline = Deadline::after(STOP_WITHIN);
         for (_, child) in &mut self.children {
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            while matches!(child.try_wait(), Ok(None)) && !deadline.left().is_zero() {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if matches!(child.try_wait(), Ok(None)) {
@@ -635,7 +651,7 @@ impl DnssecRig {
     /// A missing program (naming its package), a bad spec, a failing tool, or a server that does
     /// not come up (with the end of its log).
     pub fn start(spec: &RigSpec) -> Result<Self, RigError> {
-        let began = Instant::now();
+        let began = Stopwatch::start();
         let nsd_bin = find_tool("nsd")?;
         let unbound_bin = find_tool("unbound")?;
         let keygen = find_tool("dnssec-keygen")?;
@@ -1055,7 +1071,7 @@ fn wait_ready(
     unbound: SocketAddr,
     dir: &Path,
 ) -> Result<(), RigError> {
-    let deadline = Instant::now() + READY_WITHIN;
+    let deadline = Deadline::after(READY_WITHIN);
     let not_ready = |server: &'static str, why: String| RigError::NotReady {
         server,
         why,
@@ -1094,7 +1110,7 @@ fn wait_ready(
                 },
                 Err(e) => last = e.to_string(),
             }
-            if Instant::now() >= deadline {
+            if deadline.left().is_zero() {
                 return Err(not_ready(
                     server,
                     format!("no good answer for {name} SOA within {READY_WITHIN:?}: {last}"),
@@ -1163,5 +1179,24 @@ impl SharedRig {
         self.rig
             .get_or_init(|| DnssecRig::start(&(self.spec)()))
             .as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_server_or_signer_names_the_package_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let dirs = [empty.path().to_owned()];
+        for (tool, package) in TOOLS {
+            let error = find_tool_in(tool, &dirs).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("`{tool}` is not installed (install the Debian package `{package}`)")
+            );
+        }
+        assert!(find_tool_in("sh", &[PathBuf::from("/bin")]).is_ok());
     }
 }
