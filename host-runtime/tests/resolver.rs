@@ -355,3 +355,44 @@ fn tlsfallback_resolve_prints_the_floor_of_each_mx() {
         "{text}"
     );
 }
+
+#[test]
+fn a_name_server_that_never_answers_defers_the_delivery() {
+    // Bound and silent: every query times out (and TCP is refused).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = silent.local_addr().unwrap();
+    let resolver = Resolver::new(DnsSettings {
+        server: Some(server),
+        timeout: Duration::from_secs(1),
+        ..DnsSettings::default()
+    })
+    .unwrap();
+    let error = resolver.mx("secure.test").unwrap_err();
+    assert!(
+        matches!(error, DnsError::Timeout { .. } | DnsError::Failed { .. }),
+        "{error}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("peers.sqlite3");
+    let server = server.to_string();
+    let output = crate::util::run(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            "b@secure.test",
+            "--dns-server",
+            &server,
+            "--dns-timeout-secs",
+            "1",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        "Subject: x\n\nbody\n",
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{log}");
+    assert!(log.contains("looking up the MX of secure.test"), "{log}");
+    drop(silent);
+}
