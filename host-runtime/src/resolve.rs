@@ -146,6 +146,14 @@ pub fn dane_for(
     (DaneResolution::SecureAbsent, Vec::new())
 }
 
+/// Whether an enforced MTA-STS policy forbids this MX host: it lists no pattern the host
+/// matches (RFC 8461 section 4.1), and the host has no usable DANE, which takes precedence
+/// (RFC 8461 section 2).
+#[must_use]
+pub fn sts_forbids(dane: &DaneResolution, verdict: MxVerdict) -> bool {
+    verdict == MxVerdict::NotAllowed && dane.state() != Dane::Usable
+}
+
 /// One MX host as resolved.
 #[derive(Clone, Debug)]
 pub struct MxResolution {
@@ -346,10 +354,7 @@ fn resolve_mx(
             resolution.addresses = addresses.records;
         }
     }
-    if resolution.unusable.is_none()
-        && resolution.mta_sts == MxVerdict::NotAllowed
-        && resolution.dane.state() != Dane::Usable
-    {
+    if resolution.unusable.is_none() && sts_forbids(&resolution.dane, resolution.mta_sts) {
         resolution.unusable = Some(format!(
             "{host} is not an MX host of the enforced MTA-STS policy (RFC 8461 section 4.1)"
         ));
@@ -503,6 +508,75 @@ mod tests {
             // An insecure MX or address set never even asks (nothing to leak, nothing to trust).
             if mx != Security::Secure || addresses != Security::Secure {
                 prop_assert!(asked.is_empty());
+            }
+        }
+    }
+
+    fn sts_mode() -> impl Strategy<Value = crate::mta_sts::Mode> {
+        prop_oneof![
+            Just(crate::mta_sts::Mode::Enforce),
+            Just(crate::mta_sts::Mode::Testing),
+            Just(crate::mta_sts::Mode::None),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn an_mx_under_an_enforced_policy_is_authenticated_or_not_used(
+            mode in sts_mode(),
+            listed in any::<bool>(),
+            wildcard in any::<bool>(),
+            dane in prop_oneof![
+                Just(DaneResolution::SecureAbsent),
+                Just(DaneResolution::Insecure),
+                Just(DaneResolution::Usable { records: Vec::new(), base_domain: "mx.example.net".to_owned() }),
+                Just(DaneResolution::Unusable { records: Vec::new() }),
+            ],
+        ) {
+            use crate::mta_sts::{MxPattern, Policy, PolicySource};
+            let pattern = match (listed, wildcard) {
+                (true, true) => "*.example.net",
+                (true, false) => "mx.example.net",
+                (false, true) => "*.other.example",
+                (false, false) => "mx.other.example",
+            };
+            let policy = Policy::new(mode, 86_400, vec![MxPattern::parse(pattern).unwrap()]);
+            let sts = StsResult {
+                state: match mode {
+                    crate::mta_sts::Mode::Enforce => MtaSts::Enforce,
+                    crate::mta_sts::Mode::Testing => MtaSts::Testing,
+                    crate::mta_sts::Mode::None => MtaSts::None,
+                },
+                policy: Some(policy),
+                policy_id: Some("1".to_owned()),
+                source: PolicySource::Fetched,
+                ..StsResult::none("example.net")
+            };
+            let verdict = sts.for_mx("mx.example.net");
+            let forbidden = sts_forbids(&dane, verdict);
+            let mx = MxResolution {
+                host: "mx.example.net".to_owned(),
+                preference: 10,
+                addresses: Vec::new(),
+                address_security: Some(Security::Secure),
+                dane: dane.clone(),
+                mta_sts: verdict,
+                mta_sts_state: sts.context_for("mx.example.net"),
+                unusable: None,
+                tlsa: Vec::new(),
+            };
+            let enforced = mode == crate::mta_sts::Mode::Enforce;
+            if enforced && !listed {
+                // RFC 8461 section 4.1, unless DANE applies (section 2).
+                prop_assert_eq!(forbidden, dane.state() != Dane::Usable);
+            } else {
+                prop_assert!(!forbidden);
+            }
+            if !forbidden && (enforced || dane.state() == Dane::Usable) {
+                prop_assert_eq!(mx.floor(), policy_core::Tier::AuthenticatedTls);
+            }
+            if !enforced && dane.state() != Dane::Usable {
+                prop_assert!(mx.floor() < policy_core::Tier::AuthenticatedTls);
             }
         }
     }
