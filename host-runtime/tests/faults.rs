@@ -425,6 +425,12 @@ fn descriptor_exhaustion_defers_with_a_clear_error_and_corrupts_nothing() {
         rows.push(format!(
             "nofile={limit}: exit {code}, received {received}: {last_line}"
         ));
+        // Below a handful of descriptors the dynamic loader itself cannot open libssl (how many
+        // depends on what the test process hands down): the program never ran, nothing to judge.
+        if code == 127 && log.contains("error while loading shared libraries") {
+            assert_eq!(received, 0);
+            continue;
+        }
         broken.extend(check_fault(
             &format!("nofile={limit}"),
             (code, &log),

@@ -34,6 +34,10 @@ fn spec() -> RigSpec {
                 .record("ipmx IN MX 10 192.0.2.1.")
                 .record("nomx IN A 127.0.0.1")
                 .record("null IN MX 0 .")
+                .record("short 1 IN A 127.0.0.1")
+                .record("one IN A 127.0.0.1")
+                .record("two IN A 127.0.0.1")
+                .record("three IN A 127.0.0.1")
                 .records(big_txt("big", 3000)),
         )
         .child(
@@ -286,6 +290,38 @@ fn the_cache_answers_a_repeated_lookup() {
     let after = resolver.cache_stats();
     assert_eq!(after.hits, before.hits + 1);
     assert_eq!(after.misses, before.misses);
+}
+
+#[test]
+fn a_cached_answer_is_not_used_past_its_ttl() {
+    let resolver = validating();
+    resolver.addresses("short.secure.test").unwrap();
+    let before = resolver.cache_stats();
+    // The record's TTL is one second: after it, the cache must ask again.
+    std::thread::sleep(Duration::from_millis(2100));
+    resolver.addresses("short.secure.test").unwrap();
+    let after = resolver.cache_stats();
+    assert!(after.misses > before.misses, "{before:?} -> {after:?}");
+}
+
+#[test]
+fn the_cache_keeps_at_most_its_bound() {
+    let resolver = Resolver::new(DnsSettings {
+        server: Some(rig().direct_addr()),
+        trust_anchor: Some(rig().trust_anchor_file()),
+        timeout: Duration::from_secs(5),
+        cache_entries: 2,
+        ..DnsSettings::default()
+    })
+    .unwrap();
+    for name in ["one", "two", "three"] {
+        resolver.mx(&format!("{name}.secure.test")).unwrap();
+    }
+    assert_eq!(resolver.cache_stats().entries, 2);
+    // The oldest was evicted: asking for it again is a miss.
+    let before = resolver.cache_stats();
+    resolver.mx("one.secure.test").unwrap();
+    assert_eq!(resolver.cache_stats().misses, before.misses + 1);
 }
 
 #[test]
