@@ -588,7 +588,13 @@ impl Resolver {
                         security,
                         no_such_name: no_records.response_code == ResponseCode::NXDomain,
                         canonical_name: spelled(name),
-                        ttl: no_records.negative_ttl.unwrap_or(0).min(3600),
+                        ttl: negative_ttl(
+                            no_records.negative_ttl,
+                            no_records
+                                .soa
+                                .as_ref()
+                                .map(|soa| soa.ttl.min(soa.data.minimum)),
+                        ),
                     }),
                     code => Err(DnsError::ServerFailure {
                         name: spelled(name),
@@ -617,7 +623,7 @@ impl Resolver {
                     },
                     no_such_name,
                     canonical_name: spelled(name),
-                    ttl: response.negative_ttl().unwrap_or(0).min(3600),
+                    ttl: negative_ttl(response.negative_ttl(), None),
                 })
             }
             Err(NetError::Dns(HickoryDnsError::DnssecBogus)) => Err(bogus(
@@ -745,6 +751,17 @@ async fn ask_with_ad(
     .ok_or(NetError::Message("the name server sent no response"))?;
     background.abort();
     answer
+}
+
+/// How long a negative answer is kept (RFC 2308 section 5: the SOA's TTL or MINIMUM, whichever
+/// is less), at most an hour. hickory's validating path can hand the answer over with a negative
+/// TTL of 0 and the SOA apart; without either it is not cached at all.
+fn negative_ttl(given: Option<u32>, from_soa: Option<u32>) -> u32 {
+    given
+        .filter(|ttl| *ttl > 0)
+        .or(from_soa)
+        .unwrap_or(0)
+        .min(3600)
 }
 
 fn random_id() -> u16 {
