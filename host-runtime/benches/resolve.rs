@@ -69,7 +69,7 @@ fn domain(k: usize) -> String {
 }
 
 fn has_sts(k: usize) -> bool {
-    k % STS_EVERY == 0
+    k.is_multiple_of(STS_EVERY)
 }
 
 fn spec(domains: usize) -> RigSpec {
@@ -192,6 +192,8 @@ struct Latencies {
     warm_resolve: Vec<Duration>,
     warm_decision: Vec<Duration>,
     outcomes: BTreeMap<String, usize>,
+    /// The warm resolutions by outcome (DANE-usable ones probe the TLSA records with OpenSSL).
+    warm_by_outcome: BTreeMap<String, Vec<Duration>>,
 }
 
 /// Cold then warm, for each of `domains`, a fresh resolver each.
@@ -208,6 +210,10 @@ fn cold_and_warm(world: &World, mode: DnssecMode, domains: &[usize]) -> Value {
             let _ = std::hint::black_box(decide(&resolution, now));
             let decided = watch.elapsed();
             let (resolve, decision) = if warm {
+                l.warm_by_outcome
+                    .entry(outcome(&resolution))
+                    .or_default()
+                    .push(resolved);
                 (&mut l.warm_resolve, &mut l.warm_decision)
             } else {
                 *l.outcomes.entry(outcome(&resolution)).or_default() += 1;
@@ -229,6 +235,11 @@ fn cold_and_warm(world: &World, mode: DnssecMode, domains: &[usize]) -> Value {
         "cold_resolve_without_policy": percentiles(&mut l.cold_without_policy),
         "warm_resolve": percentiles(&mut l.warm_resolve),
         "warm_decision": percentiles(&mut l.warm_decision),
+        "warm_resolve_by_outcome": l
+            .warm_by_outcome
+            .iter_mut()
+            .map(|(outcome, samples)| (outcome.clone(), percentiles(samples)))
+            .collect::<BTreeMap<_, _>>(),
         "outcomes": l.outcomes,
     })
 }
