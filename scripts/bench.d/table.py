@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds docs/benchmarks.md from one scripts/bench run: criterion's medians, the sizes the
-benchmark printed, the JSON Lines throughput, the Postfix daemon's socket and the jco runs in
-Node and Chromium.
+benchmark printed, the JSON Lines throughput, the Postfix daemon's socket, the jco runs in
+Node and Chromium, and the resolution against the DNSSEC rig (resolve.json).
 
 Usage: table.py BENCH_OUT_DIR > docs/benchmarks.md
 """
@@ -48,6 +48,52 @@ def command_output(*argv: str) -> str:
 
 def verdict(met: bool) -> str:
     return "met" if met else "**missed**"
+
+
+def resolution_rows(out: str, m: dict) -> list:
+    """Rows 12 to 14: benches/resolve.rs (resolve.json) and benches/mta_sts.rs (criterion)."""
+    r = json.load(open(os.path.join(out, "resolve.json")))
+
+    def spread(p: dict) -> str:
+        return " / ".join(duration(p[k] * 1e3) for k in ["median_us", "p90_us", "p99_us"])
+
+    def mode(name: str, key: str) -> str:
+        x = r[key]
+        return (f"{name}: cold {spread(x['cold_decision'])} (no MTA-STS policy: "
+                f"{duration(x['cold_resolve_without_policy']['median_us'] * 1e3)}, with its fetch: "
+                f"{duration(x['cold_resolve_with_policy_fetch']['median_us'] * 1e3)}), "
+                f"warm {spread(x['warm_decision'])}")
+
+    fill = r["fill"]
+    runs = r["deliveries"]
+    some = runs["validate"]
+    quick = " (BENCH_QUICK)" if r["quick"] else ""
+    return [
+        ("12", "decision latency with resolution (MX, A/AAAA, TLSA, MTA-STS TXT and policy, then a "
+         "native `decide`) against the loopback DNSSEC rig and MTA-STS policy server, "
+         f"{r['rig']['domains']:,} domains{quick}: cold (a fresh resolver) and warm (the same "
+         "domain again), median / p90 / p99",
+         f"{mode('validate', 'validate')}; {mode('trust-ad via unbound', 'trust_ad')}; a new domain "
+         f"on a long-lived resolver (validate): {spread(fill['new_domain_resolve'])}", "—", ""),
+        ("13", f"resolver cache over {some['deliveries']:,} deliveries across {some['domains']:,} "
+         "domains (seeded Zipf, s = 1); memory of the caches",
+         "DNS cache hit rate: " + ", ".join(
+             f"{name} {100 * x['dns_cache_hit_rate']:.1f}% ({x['dns_cache_hits']:,} hits, "
+             f"{x['dns_cache_misses']:,} misses, {x['total_ms'] / 1e3:.1f} s in all)"
+             for name, x in runs.items())
+         + f" ({some['distinct_domains_drawn']:,} distinct domains drawn); filled with "
+         f"{fill['domains']:,} domains: {fill['dns_cache_entries']:,} DNS cache entries, RSS "
+         f"{fill['rss_before_kib']:,} → {fill['rss_after_kib']:,} KiB "
+         f"(~{fill['rss_bytes_per_entry']:,} B per entry), SQLite MTA-STS cache "
+         f"{fill['mta_sts_cache_bytes_on_disk']:,} B on disk for {fill['mta_sts_domains']:,} "
+         "policies (WAL included)", "—", ""),
+        ("14", "MTA-STS alone (benches/mta_sts.rs): policy parse; a resolution from the cache in "
+         "memory / in the database file; one fetching over loopback HTTPS",
+         f"{duration(m['mta_sts/parse policy'])}; "
+         f"{duration(m['mta_sts/resolve warm (in-memory cache)'])} / "
+         f"{duration(m['mta_sts/resolve warm (database file)'])}; "
+         f"{duration(m['mta_sts/resolve cold (loopback HTTPS fetch)'])}", "—", ""),
+    ]
 
 
 def main() -> None:
@@ -130,6 +176,7 @@ def main() -> None:
          + f"; transpiling the 31 KB example plugin: {sorted(playground['transpileMs'])[len(playground['transpileMs']) // 2]} ms "
          f"(chromium {playground['chromium']})", "—", ""),
     ]
+    rows += resolution_rows(out, m)
     print("# Benchmarks\n")
     print("The latest run of `scripts/bench` (written by it; do not edit by hand). Decide cases, "
           "in order: " + ", ".join(f"`{c}`" for c in CASES) + " (the jco rows have the first "
