@@ -563,7 +563,7 @@ impl Resolver {
                 } else {
                     Security::Insecure
                 };
-                Ok(chase(name, record_type, records, security, false))
+                Ok(chase(name, record_type, records, security))
             }
             Err(NetError::Dns(HickoryDnsError::NoRecordsFound(no_records))) => {
                 let security = if validating {
@@ -693,7 +693,7 @@ impl Resolver {
         };
         let negative_ttl = response.negative_ttl();
         let records: Vec<Record> = response.answers.to_vec();
-        let mut answer = chase(name, record_type, records, security, true);
+        let mut answer = chase(name, record_type, records, security);
         answer.no_such_name = code == ResponseCode::NXDomain && answer.records.is_empty();
         if answer.records.is_empty() {
             answer.ttl = negative_ttl.unwrap_or(0).min(3600);
@@ -812,7 +812,6 @@ fn chase(
     record_type: RecordType,
     records: Vec<Record>,
     security: Security,
-    _from_trusted_resolver: bool,
 ) -> Answer<Record> {
     let mut current = spelled(name);
     let mut ttl = u32::MAX;
@@ -916,7 +915,7 @@ mod tests {
                 RData::CNAME(hickory_resolver::proto::rr::rdata::CNAME(a.clone())),
             ),
         ];
-        let answer = chase(&a, RecordType::A, records, Security::Insecure, false);
+        let answer = chase(&a, RecordType::A, records, Security::Insecure);
         assert!(answer.records.is_empty());
     }
 
