@@ -42,6 +42,24 @@ pub struct ResolvedFloor {
 }
 
 impl Destination {
+    /// The MX host `host` at `address`: its history key is the host's one spelling
+    /// ([`crate::store::peer_key`]), with `:port` when the port is not 25.
+    #[must_use]
+    pub fn new(host: &str, address: SocketAddr, resolved: Option<ResolvedFloor>) -> Self {
+        let host = crate::store::peer_key(host);
+        let peer = if address.port() == 25 {
+            host.clone()
+        } else {
+            format!("{host}:{}", address.port())
+        };
+        Self {
+            peer,
+            host,
+            address,
+            resolved,
+        }
+    }
+
     /// The context of an attempt at this MX: the resolved DANE and MTA-STS states over the
     /// job's.
     #[must_use]

@@ -47,17 +47,7 @@ pub fn parse_mx(spec: &str) -> anyhow::Result<Destination> {
         .with_context(|| format!("resolving the MX host {host:?}"))?
         .next()
         .with_context(|| format!("the MX host {host:?} has no address"))?;
-    let peer = if port == 25 {
-        host.clone()
-    } else {
-        format!("{host}:{port}")
-    };
-    Ok(Destination {
-        peer,
-        host,
-        address,
-        resolved: None,
-    })
+    Ok(Destination::new(&host, address, None))
 }
 
 /// Checks an envelope address: no spaces, angle brackets or control characters; a recipient needs

@@ -152,24 +152,17 @@ pub fn destinations(
 }
 
 fn destination(mx: &MxResolution, ip: IpAddr, port: u16, sts: &StsResult) -> Destination {
-    let host = crate::store::peer_key(&mx.host);
-    let peer = if port == 25 {
-        host.clone()
-    } else {
-        format!("{host}:{port}")
-    };
     let context = mx.context(policy_core::DeliveryContext::default());
-    Destination {
-        peer,
-        host,
-        address: SocketAddr::new(ip, port),
-        resolved: Some(ResolvedFloor {
+    Destination::new(
+        &mx.host,
+        SocketAddr::new(ip, port),
+        Some(ResolvedFloor {
             dane: context.dane,
             mta_sts: context.mta_sts,
             tlsa: mx.tlsa.clone(),
             summary: mx.summary(Some(sts)),
         }),
-    }
+    )
 }
 
 fn verdict_name(verdict: MxVerdict) -> &'static str {
