@@ -31,6 +31,9 @@ mod postfix;
 mod postfix_attribution;
 // `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
 mod postfix_daemon;
+// `postfix serve` resolving the floor through the DNSSEC rig: dane-only, dane, secure match=...,
+// TEMP when it cannot be known, the policy-table mode, DNS and HTTPS going down, floods.
+mod postfix_floor;
 // The attacker between a real sending Postfix (with `postfix serve`) and a real receiving one.
 mod postfix_campaign;
 // The test attacker itself: each attack does to one attempt what it says.
