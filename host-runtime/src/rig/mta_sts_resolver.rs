@@ -13,6 +13,8 @@
 //! address the rig's `mta-sts.DOMAIN` records give
 //! ([`PolicyServer::start_on`](crate::rig::https::PolicyServer::start_on)).
 //!
+//! [`SocketmapClient`] asks either daemon over one connection, as Postfix does.
+//!
 //! The daemon runs in a process group of its own, killed when the value is dropped; a watchdog
 //! shell whose stdin is a pipe from this process does the same if the process ends without
 //! dropping it.
@@ -70,7 +72,7 @@ pub enum ResolverDaemonError {
         log: String,
     },
     /// An answer that is not one netstring.
-    #[error("mta-sts-daemon answered {answer:?}, which is not a netstring")]
+    #[error("the socketmap answered {answer:?}, which is not a netstring")]
     BadAnswer {
         /// What came back.
         answer: String,
@@ -174,8 +176,8 @@ impl MtaStsResolverDaemon {
         std::fs::write(&config, config_text(port, options))
             .map_err(io_error(format!("writing {}", config.display())))?;
         let log = dir.join("mta-sts-daemon.log");
-        let out = std::fs::File::create(&log)
-            .map_err(io_error(format!("creating {}", log.display())))?;
+        let out =
+            std::fs::File::create(&log).map_err(io_error(format!("creating {}", log.display())))?;
         let err = out
             .try_clone()
             .map_err(io_error("duplicating a file descriptor"))?;
@@ -262,17 +264,47 @@ impl MtaStsResolverDaemon {
     }
 
     fn ask_within(&self, key: &str, within: Duration) -> Result<String, ResolverDaemonError> {
-        let doing = || format!("asking mta-sts-daemon at {} for {key:?}", self.addr);
-        let mut stream =
-            TcpStream::connect_timeout(&self.addr, within).map_err(io_error(doing()))?;
+        SocketmapClient::connect(self.addr, within)?.ask("postfix", key)
+    }
+}
+
+/// One socketmap connection to a daemon (either one: ours or theirs), asked one lookup at a
+/// time, as Postfix's proxymap does.
+#[derive(Debug)]
+pub struct SocketmapClient {
+    stream: TcpStream,
+    addr: SocketAddr,
+}
+
+impl SocketmapClient {
+    /// Connects to `addr`; every read waits at most `within`.
+    ///
+    /// # Errors
+    ///
+    /// No connection within `within`.
+    pub fn connect(addr: SocketAddr, within: Duration) -> Result<Self, ResolverDaemonError> {
+        let doing = || format!("connecting to the socketmap at {addr}");
+        let stream = TcpStream::connect_timeout(&addr, within).map_err(io_error(doing()))?;
         stream
             .set_read_timeout(Some(within))
             .map_err(io_error(doing()))?;
-        let request = format!("postfix {key}");
-        stream
+        // One small request per answer: without this, Nagle holds each request for the ACK.
+        stream.set_nodelay(true).map_err(io_error(doing()))?;
+        Ok(Self { stream, addr })
+    }
+
+    /// One lookup `MAP KEY`; the answer without its netstring framing.
+    ///
+    /// # Errors
+    ///
+    /// The connection failed or closed, or the answer is not a netstring.
+    pub fn ask(&mut self, map: &str, key: &str) -> Result<String, ResolverDaemonError> {
+        let doing = || format!("asking the socketmap at {} for {map} {key:?}", self.addr);
+        let request = format!("{map} {key}");
+        self.stream
             .write_all(format!("{}:{request},", request.len()).as_bytes())
             .map_err(io_error(doing()))?;
-        read_netstring(&mut stream).map_err(|e| match e {
+        read_netstring(&mut self.stream).map_err(|e| match e {
             NetstringError::Io(source) => ResolverDaemonError::Io {
                 doing: doing(),
                 source,
@@ -305,10 +337,13 @@ fn start_watchdog(daemon: &Child) -> Result<(Child, ChildStdin), ResolverDaemonE
         .stderr(Stdio::null())
         .spawn()
         .map_err(io_error("starting the daemon's watchdog shell"))?;
-    let stdin = watchdog.stdin.take().ok_or_else(|| ResolverDaemonError::Io {
-        doing: "taking the watchdog's stdin".into(),
-        source: io::Error::other("no pipe"),
-    })?;
+    let stdin = watchdog
+        .stdin
+        .take()
+        .ok_or_else(|| ResolverDaemonError::Io {
+            doing: "taking the watchdog's stdin".into(),
+            source: io::Error::other("no pipe"),
+        })?;
     Ok((watchdog, stdin))
 }
 
