@@ -54,11 +54,7 @@ impl Daemon {
             .arg("--db")
             .arg(db)
             .args(extra)
-            .args(
-                (!extra.contains(&"--dns-server"))
-                    .then_some("--no-resolve")
-                    .into_iter(),
-            )
+            .args((!extra.contains(&"--dns-server")).then_some("--no-resolve"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -366,9 +366,8 @@ impl DnsRelay {
 }
 
 fn relay_tcp(mut client: TcpStream, target: SocketAddr, delay_ms: &AtomicU64, down: &AtomicBool) {
-    let mut upstream = match TcpStream::connect(target) {
-        Ok(upstream) => upstream,
-        Err(_) => return,
+    let Ok(mut upstream) = TcpStream::connect(target) else {
+        return;
     };
     loop {
         let mut len = [0u8; 2];

@@ -16,7 +16,7 @@ use std::time::Duration;
 use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
 
 use super::connections::{self, Job};
-use super::floor::{Floor, FloorLookup, FloorService, Target};
+use super::floor::{Floor, FloorLookup, FloorSource, Target};
 use super::follow::LogFollower;
 use super::log::{LogSource, Observed, Tracker};
 use super::policy::{reply_for, tls_policy};
@@ -168,7 +168,7 @@ pub struct Daemon<'a> {
     clock: &'a mut dyn Clock,
     options: DaemonOptions,
     log: &'a mut dyn FnMut(&str),
-    floors: Option<Arc<FloorService>>,
+    floors: Option<Arc<dyn FloorSource>>,
 }
 
 /// What a lookup does, once the floor is known.
@@ -211,14 +211,14 @@ impl<'a> Daemon<'a> {
     /// Resolves each next hop's floor with `floors` (without it, no DNS is asked and every next
     /// hop is answered as if nothing raised its floor).
     #[must_use]
-    pub fn with_floors(mut self, floors: Arc<FloorService>) -> Self {
+    pub fn with_floors(mut self, floors: Arc<dyn FloorSource>) -> Self {
         self.floors = Some(floors);
         self
     }
 
     /// The floor service, for the connection threads to wait on.
     #[must_use]
-    pub fn floors(&self) -> Option<Arc<FloorService>> {
+    pub fn floors(&self) -> Option<Arc<dyn FloorSource>> {
         self.floors.clone()
     }
 
@@ -540,6 +540,22 @@ fn fingerprint(policy: &policy_core::Policy, context: &DeliveryContext, extras: 
     format!("{policy:?} {context:?}{extras}")
 }
 
+/// An outcome as the floor it was attempted under explains it: Postfix logs a certificate that
+/// fails DANE verification as merely untrusted ("Untrusted TLS connection established", "Server
+/// certificate not verified"), but under a `dane-only` answer (usable TLSA records) that is a
+/// DANE mismatch, which TLS-RPT reports apart (`tlsa-invalid`).
+fn under_floor(outcome: policy_core::Outcome, context: &DeliveryContext) -> policy_core::Outcome {
+    use policy_core::{CertificateError, Outcome};
+    match outcome {
+        Outcome::CertificateError(CertificateError::Untrusted | CertificateError::NameMismatch)
+            if context.dane == policy_core::Dane::Usable =>
+        {
+            Outcome::CertificateError(CertificateError::DaneMismatch)
+        }
+        outcome => outcome,
+    }
+}
+
 /// `reply` with the floor's `extras` (`match=...`, TLSRPT attributes) added to a TLS answer.
 fn with_extras(reply: Reply, extras: &str) -> Reply {
     match reply {
@@ -574,7 +590,7 @@ fn feed_outcome(
     engine: &mut dyn DecisionEngine,
     policy_file: &PolicyFile,
     options: &DaemonOptions,
-    floors: Option<&FloorService>,
+    floors: Option<&dyn FloorSource>,
     observed: &Observed,
     now: u64,
     window: u64,
@@ -622,6 +638,10 @@ fn feed_outcome(
         Plan::Decide { context, extras } => (context, extras),
         Plan::Reply(..) => (DeliveryContext::default(), String::new()),
     };
+    let report = AttemptReport {
+        outcome: under_floor(report.outcome, &context),
+        ..report
+    };
     let decision = batch.decide(engine, &key, &policy, &context, Some(&report), now)?;
     let failure = engine.take_failure();
     let next = match decision.action {
@@ -653,7 +673,7 @@ fn feed_outcome(
         ("tier", tier.name()),
         (
             "result",
-            &crate::delivery::describe_outcome(&observed.outcome),
+            &crate::delivery::describe_outcome(&report.outcome),
         ),
         ("next", &next),
         ("reason", decision.reason.name()),

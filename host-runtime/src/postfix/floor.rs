@@ -334,6 +334,24 @@ pub enum FloorLookup {
     },
 }
 
+/// Where the daemon gets next hops' floors: the [`FloorService`], or in tests a fixed table.
+pub trait FloorSource: Send + Sync {
+    /// The floor of `target`, waiting at most the budget for one not yet known.
+    fn lookup(&self, target: &Target) -> FloorLookup;
+    /// The floor of `target` as it stands, without waiting or resolving.
+    fn peek(&self, target: &Target) -> Option<Arc<ResolvedFloor>>;
+}
+
+impl FloorSource for FloorService {
+    fn lookup(&self, target: &Target) -> FloorLookup {
+        Self::lookup(self, target)
+    }
+
+    fn peek(&self, target: &Target) -> Option<Arc<ResolvedFloor>> {
+        Self::peek(self, target)
+    }
+}
+
 /// How the [`FloorService`] works.
 #[derive(Clone, Debug)]
 pub struct FloorSettings {
