@@ -11,8 +11,9 @@ use hickory_proto::rr::{RData, RecordType};
 use tlsfallback_host::clock::Stopwatch;
 use tlsfallback_host::rig::dnssec::{
     ChildZone, DnssecRig, EDNS_PAYLOAD, RigError, RigSpec, SharedRig, Signing, Transport, ask,
-    big_txt,
+    big_txt, unique_loopback_ip,
 };
+use tlsfallback_host::rig::resolv::with_resolv_conf;
 
 const TLSA: &str = "_25._tcp.mx IN TLSA 3 1 1 \
                     8d02536c887482bc34ff54e41d2ba659bf85b341a0a20afadb5813dcfbcf286d";
@@ -52,6 +53,7 @@ fn spec() -> RigSpec {
                         .record("mail IN CNAME mx.secure.test."),
                 ),
         )
+        .resolver_on(unique_loopback_ip().expect("a loopback address with port 53 free"))
 }
 
 static RIG: SharedRig = SharedRig::new(spec);
@@ -385,6 +387,48 @@ fn hickory_validating_through_the_front_tells_secure_insecure_bogus_and_servfail
 }
 
 #[test]
+fn libc_resolver_under_a_private_resolv_conf_asks_the_rig_and_keeps_ad() {
+    let rig = rig();
+    let ip = rig
+        .resolver_ip()
+        .expect("the module's rig listens on IP:53");
+    let machines = std::fs::read_to_string("/etc/resolv.conf").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |program: &str, args: &[&str]| {
+        let output = with_resolv_conf(dir.path(), ip, program, args)
+            .unwrap()
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // dig without `@server` takes its server from resolv.conf: the rig's, and the answer is
+    // authenticated.
+    let (ok, text, err) = run(
+        "dig",
+        &["+dnssec", "+tries=1", "+time=5", "mx.secure.test", "A"],
+    );
+    assert!(ok, "{err}");
+    assert!(text.contains(&format!("SERVER: {ip}#53")), "{text}");
+    assert!(text.contains(" ad"), "{text}");
+    assert!(text.contains("127.0.0.10"), "{text}");
+    // glibc's own stub resolver, the one Postfix uses: a secure name resolves, a bogus one does
+    // not (unbound answers SERVFAIL).
+    let (ok, text, err) = run("getent", &["ahostsv4", "mx.secure.test"]);
+    assert!(ok && text.contains("127.0.0.10"), "{text}{err}");
+    let (ok, text, _) = run("getent", &["ahostsv4", "mx.bogus.test"]);
+    assert!(!ok && text.is_empty(), "{text}");
+    // Outside the namespace nothing changed.
+    assert_eq!(
+        std::fs::read_to_string("/etc/resolv.conf").unwrap(),
+        machines
+    );
+}
+
+#[test]
 fn dropped_rig_stops_its_servers_and_removes_its_directory() {
     let started = Stopwatch::start();
     let rig = DnssecRig::start(
@@ -397,6 +441,7 @@ fn dropped_rig_stops_its_servers_and_removes_its_directory() {
         started.elapsed()
     );
     let (dir, nsd, unbound) = (rig.dir().to_owned(), rig.nsd_addr(), rig.unbound_addr());
+    assert_eq!(rig.resolver_ip(), None, "no port 53 unless the spec asks");
     assert!(
         query(unbound, "a.own.test", RecordType::A)
             .metadata

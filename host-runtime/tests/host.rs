@@ -49,3 +49,5 @@ mod postfix_connections;
 mod fuzz_corpus;
 // MTA-STS against a real HTTPS server with a test CA: the fetch's refusals, the resolver and its cache.
 mod mta_sts;
+// `postfix serve --mode policy-table` against postfix-mta-sts-resolver (PyPI, pinned) over one rig.
+mod mta_sts_differential;

@@ -227,6 +227,20 @@ fn domain_with_userinfo_cannot_move_the_fetch_to_another_host() {
     assert_eq!(server.requests("attacker.example"), 0);
 }
 
+#[test]
+fn policy_server_on_an_address_of_its_own_serves_only_there() {
+    // A client that always fetches from port 443 of the address DNS gives needs the server on
+    // an address of its own; 127.0.0.0/8 is all loopback.
+    let own = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 61));
+    let server = PolicyServer::start_on((own, 0).into()).unwrap();
+    server.set("example.net", Response::policy(ENFORCE));
+    assert_eq!(server.address().ip(), own);
+    let fetched = fetch_policy("example.net", &[own], &settings(&server)).unwrap();
+    assert_eq!(fetched.policy.mode, Mode::Enforce);
+    let error = fetch_policy("example.net", &LOOPBACK, &settings(&server)).unwrap_err();
+    assert!(matches!(error, FetchError::Transport { .. }), "{error}");
+}
+
 /// The resolver over the server: TXT records scripted per name, `mta-sts.*` on loopback.
 struct Rig {
     server: PolicyServer,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Builds docs/benchmarks.md from one scripts/bench run: criterion's medians, the sizes the
 benchmark printed, the JSON Lines throughput, the Postfix daemon's socket, the jco runs in
-Node and Chromium, and the resolution against the DNSSEC rig (resolve.json).
+Node and Chromium, the resolution against the DNSSEC rig (resolve.json), and the daemon
+against postfix-mta-sts-resolver (socketmap-vs-resolver.json).
 
 Usage: table.py BENCH_OUT_DIR > docs/benchmarks.md
 """
@@ -96,6 +97,37 @@ def resolution_rows(out: str, m: dict) -> list:
     ]
 
 
+def versus_resolver_row(out: str) -> tuple:
+    """Row 15: benches/socketmap_vs_resolver.rs (socketmap-vs-resolver.json)."""
+    r = json.load(open(os.path.join(out, "socketmap-vs-resolver.json")))
+    d = r["daemons"]
+    theirs = d["postfix_mta_sts_resolver"]
+    names = [("postfix-mta-sts-resolver" + (" (uvloop)" if theirs.get("uvloop") else ""),
+              "postfix_mta_sts_resolver"),
+             ("ours, policy-table", "ours_policy_table"), ("ours, dance", "ours_dance")]
+
+    def runs(key: str) -> str:
+        return "; ".join(
+            f"{label}: {d[key][run]['lookups_per_second']:,.0f}/s, p50 "
+            f"{duration(d[key][run]['p50_us'] * 1e3)}, p99 {duration(d[key][run]['p99_us'] * 1e3)}"
+            for label, run in [("1 connection", "one_connection"),
+                               (f"{r['connections']} connections", "connections")])
+
+    ratios = r["throughput_ratio_over_theirs"]
+    ours_runs = [d[k][run] for k in ["ours_policy_table", "ours_dance"]
+                 for run in ["one_connection", "connections"]]
+    met = min(ratios.values()) >= 10 and max(x["p99_us"] for x in ours_runs) < 1000
+    quick = " (BENCH_QUICK)" if r["quick"] else ""
+    return ("15", "`postfix serve` against postfix-mta-sts-resolver 1.5.1, the same cached "
+            f"`enforce` policies ({r['domains']} domains{quick}), over the socket, "
+            f"{r['lookups_per_run']:,} lookups per run (load average {r.get('load_average', '?')})",
+            " — ".join(f"{label}: {runs(key)}" for label, key in names)
+            + "; throughput over theirs: policy-table "
+            f"{ratios['policy_table_one_connection']:.2f}× / {ratios['policy_table_connections']:.2f}×, "
+            f"dance {ratios['dance_one_connection']:.2f}× / {ratios['dance_connections']:.2f}×",
+            "≥ 10× theirs, p99 < 1 ms", verdict(met))
+
+
 def main() -> None:
     out = sys.argv[1]
     m = criterion_medians()
@@ -177,6 +209,7 @@ def main() -> None:
          f"(chromium {playground['chromium']})", "—", ""),
     ]
     rows += resolution_rows(out, m)
+    rows.append(versus_resolver_row(out))
     print("# Benchmarks\n")
     print("The latest run of `scripts/bench` (written by it; do not edit by hand). Decide cases, "
           "in order: " + ", ".join(f"`{c}`" for c in CASES) + " (the jco rows have the first "

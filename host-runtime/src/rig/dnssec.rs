@@ -6,7 +6,9 @@
 //! - `nsd` ([`DnssecRig::nsd_addr`]): authoritative for the root `.`, `test.` and every child
 //!   zone the [`RigSpec`] lists, over UDP and TCP on one port;
 //! - `unbound` ([`DnssecRig::unbound_addr`]): a validating forwarder to NSD anchored at the rig's
-//!   root (the `trust-ad` mode's resolver: AD on secure answers, SERVFAIL on bogus ones);
+//!   root (the `trust-ad` mode's resolver: AD on secure answers, SERVFAIL on bogus ones), and
+//!   also on `IP:53` when the spec asks ([`RigSpec::resolver_on`], [`DnssecRig::resolver_ip`]),
+//!   for programs that use libc's resolver, such as Postfix ([`crate::rig::resolv`]);
 //! - a small DNS front in this process ([`DnssecRig::direct_addr`]): NSD's answers relayed as
 //!   they are, except SERVFAIL for every name in a [`Signing::Servfail`] child. NSD cannot answer
 //!   SERVFAIL, so this front is where SERVFAIL comes from, for unbound (which forwards those
@@ -218,6 +220,7 @@ impl ChildZone {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RigSpec {
     children: Vec<ChildZone>,
+    resolver_ip: Option<Ipv4Addr>,
 }
 
 impl RigSpec {
@@ -234,11 +237,28 @@ impl RigSpec {
         self
     }
 
-    /// Both specs' children (a child in both is refused by [`DnssecRig::start`]).
+    /// Both specs' children (a child in both is refused by [`DnssecRig::start`]), and this
+    /// spec's [`RigSpec::resolver_on`] address, or else the other's.
     #[must_use]
     pub fn merge(mut self, other: Self) -> Self {
         self.children.extend(other.children);
+        self.resolver_ip = self.resolver_ip.or(other.resolver_ip);
         self
+    }
+
+    /// unbound also listens on `ip` port 53 (UDP and TCP), besides its free port: the one
+    /// address a libc resolver can be pointed at, since `resolv.conf` has no port (see
+    /// [`crate::rig::resolv`]). [`unique_loopback_ip`] picks an `ip` no other rig uses.
+    #[must_use]
+    pub fn resolver_on(mut self, ip: Ipv4Addr) -> Self {
+        self.resolver_ip = Some(ip);
+        self
+    }
+
+    /// The address given to [`RigSpec::resolver_on`].
+    #[must_use]
+    pub fn resolver_ip(&self) -> Option<Ipv4Addr> {
+        self.resolver_ip
     }
 
     /// The child zones, in the order they were added.
@@ -599,6 +619,50 @@ fn free_port() -> Result<u16, RigError> {
         .port())
 }
 
+/// The loopback addresses [`unique_loopback_ip`] handed out in this process: their port 53 is
+/// free until the rig that asked binds it, so without this two rigs starting at once could get
+/// the same one.
+static HANDED_OUT: std::sync::Mutex<Vec<Ipv4Addr>> = std::sync::Mutex::new(Vec::new());
+
+/// A loopback address `127.53.x.y` whose port 53 is free for UDP and TCP right now, for
+/// [`RigSpec::resolver_on`]: random (so test processes running at once do not collide), never
+/// the same twice in one process. Binding port 53 needs root or `CAP_NET_BIND_SERVICE`.
+///
+/// # Errors
+///
+/// No free address after many tries (the last bind error, e.g. permission denied).
+pub fn unique_loopback_ip() -> Result<Ipv4Addr, RigError> {
+    let mut last = None;
+    for _ in 0..200 {
+        let random = getrandom::u32().map_err(|e| RigError::Io {
+            doing: "drawing a random loopback address".into(),
+            source: io::Error::other(e),
+        })?;
+        let [_, _, x, y] = random.to_be_bytes();
+        // .0 and .255 look like network and broadcast addresses to people reading logs.
+        let ip = Ipv4Addr::new(127, 53, x.clamp(1, 254), y.clamp(1, 254));
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed_out.contains(&ip) {
+            continue;
+        }
+        let free = UdpSocket::bind((ip, 53)).and_then(|_udp| TcpListener::bind((ip, 53)));
+        match free {
+            Ok(_) => {
+                handed_out.push(ip);
+                return Ok(ip);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(RigError::Io {
+        doing: "finding a loopback address whose port 53 is free (binding port 53 needs root)"
+            .into(),
+        source: last.unwrap_or_else(|| io::Error::other("every address tried was taken")),
+    })
+}
+
 /// The last lines of a log file, for an error message.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -619,6 +683,7 @@ pub struct DnssecRig {
     unbound: SocketAddr,
     direct: SocketAddr,
     children: Vec<ChildZone>,
+    resolver_ip: Option<Ipv4Addr>,
     started_in: Duration,
 }
 
@@ -638,6 +703,7 @@ impl std::fmt::Debug for DnssecRig {
             .field("nsd", &self.nsd)
             .field("unbound", &self.unbound)
             .field("direct", &self.direct)
+            .field("resolver_ip", &self.resolver_ip)
             .finish_non_exhaustive()
     }
 }
@@ -934,6 +1000,12 @@ impl DnssecRig {
                 direct.port()
             );
         }
+        if let Some(ip) = spec.resolver_ip {
+            // The first `server:` clause goes on: unbound reads clauses in order, and a
+            // `forward-zone:` cannot take an `interface:` line.
+            unbound_conf =
+                unbound_conf.replacen("server:\n", &format!("server:\n  interface: {ip}@53\n"), 1);
+        }
         let unbound_conf_file = path.join("unbound.conf");
         std::fs::write(&unbound_conf_file, unbound_conf)
             .map_err(io_error("writing unbound.conf"))?;
@@ -990,7 +1062,14 @@ impl DnssecRig {
         let watchdog_stdin = watchdog.stdin.take();
 
         let mut rig_servers = servers;
-        wait_ready(&mut rig_servers, &zones, nsd, unbound, &path)?;
+        let resolver = spec.resolver_ip.map(|ip| SocketAddr::from((ip, 53)));
+        wait_ready(
+            &mut rig_servers,
+            &zones,
+            nsd,
+            &[Some(unbound), resolver],
+            &path,
+        )?;
 
         Ok(Self {
             watchdog: watchdog_stdin.map(|stdin| (watchdog, stdin)),
@@ -1001,6 +1080,7 @@ impl DnssecRig {
             unbound,
             direct,
             children: spec.children.clone(),
+            resolver_ip: spec.resolver_ip,
             started_in: began.elapsed(),
         })
     }
@@ -1018,6 +1098,14 @@ impl DnssecRig {
     #[must_use]
     pub fn unbound_addr(&self) -> SocketAddr {
         self.unbound
+    }
+
+    /// The address where unbound also answers on port 53, when the spec asked for one
+    /// ([`RigSpec::resolver_on`]): the same validating server as [`DnssecRig::unbound_addr`],
+    /// for programs that use libc's resolver (through [`crate::rig::resolv::with_resolv_conf`]).
+    #[must_use]
+    pub fn resolver_ip(&self) -> Option<Ipv4Addr> {
+        self.resolver_ip
     }
 
     /// NSD's answers, relayed as they are (UDP and TCP), but SERVFAIL for every name in a
@@ -1062,13 +1150,13 @@ impl DnssecRig {
     }
 }
 
-/// Waits until NSD serves every zone (SOA, authoritative) and unbound validates `test.` (AD),
-/// failing early when a server exits.
+/// Waits until NSD serves every zone (SOA, authoritative) and unbound validates `test.` (AD) on
+/// each of its addresses, failing early when a server exits.
 fn wait_ready(
     servers: &mut Servers,
     zones: &[Zone],
     nsd: SocketAddr,
-    unbound: SocketAddr,
+    unbound: &[Option<SocketAddr>],
     dir: &Path,
 ) -> Result<(), RigError> {
     let deadline = Deadline::after(READY_WITHIN);
@@ -1133,16 +1221,19 @@ fn wait_ready(
             }
         })?;
     }
-    check("unbound", unbound, PARENT_ZONE, &|answer| match (
-        answer.metadata.response_code,
-        answer.metadata.authentic_data,
-    ) {
-        (ResponseCode::NoError, true) => Ok(()),
-        (ResponseCode::NoError, false) => {
-            Err("test. answered without AD: the root anchor does not validate".into())
-        }
-        (code, _) => Err(code.to_string()),
-    })
+    for addr in unbound.iter().flatten() {
+        check("unbound", *addr, PARENT_ZONE, &|answer| match (
+            answer.metadata.response_code,
+            answer.metadata.authentic_data,
+        ) {
+            (ResponseCode::NoError, true) => Ok(()),
+            (ResponseCode::NoError, false) => {
+                Err("test. answered without AD: the root anchor does not validate".into())
+            }
+            (code, _) => Err(code.to_string()),
+        })?;
+    }
+    Ok(())
 }
 
 /// A rig started on first use and shared by the tests of one binary, in a `static`:

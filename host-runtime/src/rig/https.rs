@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -138,12 +138,26 @@ impl PolicyServer {
     ///
     /// When the port, the certificates or the CA file cannot be made.
     pub fn start() -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    }
+
+    /// Starts a server on `address`, with a fresh CA: an address of its own such as
+    /// `127.0.0.7:443`, for a client that always fetches from port 443 of the address DNS gives
+    /// (postfix-mta-sts-resolver does).
+    ///
+    /// # Errors
+    ///
+    /// When `address` cannot be bound, or the certificates or the CA file cannot be made.
+    pub fn start_on(address: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(address)
+            .map_err(|e| anyhow::anyhow!("binding the MTA-STS policy server to {address}: {e}"))?;
         let address = listener.local_addr()?;
         let ca = make_ca()?;
+        // The address in the name: servers on different addresses may share a port.
         let ca_file = std::env::temp_dir().join(format!(
-            "tlsfallback-mta-sts-ca-{}-{}.pem",
+            "tlsfallback-mta-sts-ca-{}-{}-{}.pem",
             std::process::id(),
+            address.ip(),
             address.port()
         ));
         std::fs::write(&ca_file, ca.certificate.to_pem()?)?;
@@ -176,10 +190,16 @@ impl PolicyServer {
         })
     }
 
-    /// The port (on 127.0.0.1).
+    /// The port (on 127.0.0.1, or on the address given to [`start_on`](Self::start_on)).
     #[must_use]
     pub const fn port(&self) -> u16 {
         self.address.port()
+    }
+
+    /// The address it listens on.
+    #[must_use]
+    pub const fn address(&self) -> SocketAddr {
+        self.address
     }
 
     /// The PEM file holding the test CA's certificate.

@@ -1,7 +1,12 @@
 //! Real servers on loopback for the resolver's tests and benchmarks: a DNSSEC-signed fake root
 //! and its children served by NSD with unbound validating in front ([`dnssec`]), and an HTTPS
 //! server for MTA-STS policies with its own test CA ([`https`]). Each is started on free loopback
-//! ports and stopped (by pid) when dropped.
+//! ports and stopped (by pid) when dropped. [`resolv`] runs a program (Postfix) whose libc
+//! resolver asks the rig instead of the machine's. [`mta_sts_resolver`] runs
+//! postfix-mta-sts-resolver, the daemon `postfix serve --mode policy-table` is compared with, over
+//! the rig.
 
 pub mod dnssec;
 pub mod https;
+pub mod mta_sts_resolver;
+pub mod resolv;
