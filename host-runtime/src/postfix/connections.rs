@@ -53,14 +53,8 @@ pub(super) type Prepare = Arc<dyn Fn(&[u8]) -> Prepared + Send + Sync>;
 pub(super) enum Prepared {
     /// For the decider, with the request's floor (`None`: a request answered without one).
     Floor(Option<FloorLookup>),
-    /// Answered already (the policy table needs no engine): the reply, and the line for the
-    /// daemon's log.
-    Answered {
-        /// The reply.
-        reply: Reply,
-        /// The log line.
-        log: String,
-    },
+    /// Answered already (the policy table needs no engine).
+    Answered(Reply),
 }
 
 /// What a connection thread asks of the deciding thread.
@@ -79,8 +73,6 @@ pub(super) enum Job {
     },
     /// A warning for the daemon's log (only the deciding thread writes it).
     Warning(String),
-    /// A line for the daemon's log, of a lookup a connection's thread answered.
-    Log(String),
 }
 
 /// Raises the soft descriptor limit to the hard one, and returns how many connections of the
@@ -488,9 +480,8 @@ fn serve_connection<S: Stream>(
                 let floor = match prepare.map(|prepare| prepare(&data)) {
                     None | Some(Prepared::Floor(None)) => None,
                     Some(Prepared::Floor(floor)) => floor,
-                    Some(Prepared::Answered { reply, log }) => {
+                    Some(Prepared::Answered(reply)) => {
                         connections.set_waiting(registration.id, false);
-                        let _ = jobs.send(Job::Log(log));
                         if socketmap::write_netstring(&mut writer, &reply.encode()).is_err() {
                             return;
                         }

@@ -598,7 +598,12 @@ pub fn lookup_target(data: &[u8], map_name: &str) -> Option<(String, Target)> {
 /// What a connection's thread makes of a request: its floor looked up (waiting at most the
 /// budget, holding up that connection alone), and in `--mode policy-table`, which needs neither
 /// the engine nor the history, its answer and log line too.
-fn prepare(options: &DaemonOptions, floors: &dyn FloorSource, data: &[u8]) -> Prepared {
+fn prepare(
+    options: &DaemonOptions,
+    floors: &dyn FloorSource,
+    lines: &LookupLines,
+    data: &[u8],
+) -> Prepared {
     let Some((key, target)) = lookup_target(data, &options.map_name) else {
         // Malformed, another map, a probe: the decider answers and logs those.
         return Prepared::Floor(None);
@@ -608,8 +613,62 @@ fn prepare(options: &DaemonOptions, floors: &dyn FloorSource, data: &[u8]) -> Pr
         return Prepared::Floor(Some(floor));
     }
     let reply = table_answer(options, &key, Some(&floor));
-    let log = lookup_line(&key, "unknown", Some(&floor), None, "floor", &reply);
-    Prepared::Answered { reply, log }
+    lines.push(lookup_line(
+        &key,
+        "unknown",
+        Some(&floor),
+        None,
+        "floor",
+        &reply,
+    ));
+    Prepared::Answered(reply)
+}
+
+/// The log lines of lookups the connections' threads answered, for the deciding thread (which
+/// alone writes the log) to write when it next wakes (a job, or the log poll): waking it for
+/// each line would cost every lookup a context switch.
+#[derive(Default)]
+struct LookupLines {
+    lines: std::sync::Mutex<Vec<String>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl LookupLines {
+    /// At most this many lines wait; past it they are counted, not kept (a stuck log must not
+    /// grow without bound).
+    const LIMIT: usize = 100_000;
+
+    fn push(&self, line: String) {
+        let mut lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lines.len() < Self::LIMIT {
+            lines.push(line);
+        } else {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn drain(&self, log: &mut dyn FnMut(&str)) {
+        let lines = std::mem::take(
+            &mut *self
+                .lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for line in &lines {
+            log(line);
+        }
+        let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            log(&format!(
+                "warning: {dropped} lookup lines were not written (more than {} waited)",
+                Self::LIMIT
+            ));
+        }
+    }
 }
 
 /// The daemon's line for one lookup.
@@ -797,10 +856,12 @@ pub fn serve(
     ready: &mut dyn FnMut(&ListenAddress),
 ) -> anyhow::Result<()> {
     let (jobs, inbox) = mpsc::channel::<Job>();
+    let lookup_lines = Arc::new(LookupLines::default());
     let prepare: Option<connections::Prepare> = daemon.floors().map(|floors| {
         let options = daemon.options.clone();
+        let lines = Arc::clone(&lookup_lines);
         let prepare: connections::Prepare =
-            Arc::new(move |data: &[u8]| prepare(&options, floors.as_ref(), data));
+            Arc::new(move |data: &[u8]| prepare(&options, floors.as_ref(), &lines, data));
         prepare
     });
     let (max_connections, descriptor_warning) =
@@ -857,6 +918,7 @@ pub fn serve(
                 }
             }
         }
+        lookup_lines.drain(daemon.log);
         match inbox.recv_timeout(poll) {
             Ok(Job::Lookup {
                 data,
@@ -867,7 +929,6 @@ pub fn serve(
                 let _ = reply.send(daemon.answer_with_floor(&data, client, floor));
             }
             Ok(Job::Warning(warning)) => (daemon.log)(&format!("warning: {warning}")),
-            Ok(Job::Log(line)) => (daemon.log)(&line),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 anyhow::bail!("the listener stopped accepting connections")
