@@ -31,6 +31,9 @@ mod postfix;
 mod postfix_attribution;
 // `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
 mod postfix_daemon;
+// A real Postfix doing DANE through the rig's validating resolver, plain and with our map: the floor
+// holds (DANE, MTA-STS, pins) and the dance goes on where there is none.
+mod postfix_dane;
 // The attacker between a real sending Postfix (with `postfix serve`) and a real receiving one.
 mod postfix_campaign;
 // The test attacker itself: each attack does to one attempt what it says.
