@@ -59,7 +59,7 @@ pub(crate) struct PostfixArgs {
 pub(crate) enum PostfixAction {
     /// Answer Postfix's TLS policy lookups (socketmap) with the engine's decisions, and learn
     /// each attempt's outcome from Postfix's log.
-    Serve(PostfixServeArgs),
+    Serve(Box<PostfixServeArgs>),
     /// Print the main.cf lines that hand Postfix's TLS policy to the daemon.
     Config(PostfixConfigArgs),
 }
@@ -108,6 +108,37 @@ pub(crate) struct PostfixServeArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub(crate) max_connections: usize,
+    #[command(flatten)]
+    pub(crate) dns: DnsArgs,
+    /// Do not resolve next hops (no DNSSEC, DANE or MTA-STS floor: only for a Postfix whose
+    /// other tables or main.cf give the floor).
+    #[arg(long, conflicts_with = "mode")]
+    pub(crate) no_resolve: bool,
+    /// What the answers carry: `dance` (the engine's dance under the DANE and MTA-STS floor) or
+    /// `policy-table` (the floor alone, NOTFOUND where there is none: a drop-in replacement for
+    /// postfix-mta-sts-resolver, DANE first).
+    #[arg(long, default_value = "dance", value_parser = parse_mode)]
+    pub(crate) mode: tlsfallback_host::postfix::AnswerMode,
+    /// How long one lookup waits for a floor being resolved, in milliseconds; past it the answer
+    /// is TEMP (Postfix defers) and the resolution goes on for the next lookup. Keep it well
+    /// under Postfix's socketmap timeout (10 s).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=8000))]
+    pub(crate) resolve_budget_ms: u64,
+    /// How many next hops are resolved at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub(crate) resolve_workers: usize,
+    /// How long a resolved floor is used before it is resolved again in the background, in
+    /// seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) refresh_secs: u64,
+    /// Add Postfix 3.10's TLSRPT attributes (policy_type, policy_domain, mx_host_pattern,
+    /// policy_string, policy_failure) to the answers; Postfix 3.9 and older refuse them.
+    #[arg(long)]
+    pub(crate) tlsrpt: bool,
+}
+
+fn parse_mode(text: &str) -> Result<tlsfallback_host::postfix::AnswerMode, String> {
+    tlsfallback_host::postfix::AnswerMode::parse(text)
 }
 
 fn parse_syslog_name(text: &str) -> Result<String, String> {

@@ -459,7 +459,23 @@ fn postfix_serve(args: &args::PostfixServeArgs) -> anyhow::Result<()> {
         poll_interval: std::time::Duration::from_millis(args.poll_ms),
         log_source: tlsfallback_host::postfix::log::LogSource::for_syslog_name(&args.syslog_name),
         max_connections: args.max_connections,
+        mode: args.mode,
+        tlsrpt: args.tlsrpt,
         ..DaemonOptions::default()
+    };
+    let floors = if args.no_resolve {
+        None
+    } else {
+        let mut settings = tlsfallback_host::postfix::floor::FloorSettings::new(
+            resolve_settings(&args.dns, &policy_file, 25),
+            args.store.path(),
+        );
+        settings.budget = std::time::Duration::from_millis(args.resolve_budget_ms);
+        settings.workers = args.resolve_workers;
+        settings.refresh_after = std::time::Duration::from_secs(args.refresh_secs);
+        Some(std::sync::Arc::new(
+            tlsfallback_host::postfix::floor::FloorService::start(settings)?,
+        ))
     };
     let mut log = |line: &str| eprintln!("{line}");
     let mut daemon = Daemon::new(
@@ -470,6 +486,9 @@ fn postfix_serve(args: &args::PostfixServeArgs) -> anyhow::Result<()> {
         options,
         &mut log,
     )?;
+    if let Some(floors) = floors {
+        daemon = daemon.with_floors(floors);
+    }
     let log_file = args
         .log
         .as_deref()

@@ -302,6 +302,30 @@ pub fn resolve_domain(
     }
 }
 
+/// Resolves a next hop given as a host (Postfix's `[host]` or `[host]:port`): no MX lookup and
+/// no MTA-STS (a policy belongs to a recipient domain, and no recipient domain chose this host),
+/// only the host's addresses and, when they are secure, its TLSA records at `port`. As for an MX
+/// host, DANE applies only when the addresses were validated (RFC 7672 section 2.2.2: with no
+/// MX lookup, the host name itself is the secure base).
+pub fn resolve_host(resolver: &Resolver, host: &str, port: u16) -> DomainResolution {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let mta_sts = StsResult::none(&host);
+    let record = MxRecord {
+        preference: 0,
+        exchange: host.clone(),
+    };
+    let resolved = resolve_mx(resolver, Security::Secure, &record, port, &mta_sts);
+    DomainResolution {
+        domain: host,
+        mx: MxList::Hosts {
+            security: Security::Secure,
+            implicit: true,
+            hosts: vec![resolved],
+        },
+        mta_sts,
+    }
+}
+
 fn resolve_mx(
     resolver: &Resolver,
     mx_security: Security,

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::delivery::{Destination, ResolvedFloor};
 use crate::dns::{DnsSettings, Resolver};
 use crate::mta_sts::{FetchSettings, HttpsNetwork, MxVerdict, PolicyCache, StsResolver, StsResult};
-use crate::resolve::{DomainResolution, MxList, MxResolution, resolve_domain};
+use crate::resolve::{DomainResolution, MxList, MxResolution, resolve_domain, resolve_host};
 
 /// Everything the resolution needs to be set up.
 #[derive(Clone, Debug)]
@@ -65,9 +65,23 @@ impl DomainResolver {
     /// Resolves `domain` at `now` (Unix seconds, for the policy cache).
     #[must_use]
     pub fn resolve(&self, domain: &str, now: u64) -> DomainResolution {
-        resolve_domain(&self.dns, domain, self.port, &mut |domain| {
+        self.resolve_at(domain, self.port, now)
+    }
+
+    /// As [`resolve`](Self::resolve), with the TLSA records of `port` (a next hop
+    /// `domain:port`).
+    #[must_use]
+    pub fn resolve_at(&self, domain: &str, port: u16, now: u64) -> DomainResolution {
+        resolve_domain(&self.dns, domain, port, &mut |domain| {
             self.sts.resolve(domain, now)
         })
+    }
+
+    /// Resolves the next hop `[host]:port`: the host's addresses and TLSA records, no MX lookup,
+    /// no MTA-STS ([`resolve_host`]).
+    #[must_use]
+    pub fn resolve_host(&self, host: &str, port: u16) -> DomainResolution {
+        resolve_host(&self.dns, host, port)
     }
 
     /// The DNS resolver (for its cache statistics).

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::client;
+use super::floor::FloorLookup;
 use super::socketmap::{self, FrameError, MAX_REQUEST_LEN, Reply};
 use super::state::ClientPid;
 use crate::clock::Stopwatch;
@@ -43,6 +44,11 @@ const ASSUMED_OPEN_AT_START: u64 = 64;
 /// must not flood the log.
 const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
+/// What a connection's thread does before it hands a request to the deciding thread: look up
+/// its floor, waiting at most the budget, so that a slow resolution holds up this connection
+/// alone.
+pub(super) type Prepare = Arc<dyn Fn(&[u8]) -> Option<FloorLookup> + Send + Sync>;
+
 /// What a connection thread asks of the deciding thread.
 pub(super) enum Job {
     /// A request's netstring data, and where its reply goes.
@@ -53,6 +59,9 @@ pub(super) enum Job {
         client: ClientPid,
         /// The reply's way back.
         reply: mpsc::Sender<Reply>,
+        /// The request's floor, looked up on the connection's thread (`None`: no floor service,
+        /// or a request answered without one).
+        floor: Option<FloorLookup>,
     },
     /// A warning for the daemon's log (only the deciding thread writes it).
     Warning(String),
@@ -302,12 +311,14 @@ impl Throttled {
 pub(super) fn spawn_listener<L: Listener>(
     listener: L,
     jobs: mpsc::Sender<Job>,
+    prepare: Option<Prepare>,
     max_connections: usize,
     idle_timeout: Duration,
 ) -> io::Result<()> {
     let acceptor = Acceptor {
         connections: Arc::new(Connections::new(max_connections)),
         jobs,
+        prepare,
         idle_timeout,
         replaced: Throttled::new(WARNING_INTERVAL),
         refused: Throttled::new(WARNING_INTERVAL),
@@ -325,6 +336,7 @@ pub(super) fn spawn_listener<L: Listener>(
 struct Acceptor<S: Stream> {
     connections: Arc<Connections<S>>,
     jobs: mpsc::Sender<Job>,
+    prepare: Option<Prepare>,
     idle_timeout: Duration,
     replaced: Throttled,
     refused: Throttled,
@@ -384,10 +396,13 @@ impl<S: Stream> Acceptor<S> {
             id,
         };
         let jobs = self.jobs.clone();
+        let prepare = self.prepare.clone();
         let thread_stream = Arc::clone(&stream);
         let spawned = std::thread::Builder::new()
             .name("socketmap-connection".to_owned())
-            .spawn(move || serve_connection(&thread_stream, &registration, &jobs));
+            .spawn(move || {
+                serve_connection(&thread_stream, &registration, &jobs, prepare.as_ref())
+            });
         if let Err(error) = spawned {
             // The registration went with the closure and is given up already.
             refuse(&stream, "could not start a thread for the connection");
@@ -441,6 +456,7 @@ fn serve_connection<S: Stream>(
     stream: &Arc<S>,
     registration: &Registration<S>,
     jobs: &mpsc::Sender<Job>,
+    prepare: Option<&Prepare>,
 ) {
     let connections = &registration.connections;
     // Finding the process behind a TCP connection reads /proc: done here, on the connection's
@@ -453,11 +469,13 @@ fn serve_connection<S: Stream>(
             Ok(None) | Err(FrameError::Io(_) | FrameError::Truncated) => return,
             Ok(Some(data)) => {
                 connections.set_waiting(registration.id, true);
+                let floor = prepare.and_then(|prepare| prepare(&data));
                 let (tx, rx) = mpsc::channel();
                 let job = Job::Lookup {
                     data,
                     client,
                     reply: tx,
+                    floor,
                 };
                 if jobs.send(job).is_err() {
                     return;

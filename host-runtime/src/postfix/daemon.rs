@@ -10,12 +10,13 @@
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
 
 use super::connections::{self, Job};
+use super::floor::{Floor, FloorLookup, FloorService, Target};
 use super::follow::LogFollower;
 use super::log::{LogSource, Observed, Tracker};
 use super::policy::{reply_for, tls_policy};
@@ -46,6 +47,37 @@ pub struct DaemonOptions {
     pub max_connections: usize,
     /// Which log lines are the Postfix SMTP client's.
     pub log_source: LogSource,
+    /// What the answers carry: the dance under the floor, or the floor alone.
+    pub mode: AnswerMode,
+    /// Whether answers carry Postfix 3.10's TLSRPT attributes (Postfix 3.9 and older refuse
+    /// them as unknown attributes, so they are off unless asked for).
+    pub tlsrpt: bool,
+}
+
+/// What the daemon's answers carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// The engine's dance under the floor DNS and MTA-STS give (the default).
+    #[default]
+    Dance,
+    /// The floor alone (`dane-only`, `dane`, `secure match=...`), `NOTFOUND` where there is
+    /// none: a drop-in replacement for postfix-mta-sts-resolver, with DANE first.
+    PolicyTable,
+}
+
+impl AnswerMode {
+    /// Parses `dance` or `policy-table`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming both.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "dance" => Ok(Self::Dance),
+            "policy-table" => Ok(Self::PolicyTable),
+            _ => Err(format!("unknown mode {name:?}: dance or policy-table")),
+        }
+    }
 }
 
 impl Default for DaemonOptions {
@@ -57,6 +89,8 @@ impl Default for DaemonOptions {
             idle_timeout: Duration::from_secs(100),
             max_connections: 512,
             log_source: LogSource::default(),
+            mode: AnswerMode::Dance,
+            tlsrpt: false,
         }
     }
 }
@@ -126,7 +160,7 @@ fn log_line(parts: &[(&str, &str)]) -> String {
         .join(" ")
 }
 
-/// The deciding half: the engine, the database, the policy file.
+/// The deciding half: the engine, the database, the policy file, and the floors resolved.
 pub struct Daemon<'a> {
     engine: &'a mut dyn DecisionEngine,
     store: HistoryStore,
@@ -134,6 +168,18 @@ pub struct Daemon<'a> {
     clock: &'a mut dyn Clock,
     options: DaemonOptions,
     log: &'a mut dyn FnMut(&str),
+    floors: Option<Arc<FloorService>>,
+}
+
+/// What a lookup does, once the floor is known.
+enum Plan {
+    /// Answer this, without the engine.
+    Reply(Reply, Option<Tier>),
+    /// Ask the engine under `context`, and add `extras` to a TLS answer.
+    Decide {
+        context: DeliveryContext,
+        extras: String,
+    },
 }
 
 impl<'a> Daemon<'a> {
@@ -158,11 +204,42 @@ impl<'a> Daemon<'a> {
             clock,
             options,
             log,
+            floors: None,
         })
     }
 
-    /// Answers one request (a netstring's data) from the client process `client`.
+    /// Resolves each next hop's floor with `floors` (without it, no DNS is asked and every next
+    /// hop is answered as if nothing raised its floor).
+    #[must_use]
+    pub fn with_floors(mut self, floors: Arc<FloorService>) -> Self {
+        self.floors = Some(floors);
+        self
+    }
+
+    /// The floor service, for the connection threads to wait on.
+    #[must_use]
+    pub fn floors(&self) -> Option<Arc<FloorService>> {
+        self.floors.clone()
+    }
+
+    /// Answers one request (a netstring's data) from the client process `client`, resolving its
+    /// floor here (waiting at most the budget).
     pub fn answer(&mut self, data: &[u8], client: ClientPid) -> Reply {
+        let floor = match (&self.floors, lookup_target(data, &self.options.map_name)) {
+            (Some(floors), Some(target)) => Some(floors.lookup(&target)),
+            _ => None,
+        };
+        self.answer_with_floor(data, client, floor)
+    }
+
+    /// Answers one request whose floor was looked up already (by the connection's thread, so
+    /// that waiting for DNS holds up only that connection).
+    pub fn answer_with_floor(
+        &mut self,
+        data: &[u8],
+        client: ClientPid,
+        floor: Option<FloorLookup>,
+    ) -> Reply {
         let request = match Request::parse(data) {
             Ok(request) => request,
             Err(reason) => {
@@ -183,7 +260,7 @@ impl<'a> Daemon<'a> {
             return Reply::NotFound;
         };
         let now = self.clock.now();
-        match self.lookup(&key, client, now) {
+        match self.lookup(&key, client, floor.as_ref(), now) {
             Ok((reply, line)) => {
                 (self.log)(&line);
                 reply
@@ -200,47 +277,80 @@ impl<'a> Daemon<'a> {
         &mut self,
         key: &str,
         client: ClientPid,
+        floor: Option<&FloorLookup>,
         now: u64,
     ) -> anyhow::Result<(Reply, String)> {
-        let engine = &mut *self.engine;
         let policy = self.policy.policy_for(host_of(key));
-        let made_under = fingerprint(&policy);
-        let (reply, tier, reason, failure) = self.store.batch(|batch| {
-            // The dance in progress goes on: Postfix's retry is the engine's next attempt.
-            let answer = if let Some(next) =
-                state::continuation(batch.connection(), key, &made_under, now)?
-            {
-                (
-                    Reply::Found(next.policy),
-                    Some(next.tier),
-                    "dance-continues",
-                    None,
-                )
-            } else {
-                let decision =
-                    batch.decide(engine, key, &policy, &DeliveryContext::default(), None, now)?;
-                let tier = match decision.action {
-                    Action::Attempt { tier, .. } => Some(tier),
-                    _ => None,
-                };
-                let failure = engine.take_failure();
-                (reply_for(&decision), tier, decision.reason.name(), failure)
-            };
-            state::record_answer(batch.connection(), key, client, answer.1, now)?;
-            Ok(answer)
-        })?;
+        let floor_name = match floor {
+            None | Some(FloorLookup::NoName) => "none",
+            Some(FloorLookup::NotYet { .. }) => "unknown",
+            Some(FloorLookup::Known(resolved)) => resolved.floor.name(),
+        };
+        let plan = plan(
+            &self.options,
+            self.store.connection(),
+            key,
+            &policy,
+            floor,
+            now,
+        )?;
+        let engine = &mut *self.engine;
+        let (reply, tier, reason, failure) = match plan {
+            Plan::Reply(reply, tier) => {
+                self.store.batch(|batch| {
+                    state::record_answer(batch.connection(), key, client, tier, now)
+                })?;
+                (reply, tier, "floor", None)
+            }
+            Plan::Decide { context, extras } => {
+                let made_under = fingerprint(&policy, &context, &extras);
+                self.store.batch(|batch| {
+                    // The dance in progress goes on: Postfix's retry is the engine's next attempt.
+                    let answer = if let Some(next) =
+                        state::continuation(batch.connection(), key, &made_under, now)?
+                    {
+                        (
+                            Reply::Found(next.policy),
+                            Some(next.tier),
+                            "dance-continues",
+                            None,
+                        )
+                    } else {
+                        let decision = batch.decide(engine, key, &policy, &context, None, now)?;
+                        let tier = match decision.action {
+                            Action::Attempt { tier, .. } => Some(tier),
+                            _ => None,
+                        };
+                        let failure = engine.take_failure();
+                        let reply = with_extras(reply_for(&decision), &extras);
+                        (reply, tier, decision.reason.name(), failure)
+                    };
+                    state::record_answer(batch.connection(), key, client, answer.1, now)?;
+                    Ok(answer)
+                })?
+            }
+        };
         if let Some(failure) = failure {
             (self.log)(&format!("plugin-failure destination={key} {failure}"));
         }
         let pid = client.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
-        let line = log_line(&[
+        let mut parts = vec![
             ("lookup", key),
-            ("client", &pid),
+            ("client", pid.as_str()),
+            ("floor", floor_name),
             ("tier", tier.map_or("none", Tier::name)),
             ("reason", reason),
-            ("answer", &String::from_utf8_lossy(&reply.encode())),
-        ]);
-        Ok((reply, line))
+        ];
+        let policy_id = match floor {
+            Some(FloorLookup::Known(resolved)) => resolved.policy_id.clone(),
+            _ => None,
+        };
+        if let Some(id) = policy_id.as_deref() {
+            parts.push(("policy_id", id));
+        }
+        let answer = String::from_utf8_lossy(&reply.encode()).into_owned();
+        parts.push(("answer", &answer));
+        Ok((reply, log_line(&parts)))
     }
 
     /// Feeds log lines to `tracker` and the attempts they finish to the engine, in one
@@ -262,12 +372,22 @@ impl<'a> Daemon<'a> {
         let engine = &mut *self.engine;
         let policy_file = self.policy;
         let window = self.options.dance_window_secs;
+        let options = &self.options;
         let source = &self.options.log_source;
+        let floors = self.floors.as_deref();
         self.store.batch(|batch| {
             for line in lines {
                 if let Some(observed) = working.feed_from(source, line)
-                    && let Some(out) =
-                        feed_outcome(batch, engine, policy_file, &observed, now, window)?
+                    && let Some(out) = feed_outcome(
+                        batch,
+                        engine,
+                        policy_file,
+                        options,
+                        floors,
+                        &observed,
+                        now,
+                        window,
+                    )?
                 {
                     lines_out.push(out);
                 }
@@ -328,19 +448,133 @@ impl<'a> Daemon<'a> {
     }
 }
 
-/// What a dance was decided under: the policy for its destination. A continuation made under
-/// another policy (the operator changed it and restarted) is not taken. Debug's text is only
+/// Whether the engine's floor without DNS (the operator's profile, the peer's pin) already
+/// excludes cleartext for `key`.
+fn requires_tls(
+    connection: &rusqlite::Connection,
+    key: &str,
+    policy: &policy_core::Policy,
+    now: u64,
+) -> anyhow::Result<bool> {
+    let facts = crate::facts::read(connection, key)?;
+    let memory = policy_core::PeerMemory {
+        pinned_until: facts.pinned_until,
+        ..policy_core::PeerMemory::default()
+    };
+    let bounds = policy_core::floor(policy, &DeliveryContext::default(), &memory, now);
+    Ok(bounds.floor > Tier::Cleartext)
+}
+
+/// What to do for `key` given its floor.
+fn plan(
+    options: &DaemonOptions,
+    connection: &rusqlite::Connection,
+    key: &str,
+    policy: &policy_core::Policy,
+    floor: Option<&FloorLookup>,
+    now: u64,
+) -> anyhow::Result<Plan> {
+    let dance = options.mode == AnswerMode::Dance;
+    let not_found = Plan::Reply(Reply::NotFound, None);
+    let resolved = match floor {
+        None | Some(FloorLookup::NoName) => {
+            return Ok(if dance {
+                Plan::Decide {
+                    context: DeliveryContext::default(),
+                    extras: String::new(),
+                }
+            } else {
+                not_found
+            });
+        }
+        Some(FloorLookup::NotYet { why }) => {
+            return Ok(Plan::Reply(Reply::Temp(unknown_floor(key, why)), None));
+        }
+        Some(FloorLookup::Known(resolved)) => resolved,
+    };
+    let tlsrpt = resolved
+        .tlsrpt
+        .as_deref()
+        .filter(|_| options.tlsrpt)
+        .map(|attributes| format!(" {attributes}"))
+        .unwrap_or_default();
+    let sts_match =
+        |patterns: &[String]| format!(" match={} servername=hostname", patterns.join(":"));
+    let found = |text: &str| Plan::Reply(Reply::Found(text.to_owned()), None);
+    Ok(match &resolved.floor {
+        Floor::Unknown { why } => Plan::Reply(Reply::Temp(unknown_floor(key, why)), None),
+        Floor::NoMail { .. } => not_found,
+        Floor::Open { .. } if !dance => not_found,
+        Floor::DaneEvery if !dance => found("dane-only"),
+        Floor::DaneSome { sts_enforce } if !dance => {
+            found(if *sts_enforce { "dane-only" } else { "dane" })
+        }
+        Floor::StsEnforce { patterns } if !dance => {
+            found(&format!("secure{}{tlsrpt}", sts_match(patterns)))
+        }
+        Floor::DaneSome { sts_enforce: false } if !requires_tls(connection, key, policy, now)? => {
+            // Postfix's own DANE: verified where TLSA records are usable, opportunistic
+            // elsewhere (as plain Postfix with `smtp_tls_security_level = dane`).
+            found("dane")
+        }
+        floor @ Floor::StsEnforce { patterns } => Plan::Decide {
+            context: floor.context(true),
+            extras: format!("{}{tlsrpt}", sts_match(patterns)),
+        },
+        floor @ Floor::Open { .. } => Plan::Decide {
+            context: floor.context(false),
+            extras: tlsrpt,
+        },
+        floor => Plan::Decide {
+            context: floor.context(true),
+            extras: String::new(),
+        },
+    })
+}
+
+/// What a dance was decided under: the policy for its destination, and the floor's context and
+/// extras. A continuation made under another policy (the operator changed it and restarted) or
+/// another floor (the domain published DANE meanwhile) is not taken. Debug's text is only
 /// compared for equality, never parsed.
-fn fingerprint(policy: &policy_core::Policy) -> String {
-    format!("{policy:?}")
+fn fingerprint(policy: &policy_core::Policy, context: &DeliveryContext, extras: &str) -> String {
+    format!("{policy:?} {context:?}{extras}")
+}
+
+/// `reply` with the floor's `extras` (`match=...`, TLSRPT attributes) added to a TLS answer.
+fn with_extras(reply: Reply, extras: &str) -> Reply {
+    match reply {
+        Reply::Found(text) if text != "none" => Reply::Found(text + extras),
+        reply => reply,
+    }
+}
+
+/// The `TEMP` text for a next hop whose floor is not known.
+fn unknown_floor(key: &str, why: &str) -> String {
+    format!(
+        "tlsfallback cannot know the TLS floor of {key} yet ({why}); Postfix defers and retries"
+    )
+}
+
+/// The target a request's floor is resolved for: `None` for requests that are answered without
+/// one (malformed, another map, a parent-domain probe). Cheap, so the connection threads call it.
+#[must_use]
+pub fn lookup_target(data: &[u8], map_name: &str) -> Option<Target> {
+    let request = Request::parse(data).ok()?;
+    if request.map != map_name {
+        return None;
+    }
+    destination_key(request.key).map(|key| Target::of(&key))
 }
 
 /// The outcome of one observed attempt, given to the engine for the destination and tier that
 /// this daemon answered the very process that made it; the log line saying so.
+#[allow(clippy::too_many_arguments)]
 fn feed_outcome(
     batch: &mut Batch<'_>,
     engine: &mut dyn DecisionEngine,
     policy_file: &PolicyFile,
+    options: &DaemonOptions,
+    floors: Option<&FloorService>,
     observed: &Observed,
     now: u64,
     window: u64,
@@ -373,21 +607,33 @@ fn feed_outcome(
         outcome: observed.outcome,
     };
     let policy = policy_file.policy_for(host_of(&key));
-    let decision = batch.decide(
-        engine,
+    // The outcome is judged under the floor the lookup was answered with (the one cached now).
+    let floor = floors
+        .and_then(|floors| floors.peek(&Target::of(&key)))
+        .map(FloorLookup::Known);
+    let (context, extras) = match plan(
+        options,
+        batch.connection(),
         &key,
         &policy,
-        &DeliveryContext::default(),
-        Some(&report),
+        floor.as_ref(),
         now,
-    )?;
+    )? {
+        Plan::Decide { context, extras } => (context, extras),
+        Plan::Reply(..) => (DeliveryContext::default(), String::new()),
+    };
+    let decision = batch.decide(engine, &key, &policy, &context, Some(&report), now)?;
     let failure = engine.take_failure();
     let next = match decision.action {
         Action::Attempt { tier, tls, .. } => {
+            let text = match with_extras(Reply::Found(tls_policy(tls.as_ref())), &extras) {
+                Reply::Found(text) => text,
+                _ => tls_policy(tls.as_ref()),
+            };
             let dance = Continuation {
                 tier,
-                policy: tls_policy(tls.as_ref()),
-                made_under: fingerprint(&policy),
+                policy: text,
+                made_under: fingerprint(&policy, &context, &extras),
                 made_at: now,
                 until: now.saturating_add(window),
             };
@@ -470,6 +716,13 @@ pub fn serve(
     ready: &mut dyn FnMut(&ListenAddress),
 ) -> anyhow::Result<()> {
     let (jobs, inbox) = mpsc::channel::<Job>();
+    let prepare: Option<connections::Prepare> = daemon.floors().map(|floors| {
+        let map_name = daemon.options.map_name.clone();
+        let prepare: connections::Prepare = Arc::new(move |data: &[u8]| {
+            lookup_target(data, &map_name).map(|target| floors.lookup(&target))
+        });
+        prepare
+    });
     let (max_connections, descriptor_warning) =
         connections::connection_limit(daemon.options.max_connections);
     let idle = daemon.options.idle_timeout;
@@ -478,7 +731,7 @@ pub fn serve(
             let listener = TcpListener::bind(text)
                 .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
             let bound = ListenAddress::Inet(listener.local_addr()?.to_string());
-            connections::spawn_listener(listener, jobs, max_connections, idle)?;
+            connections::spawn_listener(listener, jobs, prepare.clone(), max_connections, idle)?;
             bound
         }
         ListenAddress::Unix(path) => {
@@ -490,7 +743,7 @@ pub fn serve(
             }
             let listener = UnixListener::bind(path)
                 .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
-            connections::spawn_listener(listener, jobs, max_connections, idle)?;
+            connections::spawn_listener(listener, jobs, prepare.clone(), max_connections, idle)?;
             address.clone()
         }
     };
@@ -529,8 +782,9 @@ pub fn serve(
                 data,
                 client,
                 reply,
+                floor,
             }) => {
-                let _ = reply.send(daemon.answer(&data, client));
+                let _ = reply.send(daemon.answer_with_floor(&data, client, floor));
             }
             Ok(Job::Warning(warning)) => (daemon.log)(&format!("warning: {warning}")),
             Err(mpsc::RecvTimeoutError::Timeout) => {}

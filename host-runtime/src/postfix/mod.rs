@@ -20,10 +20,11 @@
 pub mod client;
 pub mod connections;
 pub mod daemon;
+pub mod floor;
 pub mod follow;
 pub mod log;
 pub mod policy;
 pub mod socketmap;
 pub mod state;
 
-pub use daemon::{Daemon, DaemonOptions, ListenAddress, serve};
+pub use daemon::{AnswerMode, Daemon, DaemonOptions, ListenAddress, serve};
