@@ -34,6 +34,9 @@ mod postfix_daemon;
 // A real Postfix doing DANE through the rig's validating resolver, plain and with our map: the floor
 // holds (DANE, MTA-STS, pins) and the dance goes on where there is none.
 mod postfix_dane;
+// `postfix serve` resolving the floor through the DNSSEC rig: dane-only, dane, secure match=...,
+// TEMP when it cannot be known, the policy-table mode, DNS and HTTPS going down, floods.
+mod postfix_floor;
 // The attacker between a real sending Postfix (with `postfix serve`) and a real receiving one.
 mod postfix_campaign;
 // The test attacker itself: each attack does to one attempt what it says.

@@ -23,6 +23,10 @@ impl Daemon {
     }
 
     /// Started by the command `wrapper` (`prlimit …`), when not empty.
+    ///
+    /// Unless `extra` names a `--dns-server` (a rig's), the daemon is started with
+    /// `--no-resolve`: these tests' next hops are IP literals or names no DNS here knows, and
+    /// the machine's own resolver must not decide what they are answered.
     pub(crate) fn start_under(
         wrapper: &[&str],
         db: &Path,
@@ -50,6 +54,7 @@ impl Daemon {
             .arg("--db")
             .arg(db)
             .args(extra)
+            .args((!extra.contains(&"--dns-server")).then_some("--no-resolve"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

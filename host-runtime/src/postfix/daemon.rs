@@ -540,6 +540,22 @@ fn fingerprint(policy: &policy_core::Policy, context: &DeliveryContext, extras: 
     format!("{policy:?} {context:?}{extras}")
 }
 
+/// An outcome as the floor it was attempted under explains it: Postfix logs a certificate that
+/// fails DANE verification as merely untrusted ("Untrusted TLS connection established", "Server
+/// certificate not verified"), but under a `dane-only` answer (usable TLSA records) that is a
+/// DANE mismatch, which TLS-RPT reports apart (`tlsa-invalid`).
+fn under_floor(outcome: policy_core::Outcome, context: &DeliveryContext) -> policy_core::Outcome {
+    use policy_core::{CertificateError, Outcome};
+    match outcome {
+        Outcome::CertificateError(CertificateError::Untrusted | CertificateError::NameMismatch)
+            if context.dane == policy_core::Dane::Usable =>
+        {
+            Outcome::CertificateError(CertificateError::DaneMismatch)
+        }
+        outcome => outcome,
+    }
+}
+
 /// `reply` with the floor's `extras` (`match=...`, TLSRPT attributes) added to a TLS answer.
 fn with_extras(reply: Reply, extras: &str) -> Reply {
     match reply {
@@ -621,6 +637,10 @@ fn feed_outcome(
     )? {
         Plan::Decide { context, extras } => (context, extras),
         Plan::Reply(..) => (DeliveryContext::default(), String::new()),
+    };
+    let report = AttemptReport {
+        outcome: under_floor(report.outcome, &context),
+        ..report
     };
     let decision = batch.decide(engine, &key, &policy, &context, Some(&report), now)?;
     let failure = engine.take_failure();

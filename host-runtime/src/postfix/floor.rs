@@ -473,15 +473,21 @@ impl FloorService {
                 && entry.resolved.elapsed() <= usable_for
             {
                 let floor = Arc::clone(floor);
-                if entry.next_refresh.left().is_zero() && !entry.resolving {
+                if entry.next_refresh.left().is_zero()
+                    && !entry.resolving
+                    && enqueue(&mut state, settings, &key, target).is_ok()
+                {
                     // Refreshed in the background: this lookup gets the floor there is.
-                    let _ = enqueue(&mut state, settings, &key, target);
+                    self.shared.work.notify_one();
                 }
                 return FloorLookup::Known(floor);
             }
             let resolving = state.entries.peek(&key).is_some_and(|e| e.resolving);
-            if !resolving && let Err(why) = enqueue(&mut state, settings, &key, target) {
-                return FloorLookup::NotYet { why };
+            if !resolving {
+                if let Err(why) = enqueue(&mut state, settings, &key, target) {
+                    return FloorLookup::NotYet { why };
+                }
+                self.shared.work.notify_one();
             }
             let left = deadline.left();
             if left.is_zero() {
