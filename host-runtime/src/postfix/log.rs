@@ -57,7 +57,8 @@ pub struct Observed {
     /// the attempt only to what it answered this very process.
     pub pid: u32,
     /// The lookup keys this attempt may have been made under, most likely first: the recipient's
-    /// domain, then the relay as `[host]:port`, `host:port` (and `[host]`, `host` on port 25).
+    /// domain, the domain with the relay's port when it is not 25 (`domain:port`), then the relay
+    /// as `[host]:port`, `host:port` (and `[host]`, `host` on port 25).
     pub candidates: Vec<String>,
     /// What happened, in the engine's terms.
     pub outcome: Outcome,
@@ -324,7 +325,12 @@ impl<'a> StatusLine<'a> {
         };
         let mut candidates = Vec::new();
         if let Some(domain) = recipient_domain(self.recipient) {
+            // A transport entry `smtp:DOMAIN:PORT` (MX lookup, another port) is looked up
+            // under `DOMAIN:PORT`, which the relay (the MX host) does not name.
+            let port = endpoint_port(endpoint);
+            let with_port = (port != "25").then(|| format!("{domain}:{port}"));
             candidates.push(domain);
+            candidates.extend(with_port);
         }
         candidates.extend(relay_keys(endpoint));
         Some(Observed {
@@ -545,12 +551,18 @@ fn endpoint_shaped(value: &str) -> bool {
     value.len() <= MAX_ENDPOINT_LEN && host_ok && addr_ok && port_ok
 }
 
+/// The port of `endpoint` (`host[addr]:port`), `25` when it names none.
+fn endpoint_port(endpoint: &str) -> &str {
+    endpoint
+        .split_once('[')
+        .and_then(|(_, rest)| rest.rsplit_once("]:"))
+        .map_or("25", |(_, port)| port)
+}
+
 /// The lookup keys Postfix uses for a next hop reached at `endpoint` (`host[addr]:port`).
 fn relay_keys(endpoint: &str) -> Vec<String> {
-    let (host, port) = match endpoint.split_once('[') {
-        Some((host, rest)) => (host, rest.rsplit_once("]:").map_or("25", |(_, port)| port)),
-        None => (endpoint, "25"),
-    };
+    let host = endpoint.split_once('[').map_or(endpoint, |(host, _)| host);
+    let port = endpoint_port(endpoint);
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if host.is_empty() {
         return Vec::new();
@@ -669,7 +681,12 @@ mod tests {
         );
         assert_eq!(
             seen[0].candidates,
-            ["modern.test", "[127.0.0.1]:12525", "127.0.0.1:12525"]
+            [
+                "modern.test",
+                "modern.test:12525",
+                "[127.0.0.1]:12525",
+                "127.0.0.1:12525"
+            ]
         );
         assert_eq!(seen[0].queue_id, "ACAC09940B9");
     }
@@ -708,7 +725,12 @@ mod tests {
         );
         assert_eq!(
             seen[2].candidates,
-            ["closed.test", "[127.0.0.1]:1", "127.0.0.1:1"]
+            [
+                "closed.test",
+                "closed.test:1",
+                "[127.0.0.1]:1",
+                "127.0.0.1:1"
+            ]
         );
     }
 
@@ -994,6 +1016,31 @@ mod tests {
                 "num=62:hostname mismatch"
             )),
             [Outcome::CertificateError(CertificateError::NameMismatch)]
+        );
+    }
+
+    #[test]
+    fn an_mx_next_hop_with_a_port_is_a_candidate_so_its_outcome_is_booked() {
+        // `transport_maps`: `dane.test smtp:dane.test:35655`. Postfix looked the policy up under
+        // `dane.test:35655` and logs the MX host as the relay: without that key among the
+        // candidates, the daemon found no answer and booked nothing.
+        let seen = run(&[
+            "Dec  2 02:23:55 sender postfix/smtp[15938]: AA3ED9A42A6: to=<user@dane.test>, relay=mx.dane.test[127.0.0.1]:35655, delay=0.12, delays=0.01/0.02/0.09/0, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)",
+        ]);
+        assert_eq!(
+            seen[0].candidates,
+            [
+                "dane.test",
+                "dane.test:35655",
+                "[mx.dane.test]:35655",
+                "mx.dane.test:35655"
+            ]
+        );
+        // On port 25 the domain alone is the key.
+        let on_25 = MODERN_SENT.replace(":12525", ":25");
+        assert_eq!(
+            run(&[&on_25])[0].candidates[..2],
+            ["modern.test", "[127.0.0.1]:25"]
         );
     }
 
