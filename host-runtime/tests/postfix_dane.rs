@@ -342,6 +342,13 @@ fn plain_postfix_with_a_secure_policy_defers_a_wrong_name_certificate() {
     assert!(received_with_subject(&world.sts_wrong_name, &subject).is_empty());
 }
 
+/// How the daemon's line for an outcome of `key` starts (the tests also ask for
+/// `attributed_by=process`: booked for the answer the very Postfix process that made the attempt
+/// got).
+fn outcome_of(key: &str) -> String {
+    format!("outcome={key} ")
+}
+
 /// The daemon's lookup lines for the next hop `key`.
 fn lookups(daemon: &Daemon, key: &str) -> Vec<String> {
     daemon.matching(&[&format!("lookup={key} ")])
@@ -379,7 +386,12 @@ fn dane_destination_is_verified_through_our_map_never_sent_with_encrypt_or_none(
     assert!(lookup.contains("floor=dane-only"), "{lookup}");
     assert!(lookup.contains("answer=\"OK dane-only"), "{lookup}");
     assert_never_encrypt_or_none(daemon, &key);
-    daemon.wait_for(&["outcome=", "result=success", "next=done"]);
+    daemon.wait_for(&[
+        &outcome_of(&key),
+        "attributed_by=process",
+        "result=success",
+        "next=done",
+    ]);
 }
 
 #[test]
@@ -392,7 +404,11 @@ fn dane_mismatch_is_deferred_through_our_map() {
     send(sender, "user@mismatch.test", &subject);
     let first = nth_status(sender, "user@mismatch.test", 1);
     assert!(first.contains("status=deferred"), "{}", sender.log());
-    daemon.wait_for(&["outcome=", "result=\"certificate-error dane-mismatch\""]);
+    daemon.wait_for(&[
+        &outcome_of(&key),
+        "attributed_by=process",
+        "result=\"certificate-error dane-mismatch\"",
+    ]);
     // Postfix's retry: the floor holds, deferred again, never sent.
     sender.command("postqueue", &["-f"], "");
     let second = nth_status(sender, "user@mismatch.test", 2);
@@ -424,7 +440,11 @@ fn mta_sts_enforce_wrong_name_certificate_is_deferred() {
     send(sender, "user@sts.test", &subject);
     let first = nth_status(sender, "user@sts.test", 1);
     assert!(first.contains("status=deferred"), "{}", sender.log());
-    daemon.wait_for(&["outcome=", "result=\"certificate-error name-mismatch\""]);
+    daemon.wait_for(&[
+        &outcome_of(&key),
+        "attributed_by=process",
+        "result=\"certificate-error name-mismatch\"",
+    ]);
     sender.command("postqueue", &["-f"], "");
     let second = nth_status(sender, "user@sts.test", 2);
     assert!(second.contains("status=deferred"), "{}", sender.log());
@@ -459,7 +479,8 @@ fn insecure_tls10_only_destination_still_gets_the_legacy_dance() {
         sender.log()
     );
     daemon.wait_for(&[
-        "outcome=",
+        &outcome_of(&key),
+        "attributed_by=process",
         "tier=modern-tls",
         "result=\"tls-alert protocol-version\"",
         "next=\"attempt legacy-tls\"",
@@ -497,7 +518,12 @@ fn stripping_proxy_in_front_of_a_pinned_destination_gets_zero_cleartext_messages
     send(sender, "user@pinned.test", &before);
     let first = nth_status(sender, "user@pinned.test", 1);
     assert!(first.contains("status=sent"), "{}", sender.log());
-    daemon.wait_for(&["outcome=", "result=success", "next=done"]);
+    daemon.wait_for(&[
+        &outcome_of(&key),
+        "attributed_by=process",
+        "result=success",
+        "next=done",
+    ]);
 
     // The attacker strips STARTTLS from now on.
     world.stripper.strip();
@@ -509,7 +535,12 @@ fn stripping_proxy_in_front_of_a_pinned_destination_gets_zero_cleartext_messages
         "{}",
         sender.log()
     );
-    daemon.wait_for(&["outcome=", "result=starttls-not-offered", "next=defer"]);
+    daemon.wait_for(&[
+        &outcome_of(&key),
+        "attributed_by=process",
+        "result=starttls-not-offered",
+        "next=defer",
+    ]);
     // Postfix retries; the daemon still answers TLS, never `none`.
     sender.command("postqueue", &["-f"], "");
     let third = nth_status(sender, "user@pinned.test", 3);
