@@ -3,10 +3,12 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tlsfallback_host::clock::Clock;
 use tlsfallback_host::config::PolicyFile;
 use tlsfallback_host::engine::NativeEngine;
+use tlsfallback_host::postfix::floor::{Floor, FloorLookup, FloorSource, ResolvedFloor, Target};
 use tlsfallback_host::postfix::log::Tracker;
 use tlsfallback_host::postfix::socketmap::Reply;
 use tlsfallback_host::postfix::{Daemon, DaemonOptions};
@@ -329,4 +331,189 @@ proptest::proptest! {
         proptest::prop_assert!(before.as_ref().unwrap().is_some());
         proptest::prop_assert_eq!(before, after);
     }
+}
+
+/// Floors a test sets per next hop, in place of the resolver.
+#[derive(Default)]
+struct FixedFloors(std::sync::Mutex<std::collections::HashMap<Target, Arc<ResolvedFloor>>>);
+
+impl FixedFloors {
+    fn set(&self, key: &str, floor: Floor) {
+        self.0.lock().unwrap().insert(
+            Target::of(key),
+            Arc::new(ResolvedFloor {
+                floor,
+                tlsrpt: None,
+                policy_id: None,
+            }),
+        );
+    }
+}
+
+impl FloorSource for FixedFloors {
+    fn lookup(&self, target: &Target) -> FloorLookup {
+        match self.peek(target) {
+            Some(floor) => FloorLookup::Known(floor),
+            None => FloorLookup::NotYet {
+                why: "not set by the test".to_owned(),
+            },
+        }
+    }
+
+    fn peek(&self, target: &Target) -> Option<Arc<ResolvedFloor>> {
+        self.0.lock().unwrap().get(target).cloned()
+    }
+}
+
+/// As [`with_daemon`], the floors coming from `floors`.
+fn with_floors(
+    db: &std::path::Path,
+    policy: &str,
+    time: &Rc<Cell<u64>>,
+    floors: &Arc<FixedFloors>,
+    scene: impl FnOnce(&mut Scene<'_>),
+) -> Vec<String> {
+    let policy = PolicyFile::parse(policy).unwrap();
+    let mut engine = NativeEngine;
+    let mut clock = TestClock(Rc::clone(time));
+    let mut lines = Vec::new();
+    let mut log = |line: &str| lines.push(line.to_owned());
+    let daemon = Daemon::new(
+        &mut engine,
+        HistoryStore::open(db).unwrap(),
+        &policy,
+        &mut clock,
+        DaemonOptions::default(),
+        &mut log,
+    )
+    .unwrap()
+    .with_floors(Arc::clone(floors) as Arc<dyn FloorSource>);
+    scene(&mut Scene {
+        daemon,
+        tracker: Tracker::default(),
+    });
+    lines
+}
+
+const DOMAIN: &str = "some.example";
+const DANE_ONLY: &str = "dane-only protocols=>=TLSv1.2 ciphers=high";
+
+/// An attempt to `some.example`'s MX host.
+fn domain_attempt(pid: u32, queue_id: &str, success: bool) -> Vec<String> {
+    attempt(pid, 25, queue_id, "u@some.example", success)
+        .iter()
+        .map(|l| l.replace("127.0.0.1[127.0.0.1]:25", "mx.some.example[192.0.2.1]:25"))
+        .collect()
+}
+
+fn open_floor() -> Floor {
+    Floor::Open {
+        context: policy_core::DeliveryContext::default(),
+    }
+}
+
+#[test]
+fn a_pinned_peer_with_dane_on_some_mx_hosts_gets_dane_only_never_postfix_dane() {
+    // Postfix's `dane` treats the MX hosts without TLSA records opportunistically, and retries
+    // them in cleartext after a failed handshake: below the pin of a peer seen doing TLS.
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let floors = Arc::new(FixedFloors::default());
+    floors.set(DOMAIN, Floor::DaneSome { sts_enforce: false });
+    with_floors(&dir.path().join("h.sqlite3"), "", &time, &floors, |s| {
+        assert_eq!(
+            s.lookup(DOMAIN, Some(100)),
+            "dane",
+            "unpinned: as plain Postfix"
+        );
+        floors.set(DOMAIN, open_floor());
+        assert_eq!(s.lookup(DOMAIN, Some(101)), MODERN);
+        s.log(&domain_attempt(101, "AAA", true));
+        floors.set(DOMAIN, Floor::DaneSome { sts_enforce: false });
+        assert_eq!(
+            s.lookup(DOMAIN, Some(102)),
+            DANE_ONLY,
+            "pinned: no `may` anywhere"
+        );
+    });
+}
+
+#[test]
+fn a_dance_step_decided_before_the_domain_published_dane_does_not_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let floors = Arc::new(FixedFloors::default());
+    floors.set(DOMAIN, open_floor());
+    with_floors(
+        &dir.path().join("h.sqlite3"),
+        "[policy]\nstep_down_delay_secs = 0\n",
+        &time,
+        &floors,
+        |s| {
+            assert_eq!(s.lookup(DOMAIN, Some(101)), MODERN);
+            s.log(&domain_attempt(101, "AAA", false));
+            assert_eq!(s.lookup(DOMAIN, Some(102)), LEGACY, "the dance goes on");
+            floors.set(DOMAIN, Floor::DaneEvery);
+            assert_eq!(
+                s.lookup(DOMAIN, Some(103)),
+                DANE_ONLY,
+                "not the legacy step"
+            );
+        },
+    );
+}
+
+#[test]
+fn an_untrusted_certificate_under_dane_only_is_booked_as_a_dane_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let floors = Arc::new(FixedFloors::default());
+    floors.set(DOMAIN, Floor::DaneEvery);
+    let lines = with_floors(&dir.path().join("h.sqlite3"), "", &time, &floors, |s| {
+        assert_eq!(s.lookup(DOMAIN, Some(101)), DANE_ONLY);
+        let at = "Dec  1 12:00:00 sender postfix/smtp[101]:";
+        s.log(&[
+            format!("{at} Untrusted TLS connection established to mx.some.example[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"),
+            format!("{at} DDD: to=<u@some.example>, relay=mx.some.example[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=4.7.5, status=deferred (Server certificate not verified)"),
+        ]);
+        assert!(
+            !s.lookup(DOMAIN, Some(102)).contains("encrypt"),
+            "never below DANE after a mismatch"
+        );
+    });
+    let outcome = outcome_line(&lines, "DDD");
+    assert!(
+        outcome.contains("result=\"certificate-error dane-mismatch\""),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn an_unknown_floor_is_answered_temp_and_nothing_is_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite3");
+    let time = Rc::new(Cell::new(START));
+    let floors = Arc::new(FixedFloors::default());
+    floors.set(
+        DOMAIN,
+        Floor::Unknown {
+            why: "the MX lookup failed: SERVFAIL".to_owned(),
+        },
+    );
+    with_floors(&db, "", &time, &floors, |s| {
+        let answer = s.lookup(DOMAIN, Some(101));
+        assert!(
+            answer.starts_with("Temp(\"tlsfallback cannot know the TLS floor of some.example"),
+            "{answer}"
+        );
+        // A next hop the source has not resolved yet: TEMP too.
+        assert!(s.lookup("other.example", Some(102)).starts_with("Temp("));
+    });
+    assert!(
+        HistoryStore::open(&db)
+            .unwrap()
+            .get(DOMAIN)
+            .unwrap()
+            .is_none()
+    );
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
 
 use super::connections::{self, Job};
-use super::floor::{Floor, FloorLookup, FloorService, Target};
+use super::floor::{Floor, FloorLookup, FloorSource, Target};
 use super::follow::LogFollower;
 use super::log::{LogSource, Observed, Tracker};
 use super::policy::{reply_for, tls_policy};
@@ -168,7 +168,7 @@ pub struct Daemon<'a> {
     clock: &'a mut dyn Clock,
     options: DaemonOptions,
     log: &'a mut dyn FnMut(&str),
-    floors: Option<Arc<FloorService>>,
+    floors: Option<Arc<dyn FloorSource>>,
 }
 
 /// What a lookup does, once the floor is known.
@@ -211,14 +211,14 @@ impl<'a> Daemon<'a> {
     /// Resolves each next hop's floor with `floors` (without it, no DNS is asked and every next
     /// hop is answered as if nothing raised its floor).
     #[must_use]
-    pub fn with_floors(mut self, floors: Arc<FloorService>) -> Self {
+    pub fn with_floors(mut self, floors: Arc<dyn FloorSource>) -> Self {
         self.floors = Some(floors);
         self
     }
 
     /// The floor service, for the connection threads to wait on.
     #[must_use]
-    pub fn floors(&self) -> Option<Arc<FloorService>> {
+    pub fn floors(&self) -> Option<Arc<dyn FloorSource>> {
         self.floors.clone()
     }
 
@@ -590,7 +590,7 @@ fn feed_outcome(
     engine: &mut dyn DecisionEngine,
     policy_file: &PolicyFile,
     options: &DaemonOptions,
-    floors: Option<&FloorService>,
+    floors: Option<&dyn FloorSource>,
     observed: &Observed,
     now: u64,
     window: u64,
@@ -673,7 +673,7 @@ fn feed_outcome(
         ("tier", tier.name()),
         (
             "result",
-            &crate::delivery::describe_outcome(&observed.outcome),
+            &crate::delivery::describe_outcome(&report.outcome),
         ),
         ("next", &next),
         ("reason", decision.reason.name()),

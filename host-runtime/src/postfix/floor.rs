@@ -334,6 +334,24 @@ pub enum FloorLookup {
     },
 }
 
+/// Where the daemon gets next hops' floors: the [`FloorService`], or in tests a fixed table.
+pub trait FloorSource: Send + Sync {
+    /// The floor of `target`, waiting at most the budget for one not yet known.
+    fn lookup(&self, target: &Target) -> FloorLookup;
+    /// The floor of `target` as it stands, without waiting or resolving.
+    fn peek(&self, target: &Target) -> Option<Arc<ResolvedFloor>>;
+}
+
+impl FloorSource for FloorService {
+    fn lookup(&self, target: &Target) -> FloorLookup {
+        Self::lookup(self, target)
+    }
+
+    fn peek(&self, target: &Target) -> Option<Arc<ResolvedFloor>> {
+        Self::peek(self, target)
+    }
+}
+
 /// How the [`FloorService`] works.
 #[derive(Clone, Debug)]
 pub struct FloorSettings {
@@ -357,6 +375,12 @@ pub struct FloorSettings {
     pub max_entries: usize,
     /// The most resolutions waiting for a worker (a flood of unknown domains gets `TEMP` past it).
     pub max_queued: usize,
+    /// How long after its last lookup a floor is still refreshed when due without a lookup
+    /// asking (so that the next lookup of a destination in use never waits, even after a quiet
+    /// spell, while one nobody sends to stops costing DNS and HTTPS).
+    pub keep_warm_for: Duration,
+    /// How often idle workers look for floors due for a refresh.
+    pub sweep_every: Duration,
 }
 
 impl FloorSettings {
@@ -373,12 +397,18 @@ impl FloorSettings {
             retry_unknown_after: Duration::from_secs(5),
             max_entries: 100_000,
             max_queued: 1024,
+            keep_warm_for: Duration::from_secs(24 * 3600),
+            sweep_every: Duration::from_secs(30),
         }
     }
 }
 
 struct Entry {
+    /// What is resolved.
+    target: Target,
     floor: Option<Arc<ResolvedFloor>>,
+    /// When a lookup last asked for it (the proactive refresh keeps only those in use warm).
+    last_used: Stopwatch,
     /// When `floor` was resolved.
     resolved: Stopwatch,
     /// When to resolve again.
@@ -400,6 +430,8 @@ struct Shared {
     /// Signalled when work is queued (or the service stops).
     work: Condvar,
     settings: FloorSettings,
+    /// How many resolutions the workers finished.
+    resolutions: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -446,6 +478,7 @@ impl FloorService {
             done: Condvar::new(),
             work: Condvar::new(),
             settings,
+            resolutions: std::sync::atomic::AtomicU64::new(0),
         });
         let workers = resolvers
             .into_iter()
@@ -468,6 +501,9 @@ impl FloorService {
         let usable_for = settings.refresh_after + settings.serve_stale_for;
         let mut state = self.shared.lock();
         loop {
+            if let Some(entry) = state.entries.get_mut(&key) {
+                entry.last_used = Stopwatch::start();
+            }
             if let Some(entry) = state.entries.get(&key)
                 && let Some(floor) = &entry.floor
                 && entry.resolved.elapsed() <= usable_for
@@ -515,6 +551,14 @@ impl FloorService {
         self.shared.lock().entries.peek(&key)?.floor.clone()
     }
 
+    /// How many resolutions have finished (lookups' and refreshes').
+    #[must_use]
+    pub fn resolutions(&self) -> u64 {
+        self.shared
+            .resolutions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many next hops have a floor or a resolution under way, and how many wait for a worker.
     #[must_use]
     pub fn sizes(&self) -> (usize, usize) {
@@ -552,7 +596,9 @@ fn enqueue(
             state.entries.push(
                 key.to_owned(),
                 Entry {
+                    target: target.clone(),
                     floor: None,
+                    last_used: Stopwatch::start(),
                     resolved: Stopwatch::start(),
                     next_refresh: Deadline::after(Duration::ZERO),
                     resolving: true,
@@ -562,6 +608,27 @@ fn enqueue(
     }
     state.queue.push_back((key.to_owned(), target.clone()));
     Ok(())
+}
+
+/// The proactive refresh: queues every floor due for a refresh whose destination was looked up
+/// within `keep_warm_for`, as far as the queue has room.
+fn queue_due_refreshes(state: &mut State, settings: &FloorSettings) {
+    let due: Vec<(String, Target)> = state
+        .entries
+        .iter()
+        .filter(|(_, entry)| {
+            entry.floor.is_some()
+                && !entry.resolving
+                && entry.next_refresh.left().is_zero()
+                && entry.last_used.elapsed() <= settings.keep_warm_for
+        })
+        .map(|(key, entry)| (key.clone(), entry.target.clone()))
+        .collect();
+    for (key, target) in due {
+        if enqueue(state, settings, &key, &target).is_err() {
+            break;
+        }
+    }
 }
 
 /// A worker: takes queued next hops, resolves each without the lock, and stores the floor.
@@ -577,13 +644,23 @@ fn work(shared: &Shared, resolver: &DomainResolver) {
                 if let Some(next) = state.queue.pop_front() {
                     break next;
                 }
-                state = shared
+                let (next, waited) = shared
                     .work
-                    .wait(state)
+                    .wait_timeout(state, settings.sweep_every)
                     .unwrap_or_else(PoisonError::into_inner);
+                state = next;
+                if waited.timed_out() {
+                    queue_due_refreshes(&mut state, settings);
+                    if !state.queue.is_empty() {
+                        shared.work.notify_all();
+                    }
+                }
             }
         };
         let resolved = Arc::new(resolve(resolver, &target));
+        shared
+            .resolutions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = shared.lock();
         let usable_for = settings.refresh_after + settings.serve_stale_for;
         let unknown = matches!(resolved.floor, Floor::Unknown { .. });
@@ -612,7 +689,9 @@ fn work(shared: &Shared, resolver: &DomainResolver) {
                 state.entries.push(
                     key,
                     Entry {
+                        target,
                         floor: Some(resolved),
+                        last_used: Stopwatch::start(),
                         resolved: Stopwatch::start(),
                         next_refresh: Deadline::after(settings.refresh_after),
                         resolving: false,
