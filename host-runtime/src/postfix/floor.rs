@@ -33,7 +33,8 @@ pub enum Target {
         /// The SMTP port (25 unless the key names one).
         port: u16,
     },
-    /// `[host]` or `[host]:port`: no MX lookup, no MTA-STS, the host's own DANE.
+    /// `[host]` or `[host]:port`: no MX lookup, the host's own DANE, and the MTA-STS policy the
+    /// host name publishes, if any.
     Host {
         /// The host (lower case).
         host: String,
@@ -255,8 +256,7 @@ pub struct ResolvedFloor {
     pub floor: Floor,
     /// Postfix 3.10's TLSRPT attributes for this destination's MTA-STS policy
     /// (`policy_type=sts policy_domain=... mx_host_pattern=... { policy_string = ... }`), or
-    /// `policy_type=no-policy-found ...`; `None` for `[host]` next hops and DANE floors (Postfix
-    /// reports its own DANE).
+    /// `policy_type=no-policy-found ...`; `None` for DANE floors (Postfix reports its own DANE).
     pub tlsrpt: Option<String>,
     /// The MTA-STS policy id, for the log.
     pub policy_id: Option<String>,
@@ -711,7 +711,8 @@ fn resolve(resolver: &DomainResolver, target: &Target) -> ResolvedFloor {
             ResolvedFloor::of(&resolution, true)
         }
         Target::Host { host, port } => {
-            ResolvedFloor::of(&resolver.resolve_host(host, *port), false)
+            let resolution = resolver.resolve_host(host, *port, SystemClock.now());
+            ResolvedFloor::of(&resolution, true)
         }
         Target::Literal => ResolvedFloor::unknown("an IP address has no name to resolve"),
     }
