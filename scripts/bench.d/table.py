@@ -105,6 +105,9 @@ def versus_resolver_row(out: str) -> tuple:
     names = [("postfix-mta-sts-resolver" + (" (uvloop)" if theirs.get("uvloop") else ""),
               "postfix_mta_sts_resolver"),
              ("ours, policy-table", "ours_policy_table"), ("ours, dance", "ours_dance")]
+    if "loopback_floor" in d:
+        # A server that only reads the request and writes a fixed answer: the socket's own cost.
+        names.append(("loopback floor (a server that does nothing)", "loopback_floor"))
 
     def runs(key: str) -> str:
         return "; ".join(
