@@ -107,7 +107,7 @@ pub fn decide_lines(data: &[u8]) {
 }
 
 /// What Postfix (or any local user) sends the socketmap daemon: netstrings framed within the
-/// limit, each parsed as a request and its key as a destination.
+/// limit, each parsed as a request, its key as a destination and the next hop to resolve.
 pub fn socketmap_requests(data: &[u8]) {
     let mut input = data;
     loop {
@@ -118,6 +118,16 @@ pub fn socketmap_requests(data: &[u8]) {
                     && let Some(key) = destination_key(request.key)
                 {
                     assert_eq!(destination_key(&key).as_deref(), Some(key.as_str()));
+                    // The next hop whose floor is resolved: a name in lower case, or nothing
+                    // to resolve for an address.
+                    match crate::postfix::floor::Target::of(&key) {
+                        crate::postfix::floor::Target::Domain { domain: name, .. }
+                        | crate::postfix::floor::Target::Host { host: name, .. } => {
+                            assert!(!name.is_empty() && name == name.to_ascii_lowercase());
+                            assert!(name.parse::<std::net::IpAddr>().is_err());
+                        }
+                        crate::postfix::floor::Target::Literal => {}
+                    }
                 }
             }
             Ok(None) | Err(_) => return,

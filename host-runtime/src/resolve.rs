@@ -302,14 +302,20 @@ pub fn resolve_domain(
     }
 }
 
-/// Resolves a next hop given as a host (Postfix's `[host]` or `[host]:port`): no MX lookup and
-/// no MTA-STS (a policy belongs to a recipient domain, and no recipient domain chose this host),
-/// only the host's addresses and, when they are secure, its TLSA records at `port`. As for an MX
-/// host, DANE applies only when the addresses were validated (RFC 7672 section 2.2.2: with no
-/// MX lookup, the host name itself is the secure base).
-pub fn resolve_host(resolver: &Resolver, host: &str, port: u16) -> DomainResolution {
+/// Resolves a next hop given as a host (Postfix's `[host]` or `[host]:port`, a relayhost or a
+/// transport's next hop): no MX lookup, the host itself is the only MX host, and its addresses
+/// and, when they are secure, its TLSA records at `port` (RFC 7672 section 2.2.2: with no MX
+/// lookup, the host name itself is the secure base). `sts` gives the MTA-STS policy the host
+/// name publishes as a domain, if any: no recipient domain chose the host, but a host that
+/// publishes a policy asked for it, and postfix-mta-sts-resolver applies it too.
+pub fn resolve_host(
+    resolver: &Resolver,
+    host: &str,
+    port: u16,
+    sts: &mut dyn FnMut(&str) -> StsResult,
+) -> DomainResolution {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let mta_sts = StsResult::none(&host);
+    let mta_sts = sts(&host);
     let record = MxRecord {
         preference: 0,
         exchange: host.clone(),

@@ -31,6 +31,9 @@ mod postfix;
 mod postfix_attribution;
 // `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
 mod postfix_daemon;
+// A real Postfix doing DANE through the rig's validating resolver, plain and with our map: the floor
+// holds (DANE, MTA-STS, pins) and the dance goes on where there is none.
+mod postfix_dane;
 // `postfix serve` resolving the floor through the DNSSEC rig: dane-only, dane, secure match=...,
 // TEMP when it cannot be known, the policy-table mode, DNS and HTTPS going down, floods.
 mod postfix_floor;

@@ -212,8 +212,6 @@ enum Exception {
     None,
     /// Postfix delivers nothing either way (a null MX: it bounces by itself).
     NoDelivery,
-    /// A known gap, reported for fixing: the test pins today's answer so that the fix shows.
-    KnownGap,
 }
 
 /// Ours against theirs, as the module's promise reads.
@@ -357,16 +355,12 @@ fn cases() -> Vec<Case> {
             Verdict::Equal,
             "parent-domain probe",
         ),
-        except(
-            Exception::KnownGap,
-            case(
-                "[sts-one.test]:25",
-                sts_one(),
-                NotFound,
-                Verdict::Weaker,
-                "[host] naming a policy domain: theirs applies that domain's policy, ours no \
-                 MTA-STS for a [host] next hop",
-            ),
+        case(
+            "[sts-one.test]:25",
+            sts_one(),
+            sts_one(),
+            Verdict::Equal,
+            "[host] naming a policy domain: both apply the policy the host name publishes",
         ),
         case(
             "[mx.sts-one.test]:25",

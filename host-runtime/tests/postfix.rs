@@ -1,10 +1,11 @@
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use tlsfallback_host::peers::Identity;
+use tlsfallback_host::rig::resolv::with_resolv_conf;
 
 /// A private Postfix instance (Debian's package) under a temporary directory: its own queue,
 /// its own `maillog_file`, daemons unchrooted and without the port-25 listener.
@@ -17,6 +18,19 @@ impl Instance {
     /// `master.cf` (Debian's services, then `listeners`), and starts Postfix.
     pub(crate) fn start(
         myhostname: &str,
+        main_extra: &dyn Fn(&str) -> String,
+        listeners: &dyn Fn(&str) -> String,
+    ) -> Self {
+        Self::start_with_resolver(myhostname, None, main_extra, listeners)
+    }
+
+    /// As [`Instance::start`], but when `nameserver` is given Postfix (its master and every
+    /// daemon, which inherit the mount namespace) resolves through that server on port 53 alone,
+    /// as a private `/etc/resolv.conf` says ([`with_resolv_conf`]). `postfix stop` and the other
+    /// commands still run outside: they find the master by its pid file.
+    pub(crate) fn start_with_resolver(
+        myhostname: &str,
+        nameserver: Option<Ipv4Addr>,
         main_extra: &dyn Fn(&str) -> String,
         listeners: &dyn Fn(&str) -> String,
     ) -> Self {
@@ -68,10 +82,17 @@ smtputf8_enable = no
         master.push_str(&listeners(&r));
         std::fs::write(root.join("master.cf"), master).unwrap();
         let instance = Self { dir };
-        let status = Command::new("postfix")
-            .args(["-c", &r, "start"])
-            .output()
-            .unwrap();
+        let mut start = match nameserver {
+            Some(ip) => {
+                with_resolv_conf(Path::new(&r), ip, "postfix", &["-c", &r, "start"]).unwrap()
+            }
+            None => {
+                let mut command = Command::new("postfix");
+                command.args(["-c", &r, "start"]);
+                command
+            }
+        };
+        let status = start.output().unwrap();
         assert!(
             status.status.success(),
             "postfix start failed: {}{}",

@@ -105,7 +105,7 @@ impl Daemon {
         );
     }
 
-    fn address(&self) -> ListenAddress {
+    pub(crate) fn address(&self) -> ListenAddress {
         ListenAddress::Inet(format!("127.0.0.1:{}", self.port))
     }
 

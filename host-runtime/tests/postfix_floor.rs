@@ -529,3 +529,30 @@ fn a_flood_of_lookups_for_unknown_domains_is_bounded_in_memory_and_concurrency()
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_floor_in_use_is_refreshed_before_it_goes_stale_without_a_lookup_waiting() {
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = floor_settings(world().rig.direct_addr(), state.path().join("h.sqlite3"));
+    settings.budget = Duration::from_secs(5);
+    settings.refresh_after = Duration::from_millis(100);
+    settings.sweep_every = Duration::from_millis(50);
+    let floors = FloorService::start(settings).unwrap();
+    match floors.lookup(&Target::of("dane.test")) {
+        FloorLookup::Known(resolved) => assert_eq!(resolved.floor, Floor::DaneEvery),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(floors.resolutions(), 1);
+    // No lookup asks: the idle workers refresh it when it is due (bounded wait, 10 s).
+    for _ in 0..200 {
+        if floors.resolutions() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        floors.resolutions() >= 3,
+        "{} resolutions",
+        floors.resolutions()
+    );
+}

@@ -77,11 +77,13 @@ impl DomainResolver {
         })
     }
 
-    /// Resolves the next hop `[host]:port`: the host's addresses and TLSA records, no MX lookup,
-    /// no MTA-STS ([`resolve_host`]).
+    /// Resolves the next hop `[host]:port` at `now`: the host's addresses and TLSA records, no
+    /// MX lookup, and the MTA-STS policy the host name publishes ([`resolve_host`]).
     #[must_use]
-    pub fn resolve_host(&self, host: &str, port: u16) -> DomainResolution {
-        resolve_host(&self.dns, host, port)
+    pub fn resolve_host(&self, host: &str, port: u16, now: u64) -> DomainResolution {
+        resolve_host(&self.dns, host, port, &mut |domain| {
+            self.sts.resolve(domain, now)
+        })
     }
 
     /// The DNS resolver (for its cache statistics).

@@ -47,7 +47,15 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// What a connection's thread does before it hands a request to the deciding thread: look up
 /// its floor, waiting at most the budget, so that a slow resolution holds up this connection
 /// alone.
-pub(super) type Prepare = Arc<dyn Fn(&[u8]) -> Option<FloorLookup> + Send + Sync>;
+pub(super) type Prepare = Arc<dyn Fn(&[u8]) -> Prepared + Send + Sync>;
+
+/// What a connection's thread made of a request.
+pub(super) enum Prepared {
+    /// For the decider, with the request's floor (`None`: a request answered without one).
+    Floor(Option<FloorLookup>),
+    /// Answered already (the policy table needs no engine).
+    Answered(Reply),
+}
 
 /// What a connection thread asks of the deciding thread.
 pub(super) enum Job {
@@ -469,7 +477,17 @@ fn serve_connection<S: Stream>(
             Ok(None) | Err(FrameError::Io(_) | FrameError::Truncated) => return,
             Ok(Some(data)) => {
                 connections.set_waiting(registration.id, true);
-                let floor = prepare.and_then(|prepare| prepare(&data));
+                let floor = match prepare.map(|prepare| prepare(&data)) {
+                    None | Some(Prepared::Floor(None)) => None,
+                    Some(Prepared::Floor(floor)) => floor,
+                    Some(Prepared::Answered(reply)) => {
+                        connections.set_waiting(registration.id, false);
+                        if socketmap::write_netstring(&mut writer, &reply.encode()).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
                 let (tx, rx) = mpsc::channel();
                 let job = Job::Lookup {
                     data,

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
 
-use super::connections::{self, Job};
-use super::floor::{Floor, FloorLookup, FloorSource, Target};
+use super::connections::{self, Job, Prepared};
+use super::floor::{Floor, FloorLookup, FloorSource, ResolvedFloor, Target};
 use super::follow::LogFollower;
 use super::log::{LogSource, Observed, Tracker};
 use super::policy::{reply_for, tls_policy};
@@ -197,6 +197,14 @@ impl<'a> Daemon<'a> {
         log: &'a mut dyn FnMut(&str),
     ) -> anyhow::Result<Self> {
         state::ensure_schema(store.connection())?;
+        // A lookup commits a transaction (the history, the answer given): in WAL mode,
+        // `synchronous = NORMAL` keeps every transaction atomic and survives a crash of the
+        // daemon (the kernel has the pages); only an operating-system crash can lose the last
+        // commits, whole, which then look like lookups never made. `FULL` would add an fsync to
+        // every lookup Postfix makes.
+        store
+            .connection()
+            .pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Self {
             engine,
             store,
@@ -226,7 +234,7 @@ impl<'a> Daemon<'a> {
     /// floor here (waiting at most the budget).
     pub fn answer(&mut self, data: &[u8], client: ClientPid) -> Reply {
         let floor = match (&self.floors, lookup_target(data, &self.options.map_name)) {
-            (Some(floors), Some(target)) => Some(floors.lookup(&target)),
+            (Some(floors), Some((_, target))) => Some(floors.lookup(&target)),
             _ => None,
         };
         self.answer_with_floor(data, client, floor)
@@ -281,11 +289,6 @@ impl<'a> Daemon<'a> {
         now: u64,
     ) -> anyhow::Result<(Reply, String)> {
         let policy = self.policy.policy_for(host_of(key));
-        let floor_name = match floor {
-            None | Some(FloorLookup::NoName) => "none",
-            Some(FloorLookup::NotYet { .. }) => "unknown",
-            Some(FloorLookup::Known(resolved)) => resolved.floor.name(),
-        };
         let plan = plan(
             &self.options,
             self.store.connection(),
@@ -297,9 +300,12 @@ impl<'a> Daemon<'a> {
         let engine = &mut *self.engine;
         let (reply, tier, reason, failure) = match plan {
             Plan::Reply(reply, tier) => {
-                self.store.batch(|batch| {
-                    state::record_answer(batch.connection(), key, client, tier, now)
-                })?;
+                // The policy table keeps no history: nothing to attribute outcomes to.
+                if self.options.mode == AnswerMode::Dance {
+                    self.store.batch(|batch| {
+                        state::record_answer(batch.connection(), key, client, tier, now)
+                    })?;
+                }
                 (reply, tier, "floor", None)
             }
             Plan::Decide { context, extras } => {
@@ -334,23 +340,8 @@ impl<'a> Daemon<'a> {
             (self.log)(&format!("plugin-failure destination={key} {failure}"));
         }
         let pid = client.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
-        let mut parts = vec![
-            ("lookup", key),
-            ("client", pid.as_str()),
-            ("floor", floor_name),
-            ("tier", tier.map_or("none", Tier::name)),
-            ("reason", reason),
-        ];
-        let policy_id = match floor {
-            Some(FloorLookup::Known(resolved)) => resolved.policy_id.clone(),
-            _ => None,
-        };
-        if let Some(id) = policy_id.as_deref() {
-            parts.push(("policy_id", id));
-        }
-        let answer = String::from_utf8_lossy(&reply.encode()).into_owned();
-        parts.push(("answer", &answer));
-        Ok((reply, log_line(&parts)))
+        let line = lookup_line(key, &pid, floor, tier, reason, &reply);
+        Ok((reply, line))
     }
 
     /// Feeds log lines to `tracker` and the attempts they finish to the engine, in one
@@ -465,6 +456,44 @@ fn requires_tls(
     Ok(bounds.floor > Tier::Cleartext)
 }
 
+/// The answer of `--mode policy-table` (the floor alone, no engine and no history): the same
+/// for a lookup answered on its connection's thread and one answered by the decider.
+#[must_use]
+pub fn table_answer(options: &DaemonOptions, key: &str, floor: Option<&FloorLookup>) -> Reply {
+    let resolved = match floor {
+        None | Some(FloorLookup::NoName) => return Reply::NotFound,
+        Some(FloorLookup::NotYet { why }) => return Reply::Temp(unknown_floor(key, why)),
+        Some(FloorLookup::Known(resolved)) => resolved,
+    };
+    let found = |text: &str| Reply::Found(text.to_owned());
+    match &resolved.floor {
+        Floor::Unknown { why } => Reply::Temp(unknown_floor(key, why)),
+        Floor::NoMail { .. } | Floor::Open { .. } => Reply::NotFound,
+        Floor::DaneEvery | Floor::DaneSome { sts_enforce: true } => found("dane-only"),
+        Floor::DaneSome { sts_enforce: false } => found("dane"),
+        Floor::StsEnforce { patterns } => found(&format!(
+            "secure{}{}",
+            sts_match(patterns),
+            tlsrpt_extras(options, resolved)
+        )),
+    }
+}
+
+/// ` match=P1:P2 servername=hostname`: the `secure` attributes of an enforced MTA-STS policy.
+fn sts_match(patterns: &[String]) -> String {
+    format!(" match={} servername=hostname", patterns.join(":"))
+}
+
+/// ` policy_type=...`: the TLSRPT attributes, when the operator asked for them.
+fn tlsrpt_extras(options: &DaemonOptions, resolved: &ResolvedFloor) -> String {
+    resolved
+        .tlsrpt
+        .as_deref()
+        .filter(|_| options.tlsrpt)
+        .map(|attributes| format!(" {attributes}"))
+        .unwrap_or_default()
+}
+
 /// What to do for `key` given its floor.
 fn plan(
     options: &DaemonOptions,
@@ -474,17 +503,14 @@ fn plan(
     floor: Option<&FloorLookup>,
     now: u64,
 ) -> anyhow::Result<Plan> {
-    let dance = options.mode == AnswerMode::Dance;
-    let not_found = Plan::Reply(Reply::NotFound, None);
+    if options.mode == AnswerMode::PolicyTable {
+        return Ok(Plan::Reply(table_answer(options, key, floor), None));
+    }
     let resolved = match floor {
         None | Some(FloorLookup::NoName) => {
-            return Ok(if dance {
-                Plan::Decide {
-                    context: DeliveryContext::default(),
-                    extras: String::new(),
-                }
-            } else {
-                not_found
+            return Ok(Plan::Decide {
+                context: DeliveryContext::default(),
+                extras: String::new(),
             });
         }
         Some(FloorLookup::NotYet { why }) => {
@@ -492,30 +518,14 @@ fn plan(
         }
         Some(FloorLookup::Known(resolved)) => resolved,
     };
-    let tlsrpt = resolved
-        .tlsrpt
-        .as_deref()
-        .filter(|_| options.tlsrpt)
-        .map(|attributes| format!(" {attributes}"))
-        .unwrap_or_default();
-    let sts_match =
-        |patterns: &[String]| format!(" match={} servername=hostname", patterns.join(":"));
-    let found = |text: &str| Plan::Reply(Reply::Found(text.to_owned()), None);
+    let tlsrpt = tlsrpt_extras(options, resolved);
     Ok(match &resolved.floor {
         Floor::Unknown { why } => Plan::Reply(Reply::Temp(unknown_floor(key, why)), None),
-        Floor::NoMail { .. } => not_found,
-        Floor::Open { .. } if !dance => not_found,
-        Floor::DaneEvery if !dance => found("dane-only"),
-        Floor::DaneSome { sts_enforce } if !dance => {
-            found(if *sts_enforce { "dane-only" } else { "dane" })
-        }
-        Floor::StsEnforce { patterns } if !dance => {
-            found(&format!("secure{}{tlsrpt}", sts_match(patterns)))
-        }
+        Floor::NoMail { .. } => Plan::Reply(Reply::NotFound, None),
         Floor::DaneSome { sts_enforce: false } if !requires_tls(connection, key, policy, now)? => {
             // Postfix's own DANE: verified where TLSA records are usable, opportunistic
             // elsewhere (as plain Postfix with `smtp_tls_security_level = dane`).
-            found("dane")
+            Plan::Reply(Reply::Found("dane".to_owned()), None)
         }
         floor @ Floor::StsEnforce { patterns } => Plan::Decide {
             context: floor.context(true),
@@ -574,12 +584,122 @@ fn unknown_floor(key: &str, why: &str) -> String {
 /// The target a request's floor is resolved for: `None` for requests that are answered without
 /// one (malformed, another map, a parent-domain probe). Cheap, so the connection threads call it.
 #[must_use]
-pub fn lookup_target(data: &[u8], map_name: &str) -> Option<Target> {
+pub fn lookup_target(data: &[u8], map_name: &str) -> Option<(String, Target)> {
     let request = Request::parse(data).ok()?;
     if request.map != map_name {
         return None;
     }
-    destination_key(request.key).map(|key| Target::of(&key))
+    destination_key(request.key).map(|key| {
+        let target = Target::of(&key);
+        (key, target)
+    })
+}
+
+/// What a connection's thread makes of a request: its floor looked up (waiting at most the
+/// budget, holding up that connection alone), and in `--mode policy-table`, which needs neither
+/// the engine nor the history, its answer and log line too.
+fn prepare(
+    options: &DaemonOptions,
+    floors: &dyn FloorSource,
+    lines: &LookupLines,
+    data: &[u8],
+) -> Prepared {
+    let Some((key, target)) = lookup_target(data, &options.map_name) else {
+        // Malformed, another map, a probe: the decider answers and logs those.
+        return Prepared::Floor(None);
+    };
+    let floor = floors.lookup(&target);
+    if options.mode != AnswerMode::PolicyTable {
+        return Prepared::Floor(Some(floor));
+    }
+    let reply = table_answer(options, &key, Some(&floor));
+    lines.push(lookup_line(
+        &key,
+        "unknown",
+        Some(&floor),
+        None,
+        "floor",
+        &reply,
+    ));
+    Prepared::Answered(reply)
+}
+
+/// The log lines of lookups the connections' threads answered, for the deciding thread (which
+/// alone writes the log) to write when it next wakes (a job, or the log poll): waking it for
+/// each line would cost every lookup a context switch.
+#[derive(Default)]
+struct LookupLines {
+    lines: std::sync::Mutex<Vec<String>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl LookupLines {
+    /// At most this many lines wait; past it they are counted, not kept (a stuck log must not
+    /// grow without bound).
+    const LIMIT: usize = 100_000;
+
+    fn push(&self, line: String) {
+        let mut lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lines.len() < Self::LIMIT {
+            lines.push(line);
+        } else {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn drain(&self, log: &mut dyn FnMut(&str)) {
+        let lines = std::mem::take(
+            &mut *self
+                .lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for line in &lines {
+            log(line);
+        }
+        let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            log(&format!(
+                "warning: {dropped} lookup lines were not written (more than {} waited)",
+                Self::LIMIT
+            ));
+        }
+    }
+}
+
+/// The daemon's line for one lookup.
+fn lookup_line(
+    key: &str,
+    client: &str,
+    floor: Option<&FloorLookup>,
+    tier: Option<Tier>,
+    reason: &str,
+    reply: &Reply,
+) -> String {
+    let floor_name = match floor {
+        None | Some(FloorLookup::NoName) => "none",
+        Some(FloorLookup::NotYet { .. }) => "unknown",
+        Some(FloorLookup::Known(resolved)) => resolved.floor.name(),
+    };
+    let mut parts = vec![
+        ("lookup", key),
+        ("client", client),
+        ("floor", floor_name),
+        ("tier", tier.map_or("none", Tier::name)),
+        ("reason", reason),
+    ];
+    if let Some(FloorLookup::Known(resolved)) = floor
+        && let Some(id) = resolved.policy_id.as_deref()
+    {
+        parts.push(("policy_id", id));
+    }
+    let answer = String::from_utf8_lossy(&reply.encode()).into_owned();
+    parts.push(("answer", &answer));
+    log_line(&parts)
 }
 
 /// The outcome of one observed attempt, given to the engine for the destination and tier that
@@ -736,11 +856,12 @@ pub fn serve(
     ready: &mut dyn FnMut(&ListenAddress),
 ) -> anyhow::Result<()> {
     let (jobs, inbox) = mpsc::channel::<Job>();
+    let lookup_lines = Arc::new(LookupLines::default());
     let prepare: Option<connections::Prepare> = daemon.floors().map(|floors| {
-        let map_name = daemon.options.map_name.clone();
-        let prepare: connections::Prepare = Arc::new(move |data: &[u8]| {
-            lookup_target(data, &map_name).map(|target| floors.lookup(&target))
-        });
+        let options = daemon.options.clone();
+        let lines = Arc::clone(&lookup_lines);
+        let prepare: connections::Prepare =
+            Arc::new(move |data: &[u8]| prepare(&options, floors.as_ref(), &lines, data));
         prepare
     });
     let (max_connections, descriptor_warning) =
@@ -797,6 +918,7 @@ pub fn serve(
                 }
             }
         }
+        lookup_lines.drain(daemon.log);
         match inbox.recv_timeout(poll) {
             Ok(Job::Lookup {
                 data,

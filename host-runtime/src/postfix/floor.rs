@@ -33,7 +33,8 @@ pub enum Target {
         /// The SMTP port (25 unless the key names one).
         port: u16,
     },
-    /// `[host]` or `[host]:port`: no MX lookup, no MTA-STS, the host's own DANE.
+    /// `[host]` or `[host]:port`: no MX lookup, the host's own DANE, and the MTA-STS policy the
+    /// host name publishes, if any.
     Host {
         /// The host (lower case).
         host: String,
@@ -255,8 +256,7 @@ pub struct ResolvedFloor {
     pub floor: Floor,
     /// Postfix 3.10's TLSRPT attributes for this destination's MTA-STS policy
     /// (`policy_type=sts policy_domain=... mx_host_pattern=... { policy_string = ... }`), or
-    /// `policy_type=no-policy-found ...`; `None` for `[host]` next hops and DANE floors (Postfix
-    /// reports its own DANE).
+    /// `policy_type=no-policy-found ...`; `None` for DANE floors (Postfix reports its own DANE).
     pub tlsrpt: Option<String>,
     /// The MTA-STS policy id, for the log.
     pub policy_id: Option<String>,
@@ -375,6 +375,12 @@ pub struct FloorSettings {
     pub max_entries: usize,
     /// The most resolutions waiting for a worker (a flood of unknown domains gets `TEMP` past it).
     pub max_queued: usize,
+    /// How long after its last lookup a floor is still refreshed when due without a lookup
+    /// asking (so that the next lookup of a destination in use never waits, even after a quiet
+    /// spell, while one nobody sends to stops costing DNS and HTTPS).
+    pub keep_warm_for: Duration,
+    /// How often idle workers look for floors due for a refresh.
+    pub sweep_every: Duration,
 }
 
 impl FloorSettings {
@@ -391,12 +397,18 @@ impl FloorSettings {
             retry_unknown_after: Duration::from_secs(5),
             max_entries: 100_000,
             max_queued: 1024,
+            keep_warm_for: Duration::from_secs(24 * 3600),
+            sweep_every: Duration::from_secs(30),
         }
     }
 }
 
 struct Entry {
+    /// What is resolved.
+    target: Target,
     floor: Option<Arc<ResolvedFloor>>,
+    /// When a lookup last asked for it (the proactive refresh keeps only those in use warm).
+    last_used: Stopwatch,
     /// When `floor` was resolved.
     resolved: Stopwatch,
     /// When to resolve again.
@@ -418,6 +430,8 @@ struct Shared {
     /// Signalled when work is queued (or the service stops).
     work: Condvar,
     settings: FloorSettings,
+    /// How many resolutions the workers finished.
+    resolutions: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -464,6 +478,7 @@ impl FloorService {
             done: Condvar::new(),
             work: Condvar::new(),
             settings,
+            resolutions: std::sync::atomic::AtomicU64::new(0),
         });
         let workers = resolvers
             .into_iter()
@@ -486,6 +501,9 @@ impl FloorService {
         let usable_for = settings.refresh_after + settings.serve_stale_for;
         let mut state = self.shared.lock();
         loop {
+            if let Some(entry) = state.entries.get_mut(&key) {
+                entry.last_used = Stopwatch::start();
+            }
             if let Some(entry) = state.entries.get(&key)
                 && let Some(floor) = &entry.floor
                 && entry.resolved.elapsed() <= usable_for
@@ -533,6 +551,14 @@ impl FloorService {
         self.shared.lock().entries.peek(&key)?.floor.clone()
     }
 
+    /// How many resolutions have finished (lookups' and refreshes').
+    #[must_use]
+    pub fn resolutions(&self) -> u64 {
+        self.shared
+            .resolutions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many next hops have a floor or a resolution under way, and how many wait for a worker.
     #[must_use]
     pub fn sizes(&self) -> (usize, usize) {
@@ -570,7 +596,9 @@ fn enqueue(
             state.entries.push(
                 key.to_owned(),
                 Entry {
+                    target: target.clone(),
                     floor: None,
+                    last_used: Stopwatch::start(),
                     resolved: Stopwatch::start(),
                     next_refresh: Deadline::after(Duration::ZERO),
                     resolving: true,
@@ -580,6 +608,27 @@ fn enqueue(
     }
     state.queue.push_back((key.to_owned(), target.clone()));
     Ok(())
+}
+
+/// The proactive refresh: queues every floor due for a refresh whose destination was looked up
+/// within `keep_warm_for`, as far as the queue has room.
+fn queue_due_refreshes(state: &mut State, settings: &FloorSettings) {
+    let due: Vec<(String, Target)> = state
+        .entries
+        .iter()
+        .filter(|(_, entry)| {
+            entry.floor.is_some()
+                && !entry.resolving
+                && entry.next_refresh.left().is_zero()
+                && entry.last_used.elapsed() <= settings.keep_warm_for
+        })
+        .map(|(key, entry)| (key.clone(), entry.target.clone()))
+        .collect();
+    for (key, target) in due {
+        if enqueue(state, settings, &key, &target).is_err() {
+            break;
+        }
+    }
 }
 
 /// A worker: takes queued next hops, resolves each without the lock, and stores the floor.
@@ -595,13 +644,23 @@ fn work(shared: &Shared, resolver: &DomainResolver) {
                 if let Some(next) = state.queue.pop_front() {
                     break next;
                 }
-                state = shared
+                let (next, waited) = shared
                     .work
-                    .wait(state)
+                    .wait_timeout(state, settings.sweep_every)
                     .unwrap_or_else(PoisonError::into_inner);
+                state = next;
+                if waited.timed_out() {
+                    queue_due_refreshes(&mut state, settings);
+                    if !state.queue.is_empty() {
+                        shared.work.notify_all();
+                    }
+                }
             }
         };
         let resolved = Arc::new(resolve(resolver, &target));
+        shared
+            .resolutions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = shared.lock();
         let usable_for = settings.refresh_after + settings.serve_stale_for;
         let unknown = matches!(resolved.floor, Floor::Unknown { .. });
@@ -630,7 +689,9 @@ fn work(shared: &Shared, resolver: &DomainResolver) {
                 state.entries.push(
                     key,
                     Entry {
+                        target,
                         floor: Some(resolved),
+                        last_used: Stopwatch::start(),
                         resolved: Stopwatch::start(),
                         next_refresh: Deadline::after(settings.refresh_after),
                         resolving: false,
@@ -650,7 +711,8 @@ fn resolve(resolver: &DomainResolver, target: &Target) -> ResolvedFloor {
             ResolvedFloor::of(&resolution, true)
         }
         Target::Host { host, port } => {
-            ResolvedFloor::of(&resolver.resolve_host(host, *port), false)
+            let resolution = resolver.resolve_host(host, *port, SystemClock.now());
+            ResolvedFloor::of(&resolution, true)
         }
         Target::Literal => ResolvedFloor::unknown("an IP address has no name to resolve"),
     }

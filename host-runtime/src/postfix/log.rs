@@ -57,7 +57,8 @@ pub struct Observed {
     /// the attempt only to what it answered this very process.
     pub pid: u32,
     /// The lookup keys this attempt may have been made under, most likely first: the recipient's
-    /// domain, then the relay as `[host]:port`, `host:port` (and `[host]`, `host` on port 25).
+    /// domain, the domain with the relay's port when it is not 25 (`domain:port`), then the relay
+    /// as `[host]:port`, `host:port` (and `[host]`, `host` on port 25).
     pub candidates: Vec<String>,
     /// What happened, in the engine's terms.
     pub outcome: Outcome,
@@ -324,7 +325,12 @@ impl<'a> StatusLine<'a> {
         };
         let mut candidates = Vec::new();
         if let Some(domain) = recipient_domain(self.recipient) {
+            // A transport entry `smtp:DOMAIN:PORT` (MX lookup, another port) is looked up
+            // under `DOMAIN:PORT`, which the relay (the MX host) does not name.
+            let port = endpoint_port(endpoint);
+            let with_port = (port != "25").then(|| format!("{domain}:{port}"));
             candidates.push(domain);
+            candidates.extend(with_port);
         }
         candidates.extend(relay_keys(endpoint));
         Some(Observed {
@@ -545,12 +551,18 @@ fn endpoint_shaped(value: &str) -> bool {
     value.len() <= MAX_ENDPOINT_LEN && host_ok && addr_ok && port_ok
 }
 
+/// The port of `endpoint` (`host[addr]:port`), `25` when it names none.
+fn endpoint_port(endpoint: &str) -> &str {
+    endpoint
+        .split_once('[')
+        .and_then(|(_, rest)| rest.rsplit_once("]:"))
+        .map_or("25", |(_, port)| port)
+}
+
 /// The lookup keys Postfix uses for a next hop reached at `endpoint` (`host[addr]:port`).
 fn relay_keys(endpoint: &str) -> Vec<String> {
-    let (host, port) = match endpoint.split_once('[') {
-        Some((host, rest)) => (host, rest.rsplit_once("]:").map_or("25", |(_, port)| port)),
-        None => (endpoint, "25"),
-    };
+    let host = endpoint.split_once('[').map_or(endpoint, |(host, _)| host);
+    let port = endpoint_port(endpoint);
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if host.is_empty() {
         return Vec::new();
@@ -594,21 +606,52 @@ fn openssl_reason(text: &str) -> Option<i32> {
     i32::try_from(reason).ok()
 }
 
-/// The certificate problem a `certificate verification failed for …: REASON` line names.
+/// OpenSSL's verify error codes (`X509_V_ERR_*`) that name a problem the engine tells apart.
+const X509_V_ERR_CERT_HAS_EXPIRED: u32 = 10;
+const X509_V_ERR_HOSTNAME_MISMATCH: u32 = 62;
+const X509_V_ERR_DANE_NO_MATCH: u32 = 65;
+
+/// The certificate problem a `[server ]certificate verification failed for HOST[ADDR]:PORT:
+/// REASON` line names. Postfix 3.7 writes REASON as `num=NN:TEXT` (OpenSSL's verify error code
+/// and text: `num=65:no matching DANE TLSA records` at the `dane` level, `num=62:hostname
+/// mismatch` at `secure`), older lines as TEXT alone (`self-signed certificate`).
+///
+/// Only REASON is read, never HOST: the host name comes from DNS, and a server named
+/// `mx.dane-expired-name.example` must not choose the error its own failure is booked as.
 fn certificate_error(problem: &str) -> CertificateError {
     let reason = problem
-        .split_once("]: ")
-        .map_or(problem, |(_, reason)| reason)
-        .to_ascii_lowercase();
-    let said = |needle: &str| reason.contains(needle);
-    if said("expired") {
-        CertificateError::Expired
-    } else if said("tlsa") || said("dane") {
-        CertificateError::DaneMismatch
-    } else if said("name") || said("mismatch") {
-        CertificateError::NameMismatch
-    } else {
-        CertificateError::Untrusted
+        .split_once("certificate verification failed for ")
+        .map_or(problem, |(_, rest)| rest)
+        // `HOST[ADDR]:PORT: REASON`: Postfix validates host names, so the first `]` closes ADDR.
+        .split_once(']')
+        .map_or("", |(_, rest)| {
+            let rest = rest
+                .strip_prefix(':')
+                .map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+            rest.strip_prefix(": ").unwrap_or("")
+        });
+    let code = reason
+        .strip_prefix("num=")
+        .and_then(|r| r.split_once(':'))
+        .and_then(|(code, _)| code.parse::<u32>().ok());
+    match code {
+        Some(X509_V_ERR_DANE_NO_MATCH) => CertificateError::DaneMismatch,
+        Some(X509_V_ERR_HOSTNAME_MISMATCH) => CertificateError::NameMismatch,
+        Some(X509_V_ERR_CERT_HAS_EXPIRED) => CertificateError::Expired,
+        Some(_) => CertificateError::Untrusted,
+        None => {
+            let reason = reason.to_ascii_lowercase();
+            let said = |needle: &str| reason.contains(needle);
+            if said("expired") {
+                CertificateError::Expired
+            } else if said("tlsa") || said("dane") {
+                CertificateError::DaneMismatch
+            } else if said("name") || said("mismatch") {
+                CertificateError::NameMismatch
+            } else {
+                CertificateError::Untrusted
+            }
+        }
     }
 }
 
@@ -638,7 +681,12 @@ mod tests {
         );
         assert_eq!(
             seen[0].candidates,
-            ["modern.test", "[127.0.0.1]:12525", "127.0.0.1:12525"]
+            [
+                "modern.test",
+                "modern.test:12525",
+                "[127.0.0.1]:12525",
+                "127.0.0.1:12525"
+            ]
         );
         assert_eq!(seen[0].queue_id, "ACAC09940B9");
     }
@@ -677,7 +725,12 @@ mod tests {
         );
         assert_eq!(
             seen[2].candidates,
-            ["closed.test", "[127.0.0.1]:1", "127.0.0.1:1"]
+            [
+                "closed.test",
+                "closed.test:1",
+                "[127.0.0.1]:1",
+                "127.0.0.1:1"
+            ]
         );
     }
 
@@ -920,6 +973,109 @@ mod tests {
             proptest::prop_assert_eq!(&seen[0].candidates[0], "evil.example");
             proptest::prop_assert!(seen[0].candidates.iter().all(|c| !c.contains("bank")));
         }
+    }
+
+    /// The lines Postfix 3.7.11 (Debian, OpenSSL 3) wrote for one deferred attempt whose
+    /// certificate verification failed with `reason`, to `host` (tests/postfix_dane.rs).
+    fn verification_failed(host: &str, reason: &str) -> Vec<String> {
+        let at = "Dec  2 02:23:50 sender postfix/smtp[15622]:";
+        vec![
+            format!(
+                "{at} server certificate verification failed for {host}[127.0.0.1]:37737: {reason}"
+            ),
+            format!(
+                "{at} Untrusted TLS connection established to {host}[127.0.0.1]:37737: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256"
+            ),
+            format!(
+                "{at} D56439A423B: to=<user@mismatch.test>, relay={host}[127.0.0.1]:37737, delay=0.09, delays=0.01/0.02/0.05/0, dsn=4.7.5, status=deferred (Server certificate not verified)"
+            ),
+        ]
+    }
+
+    fn outcome_of(lines: &[String]) -> Vec<Outcome> {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        run(&lines).iter().map(|o| o.outcome).collect()
+    }
+
+    #[test]
+    fn dane_verification_failure_is_a_dane_mismatch() {
+        assert_eq!(
+            outcome_of(&verification_failed(
+                "mx.mismatch.test",
+                "num=65:no matching DANE TLSA records"
+            )),
+            [Outcome::CertificateError(CertificateError::DaneMismatch)]
+        );
+    }
+
+    #[test]
+    fn secure_level_hostname_mismatch_is_a_name_mismatch() {
+        assert_eq!(
+            outcome_of(&verification_failed(
+                "mx.sts.test",
+                "num=62:hostname mismatch"
+            )),
+            [Outcome::CertificateError(CertificateError::NameMismatch)]
+        );
+    }
+
+    #[test]
+    fn an_mx_next_hop_with_a_port_is_a_candidate_so_its_outcome_is_booked() {
+        // `transport_maps`: `dane.test smtp:dane.test:35655`. Postfix looked the policy up under
+        // `dane.test:35655` and logs the MX host as the relay: without that key among the
+        // candidates, the daemon found no answer and booked nothing.
+        let seen = run(&[
+            "Dec  2 02:23:55 sender postfix/smtp[15938]: AA3ED9A42A6: to=<user@dane.test>, relay=mx.dane.test[127.0.0.1]:35655, delay=0.12, delays=0.01/0.02/0.09/0, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)",
+        ]);
+        assert_eq!(
+            seen[0].candidates,
+            [
+                "dane.test",
+                "dane.test:35655",
+                "[mx.dane.test]:35655",
+                "mx.dane.test:35655"
+            ]
+        );
+        // On port 25 the domain alone is the key.
+        let on_25 = MODERN_SENT.replace(":12525", ":25");
+        assert_eq!(
+            run(&[&on_25])[0].candidates[..2],
+            ["modern.test", "[127.0.0.1]:25"]
+        );
+    }
+
+    #[test]
+    fn dane_verified_connection_is_a_success() {
+        let seen = run(&[
+            "Dec  2 02:23:55 sender postfix/smtp[15938]: Verified TLS connection established to mx.dane.test[127.0.0.1]:35655: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256",
+            "Dec  2 02:23:55 sender postfix/smtp[15938]: AA3ED9A42A6: to=<user@dane.test>, relay=mx.dane.test[127.0.0.1]:35655, delay=0.12, delays=0.01/0.02/0.09/0, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)",
+        ]);
+        assert_eq!(
+            seen.iter().map(|o| o.outcome).collect::<Vec<_>>(),
+            [Outcome::Success {
+                version: Some(TlsVersion::Tls1_3)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_host_named_like_a_certificate_error_does_not_choose_the_error() {
+        // The host name comes from DNS: read whole, `mx.dane-expired-name.example` made an
+        // untrusted certificate pass for an expired one, a DANE mismatch or a name mismatch.
+        for reason in ["num=18:self-signed certificate", "self-signed certificate"] {
+            assert_eq!(
+                outcome_of(&verification_failed("mx.dane-expired-name.example", reason)),
+                [Outcome::CertificateError(CertificateError::Untrusted)],
+                "{reason}"
+            );
+        }
+        assert_eq!(
+            outcome_of(&verification_failed(
+                "mx.expired.example",
+                "num=65:no matching DANE TLSA records"
+            )),
+            [Outcome::CertificateError(CertificateError::DaneMismatch)]
+        );
     }
 
     #[test]
