@@ -224,8 +224,9 @@ fn run(addr: SocketAddr, connections: usize, lookups: usize) -> Value {
 }
 
 fn measure(name: &str, addr: SocketAddr, sizes: &Sizes) -> Value {
+    let watch = Stopwatch::start();
     let example = warm(name, addr);
-    eprintln!("{name}: {example:?}");
+    eprintln!("{name}: warmed in {:?}: {example:?}", watch.elapsed());
     // A short run first, so that both sides' code paths and caches are hot.
     let _ = run(addr, 1, sizes.lookups / 20);
     json!({

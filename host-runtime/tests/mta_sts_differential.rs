@@ -482,29 +482,39 @@ fn ask_ours(daemon: &Daemon, key: &str) -> String {
     answer
 }
 
-#[test]
-fn every_answer_is_postfix_mta_sts_resolvers_or_stronger_and_dane_strictly_stronger() {
-    let resolver_ip = unique_loopback_ip().expect("a loopback address with port 53 free");
-    let policy_ip = unique_loopback_ip().expect("a second loopback address");
-    let rig =
-        DnssecRig::start(&spec(policy_ip).resolver_on(resolver_ip)).expect("the DNSSEC rig starts");
-    let server = PolicyServer::start_on((policy_ip, 443).into())
-        .expect("the policy server binds port 443 (as root)");
-    serve_policies(&server);
-    let state = tempfile::tempdir().unwrap();
-    let theirs = MtaStsResolverDaemon::start(
-        state.path(),
-        resolver_ip,
-        server.ca_file(),
-        &ResolverOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let unbound = rig.unbound_addr().to_string();
-    let ca = server.ca_file().to_string_lossy().into_owned();
-    let ours = Daemon::start(
-        &state.path().join("history.sqlite3"),
-        None,
-        &[
+/// Both daemons over one rig, theirs with `tlsrpt: tlsrpt` and ours with `--tlsrpt` to match.
+/// Field order is drop order: the daemons stop before the servers they ask.
+struct Scene {
+    theirs: MtaStsResolverDaemon,
+    ours: Daemon,
+    _server: PolicyServer,
+    _rig: DnssecRig,
+    _state: tempfile::TempDir,
+}
+
+impl Scene {
+    fn start(tlsrpt: bool) -> Self {
+        let resolver_ip = unique_loopback_ip().expect("a loopback address with port 53 free");
+        let policy_ip = unique_loopback_ip().expect("a second loopback address");
+        let rig = DnssecRig::start(&spec(policy_ip).resolver_on(resolver_ip))
+            .expect("the DNSSEC rig starts");
+        let server = PolicyServer::start_on((policy_ip, 443).into())
+            .expect("the policy server binds port 443 (as root)");
+        serve_policies(&server);
+        let state = tempfile::tempdir().unwrap();
+        let theirs = MtaStsResolverDaemon::start(
+            state.path(),
+            resolver_ip,
+            server.ca_file(),
+            &ResolverOptions {
+                tlsrpt,
+                ..ResolverOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let unbound = rig.unbound_addr().to_string();
+        let ca = server.ca_file().to_string_lossy().into_owned();
+        let mut args = vec![
             "--mode",
             "policy-table",
             "--map-name",
@@ -517,17 +527,32 @@ fn every_answer_is_postfix_mta_sts_resolvers_or_stronger_and_dane_strictly_stron
             &ca,
             "--mta-sts-port",
             "443",
-        ],
-    );
+        ];
+        if tlsrpt {
+            args.push("--tlsrpt");
+        }
+        let ours = Daemon::start(&state.path().join("history.sqlite3"), None, &args);
+        Self {
+            theirs,
+            ours,
+            _server: server,
+            _rig: rig,
+            _state: state,
+        }
+    }
+}
 
+#[test]
+fn every_answer_is_postfix_mta_sts_resolvers_or_stronger_and_dane_strictly_stronger() {
+    let Scene { theirs, ours, .. } = &Scene::start(false);
     let mut table = Vec::new();
     let mut wrong = Vec::new();
     for case in cases() {
         let their_text = theirs.ask(case.key).unwrap_or_else(|e| panic!("{e}"));
-        let our_text = ask_ours(&ours, case.key);
+        let our_text = ask_ours(ours, case.key);
         // Asked again, from the cache: the same answers.
         let their_again = theirs.ask(case.key).unwrap_or_else(|e| panic!("{e}"));
-        let our_again = ask_ours(&ours, case.key);
+        let our_again = ask_ours(ours, case.key);
         let (their_answer, our_answer) = (Answer::parse(&their_text), Answer::parse(&our_text));
         let verdict = compare(&our_answer, &their_answer);
         table.push(format!(
@@ -600,4 +625,49 @@ fn answers_compare_as_the_promise_reads() {
         Verdict::Weaker,
         "an answer of another shape is not taken as stronger"
     );
+}
+
+/// The TLSRPT attributes of an answer (Postfix 3.10): the `name=value` words and the
+/// `{ policy_string = ... }` groups, each as a sorted list (theirs writes the policy's `mx`
+/// lines first, ours in the policy's order; Postfix reports the set).
+fn tlsrpt_parts(answer: &str) -> (Vec<String>, Vec<String>) {
+    let mut words = Vec::new();
+    let mut strings = Vec::new();
+    let mut rest = answer;
+    while let Some(open) = rest.find("{ policy_string = ") {
+        words.extend(rest[..open].split_whitespace().map(str::to_owned));
+        let after = &rest[open + "{ policy_string = ".len()..];
+        let close = after.find(" }").unwrap_or(after.len());
+        strings.push(after[..close].to_owned());
+        rest = after.get(close + 2..).unwrap_or("");
+    }
+    words.extend(rest.split_whitespace().map(str::to_owned));
+    words.retain(|w| w.starts_with("policy_") || w.starts_with("mx_host_pattern="));
+    words.sort();
+    strings.sort();
+    (words, strings)
+}
+
+#[test]
+fn tlsrpt_attributes_carry_the_policy_postfix_mta_sts_resolver_reports() {
+    let Scene { theirs, ours, .. } = &Scene::start(true);
+    for key in ["sts-one.test", "sts-many.test", "sts-signed.test"] {
+        let their_text = theirs.ask(key).unwrap_or_else(|e| panic!("{e}"));
+        let our_text = ask_ours(ours, key);
+        eprintln!("{key}\n theirs {their_text:?}\n ours   {our_text:?}");
+        let (their_words, their_strings) = tlsrpt_parts(&their_text);
+        let (our_words, our_strings) = tlsrpt_parts(&our_text);
+        assert!(
+            their_words.contains(&"policy_type=sts".to_owned()),
+            "{key}: theirs {their_text:?}"
+        );
+        assert_eq!(
+            our_words, their_words,
+            "{key}:\n theirs {their_text:?}\n ours   {our_text:?}"
+        );
+        assert_eq!(
+            our_strings, their_strings,
+            "{key}:\n theirs {their_text:?}\n ours   {our_text:?}"
+        );
+    }
 }
