@@ -34,19 +34,18 @@ fn seconds(value: u64) -> i64 {
 /// A database error, or a row this host did not write (an unknown tier, a negative time).
 pub(crate) fn read(connection: &Connection, peer: &str) -> anyhow::Result<PeerFacts> {
     let row = connection
-        .query_row(
+        .prepare_cached(
             "SELECT last_success_tier, last_success_at, seen_tls, pinned_until
              FROM peer_facts WHERE peer = ?1",
-            [peer],
-            |row| {
-                Ok((
-                    row.get::<_, Option<String>>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, bool>(2)?,
-                    row.get::<_, i64>(3)?,
-                ))
-            },
-        )
+        )?
+        .query_row([peer], |row| {
+            Ok((
+                row.get::<_, Option<String>>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, bool>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
         .optional()
         .with_context(|| format!("reading the recorded facts of {peer}"))?;
     let Some((tier, last_success_at, seen_tls, pinned_until)) = row else {
@@ -78,7 +77,7 @@ pub(crate) fn write(
     now: u64,
 ) -> anyhow::Result<()> {
     connection
-        .execute(
+        .prepare_cached(
             "INSERT INTO peer_facts
                  (peer, last_success_tier, last_success_at, seen_tls, pinned_until, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -88,15 +87,15 @@ pub(crate) fn write(
                  seen_tls = excluded.seen_tls,
                  pinned_until = excluded.pinned_until,
                  updated_at = excluded.updated_at",
-            params![
-                peer,
-                facts.last_success_tier.map(Tier::name),
-                seconds(facts.last_success_at),
-                facts.seen_tls,
-                seconds(facts.pinned_until),
-                seconds(now),
-            ],
-        )
+        )?
+        .execute(params![
+            peer,
+            facts.last_success_tier.map(Tier::name),
+            seconds(facts.last_success_at),
+            facts.seen_tls,
+            seconds(facts.pinned_until),
+            seconds(now),
+        ])
         .with_context(|| format!("recording the facts of {peer}"))?;
     Ok(())
 }
@@ -107,5 +106,8 @@ pub(crate) fn write(
 ///
 /// A database error.
 pub(crate) fn forget(connection: &Connection, peer: &str) -> anyhow::Result<bool> {
-    Ok(connection.execute("DELETE FROM peer_facts WHERE peer = ?1", [peer])? > 0)
+    Ok(connection
+        .prepare_cached("DELETE FROM peer_facts WHERE peer = ?1")?
+        .execute([peer])?
+        > 0)
 }

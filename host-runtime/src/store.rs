@@ -104,6 +104,8 @@ impl HistoryStore {
         let connection = Connection::open(path)
             .with_context(|| format!("opening the history database {}", path.display()))?;
         connection.busy_timeout(busy_timeout)?;
+        // The daemon runs the same dozen statements for every lookup: keep them all prepared.
+        connection.set_prepared_statement_cache_capacity(64);
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .and_then(|()| {
@@ -158,10 +160,13 @@ impl HistoryStore {
             let (applied, skipped) = self.batch(|batch| {
                 let (mut applied, mut skipped) = (0, 0);
                 for entry in &entries {
-                    let fresh = batch.connection().execute(
-                        "INSERT OR IGNORE INTO applied_pending_updates (id) VALUES (?1)",
-                        [&entry.id],
-                    )? == 1;
+                    let fresh = batch
+                        .connection()
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO applied_pending_updates (id) VALUES (?1)",
+                        )?
+                        .execute([&entry.id])?
+                        == 1;
                     if !fresh {
                         skipped += 1;
                         continue;
@@ -185,7 +190,8 @@ impl HistoryStore {
             journal.clear()?;
             // The ids only guard entries still in the journal: none are now.
             self.connection
-                .execute("DELETE FROM applied_pending_updates", [])?;
+                .prepare_cached("DELETE FROM applied_pending_updates")?
+                .execute([])?;
         }
         journal.reserve()?;
         Ok(report)
@@ -304,11 +310,8 @@ impl HistoryStore {
     pub fn get(&self, peer: &str) -> anyhow::Result<Option<PeerRow>> {
         Ok(self
             .connection
-            .query_row(
-                "SELECT peer, history, updated_at FROM peers WHERE peer = ?1",
-                [peer],
-                row_to_peer,
-            )
+            .prepare_cached("SELECT peer, history, updated_at FROM peers WHERE peer = ?1")?
+            .query_row([peer], row_to_peer)
             .optional()?)
     }
 
@@ -331,7 +334,8 @@ impl HistoryStore {
     pub fn forget(&self, peer: &str) -> anyhow::Result<bool> {
         let history = self
             .connection
-            .execute("DELETE FROM peers WHERE peer = ?1", [peer])?
+            .prepare_cached("DELETE FROM peers WHERE peer = ?1")?
+            .execute([peer])?
             > 0;
         let facts = facts::forget(&self.connection, peer)?;
         Ok(history || facts)
@@ -357,15 +361,14 @@ impl Batch<'_> {
     ) -> anyhow::Result<T> {
         let stored: Option<Vec<u8>> = self
             .tx
-            .query_row("SELECT history FROM peers WHERE peer = ?1", [peer], |row| {
-                row.get(0)
-            })
+            .prepare_cached("SELECT history FROM peers WHERE peer = ?1")?
+            .query_row([peer], |row| row.get(0))
             .optional()?;
         // An empty blob is what a fail-closed plugin decision keeps for a peer without history.
         let (value, history) = step(stored.as_deref().filter(|blob| !blob.is_empty()))?;
-        self.tx.execute(
-            "INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at",
+        self.tx.prepare_cached("INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at")?
+        .execute(
             params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
         )?;
         Ok(value)

@@ -88,26 +88,30 @@ pub fn record_answer(
     tier: Option<Tier>,
     now: u64,
 ) -> anyhow::Result<()> {
-    connection.execute(
-        "DELETE FROM postfix_answers WHERE answered_at < ?1",
-        [to_sql(now.saturating_sub(ANSWER_TTL_SECS))],
-    )?;
+    connection
+        .prepare_cached("DELETE FROM postfix_answers WHERE answered_at < ?1")?
+        .execute([to_sql(now.saturating_sub(ANSWER_TTL_SECS))])?;
     if let Some(pid) = pid.filter(|&p| p > 0) {
-        connection.execute(
-            "DELETE FROM postfix_answers WHERE destination = ?1 AND pid = ?2",
-            params![destination, pid],
-        )?;
+        connection
+            .prepare_cached("DELETE FROM postfix_answers WHERE destination = ?1 AND pid = ?2")?
+            .execute(params![destination, pid])?;
     }
     let Some(tier) = tier else {
         return Ok(());
     };
-    connection.execute(
-        "INSERT INTO postfix_answers (destination, pid, tier, answered_at, pending, used_by)
+    connection
+        .prepare_cached(
+            "INSERT INTO postfix_answers (destination, pid, tier, answered_at, pending, used_by)
          VALUES (?1, ?2, ?3, ?4, 1, NULL)
          ON CONFLICT(destination, pid, tier) DO UPDATE SET
              pending = pending + 1, answered_at = excluded.answered_at",
-        params![destination, pid.unwrap_or(0), tier.name(), to_sql(now)],
-    )?;
+        )?
+        .execute(params![
+            destination,
+            pid.unwrap_or(0),
+            tier.name(),
+            to_sql(now)
+        ])?;
     Ok(())
 }
 
@@ -157,18 +161,19 @@ pub fn attribute(
     if pid > 0 {
         for key in candidates {
             let row = connection
-                .query_row(
+                .prepare_cached(
                     "SELECT tier, used_by FROM postfix_answers
                      WHERE destination = ?1 AND pid = ?2 AND answered_at >= ?3",
-                    params![key, pid, fresh_since],
-                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
-                )
+                )?
+                .query_row(params![key, pid, fresh_since], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                })
                 .optional()?;
             if let Some((tier, used_by)) = row
                 && used_by.as_deref().is_none_or(|q| q == queue_id)
             {
-                connection.execute(
-                    "UPDATE postfix_answers SET used_by = ?3 WHERE destination = ?1 AND pid = ?2",
+                connection.prepare_cached("UPDATE postfix_answers SET used_by = ?3 WHERE destination = ?1 AND pid = ?2")?
+        .execute(
                     params![key, pid, queue_id],
                 )?;
                 return Ok(Attribution::Exact {
@@ -189,11 +194,12 @@ pub fn attribute(
         match tiers.as_slice() {
             [] => {}
             [tier] => {
-                connection.execute(
-                    "UPDATE postfix_answers SET pending = pending - 1
+                connection
+                    .prepare_cached(
+                        "UPDATE postfix_answers SET pending = pending - 1
                      WHERE destination = ?1 AND pid = 0 AND tier = ?2",
-                    params![key, tier],
-                )?;
+                    )?
+                    .execute(params![key, tier])?;
                 return Ok(Attribution::Unambiguous {
                     destination: key.clone(),
                     tier: stored_tier(tier, key)?,
@@ -239,20 +245,19 @@ pub fn continuation(
     now: u64,
 ) -> anyhow::Result<Option<Continuation>> {
     let row = connection
-        .query_row(
+        .prepare_cached(
             "SELECT tier, policy, made_under, made_at, until FROM postfix_dances
              WHERE destination = ?1",
-            [destination],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            },
-        )
+        )?
+        .query_row([destination], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })
         .optional()?;
     let Some((tier, policy, under, made_at, until)) = row else {
         return Ok(None);
@@ -281,21 +286,22 @@ pub fn save_dance(
     destination: &str,
     dance: &Continuation,
 ) -> anyhow::Result<()> {
-    connection.execute(
-        "INSERT INTO postfix_dances (destination, tier, policy, made_under, made_at, until)
+    connection
+        .prepare_cached(
+            "INSERT INTO postfix_dances (destination, tier, policy, made_under, made_at, until)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(destination) DO UPDATE SET
              tier = excluded.tier, policy = excluded.policy, made_under = excluded.made_under,
              made_at = excluded.made_at, until = excluded.until",
-        params![
+        )?
+        .execute(params![
             destination,
             dance.tier.name(),
             dance.policy,
             dance.made_under,
             to_sql(dance.made_at),
             to_sql(dance.until),
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 
@@ -305,10 +311,9 @@ pub fn save_dance(
 ///
 /// A database error.
 pub fn end_dance(connection: &Connection, destination: &str) -> anyhow::Result<()> {
-    connection.execute(
-        "DELETE FROM postfix_dances WHERE destination = ?1",
-        [destination],
-    )?;
+    connection
+        .prepare_cached("DELETE FROM postfix_dances WHERE destination = ?1")?
+        .execute([destination])?;
     Ok(())
 }
 
@@ -331,17 +336,14 @@ pub fn log_state(
     path: &str,
 ) -> anyhow::Result<Option<(LogPosition, Tracker)>> {
     let row = connection
-        .query_row(
-            "SELECT inode, offset, tracker FROM postfix_log WHERE path = ?1",
-            [path],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            },
-        )
+        .prepare_cached("SELECT inode, offset, tracker FROM postfix_log WHERE path = ?1")?
+        .query_row([path], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })
         .optional()?;
     let Some((inode, offset, tracker)) = row else {
         return Ok(None);
@@ -370,10 +372,10 @@ pub fn save_log_state(
     tracker: &Tracker,
     now: u64,
 ) -> anyhow::Result<()> {
-    connection.execute(
-        "INSERT INTO postfix_log (path, inode, offset, tracker, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+    connection.prepare_cached("INSERT INTO postfix_log (path, inode, offset, tracker, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(path) DO UPDATE SET inode = excluded.inode, offset = excluded.offset,
-             tracker = excluded.tracker, updated_at = excluded.updated_at",
+             tracker = excluded.tracker, updated_at = excluded.updated_at")?
+        .execute(
         params![
             path,
             to_sql(position.inode),
@@ -391,6 +393,8 @@ pub fn save_log_state(
 ///
 /// A database error.
 pub fn forget_log_state(connection: &Connection, path: &str) -> anyhow::Result<()> {
-    connection.execute("DELETE FROM postfix_log WHERE path = ?1", [path])?;
+    connection
+        .prepare_cached("DELETE FROM postfix_log WHERE path = ?1")?
+        .execute([path])?;
     Ok(())
 }
