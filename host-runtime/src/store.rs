@@ -366,6 +366,11 @@ impl Batch<'_> {
             .optional()?;
         // An empty blob is what a fail-closed plugin decision keeps for a peer without history.
         let (value, history) = step(stored.as_deref().filter(|blob| !blob.is_empty()))?;
+        if stored.as_deref() == Some(history.as_slice()) {
+            // Unchanged (a known peer's lookup, most of the daemon's): no write, and
+            // `updated_at` stays the time the history last changed.
+            return Ok(value);
+        }
         self.tx.prepare_cached("INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at")?
         .execute(
