@@ -39,12 +39,23 @@ fn with_daemon(
     time: &Rc<Cell<u64>>,
     scene: impl FnOnce(&mut Scene<'_>),
 ) -> Vec<String> {
+    run_daemon(db, policy, time, None, scene)
+}
+
+/// As [`with_daemon`], with the next hops' floors from `floors` when given.
+fn run_daemon(
+    db: &std::path::Path,
+    policy: &str,
+    time: &Rc<Cell<u64>>,
+    floors: Option<Arc<dyn FloorSource>>,
+    scene: impl FnOnce(&mut Scene<'_>),
+) -> Vec<String> {
     let policy = PolicyFile::parse(policy).unwrap();
     let mut engine = NativeEngine;
     let mut clock = TestClock(Rc::clone(time));
     let mut lines = Vec::new();
     let mut log = |line: &str| lines.push(line.to_owned());
-    let daemon = Daemon::new(
+    let mut daemon = Daemon::new(
         &mut engine,
         HistoryStore::open(db).unwrap(),
         &policy,
@@ -53,6 +64,9 @@ fn with_daemon(
         &mut log,
     )
     .unwrap();
+    if let Some(floors) = floors {
+        daemon = daemon.with_floors(floors);
+    }
     scene(&mut Scene {
         daemon,
         tracker: Tracker::default(),
@@ -373,26 +387,13 @@ fn with_floors(
     floors: &Arc<FixedFloors>,
     scene: impl FnOnce(&mut Scene<'_>),
 ) -> Vec<String> {
-    let policy = PolicyFile::parse(policy).unwrap();
-    let mut engine = NativeEngine;
-    let mut clock = TestClock(Rc::clone(time));
-    let mut lines = Vec::new();
-    let mut log = |line: &str| lines.push(line.to_owned());
-    let daemon = Daemon::new(
-        &mut engine,
-        HistoryStore::open(db).unwrap(),
-        &policy,
-        &mut clock,
-        DaemonOptions::default(),
-        &mut log,
+    run_daemon(
+        db,
+        policy,
+        time,
+        Some(Arc::clone(floors) as Arc<dyn FloorSource>),
+        scene,
     )
-    .unwrap()
-    .with_floors(Arc::clone(floors) as Arc<dyn FloorSource>);
-    scene(&mut Scene {
-        daemon,
-        tracker: Tracker::default(),
-    });
-    lines
 }
 
 const DOMAIN: &str = "some.example";

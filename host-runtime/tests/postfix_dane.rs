@@ -394,38 +394,58 @@ fn dane_destination_is_verified_through_our_map_never_sent_with_encrypt_or_none(
     ]);
 }
 
-#[test]
-fn dane_mismatch_is_deferred_through_our_map() {
-    let world = world();
-    let port = world.mismatch.address.port();
-    let Scene { sender, daemon, .. } = &Scene::start(&[("mismatch.test", port)]);
-    let key = format!("mismatch.test:{port}");
-    let subject = subject("mapped mismatch");
-    send(sender, "user@mismatch.test", &subject);
-    let first = nth_status(sender, "user@mismatch.test", 1);
+/// Sends a message to `domain` (routed to `port`) and checks what the floor makes of a
+/// certificate that fails it: Postfix defers, the daemon books `result` for the very process that
+/// tried, Postfix's retry is deferred again, and every lookup answered `floor` with each of
+/// `answer_parts`, never `encrypt` or `none`. Returns the message's subject.
+fn deferred_twice_under_the_floor(
+    scene: &Scene,
+    domain: &str,
+    port: u16,
+    result: &str,
+    floor: &str,
+    answer_parts: &[&str],
+) -> String {
+    let Scene { sender, daemon, .. } = scene;
+    let key = format!("{domain}:{port}");
+    let recipient = format!("user@{domain}");
+    let subject = subject(&format!("mapped {domain}"));
+    send(sender, &recipient, &subject);
+    let first = nth_status(sender, &recipient, 1);
     assert!(first.contains("status=deferred"), "{}", sender.log());
-    daemon.wait_for(&[
-        &outcome_of(&key),
-        "attributed_by=process",
-        "result=\"certificate-error dane-mismatch\"",
-    ]);
+    daemon.wait_for(&[&outcome_of(&key), "attributed_by=process", result]);
     // Postfix's retry: the floor holds, deferred again, never sent.
     sender.command("postqueue", &["-f"], "");
-    let second = nth_status(sender, "user@mismatch.test", 2);
+    let second = nth_status(sender, &recipient, 2);
     assert!(second.contains("status=deferred"), "{}", sender.log());
     let lookups = lookups(daemon, &key);
     assert!(lookups.len() >= 2, "{lookups:?}");
     assert!(
-        lookups
-            .iter()
-            .all(|l| l.contains("floor=dane-only") && l.contains("answer=\"OK dane-only")),
+        lookups.iter().all(|l| l.contains(&format!("floor={floor}"))
+            && answer_parts.iter().all(|part| l.contains(part))),
         "{lookups:?}"
     );
     assert_never_encrypt_or_none(daemon, &key);
+    subject
+}
+
+#[test]
+fn dane_mismatch_is_deferred_through_our_map() {
+    let world = world();
+    let port = world.mismatch.address.port();
+    let scene = Scene::start(&[("mismatch.test", port)]);
+    let subject = deferred_twice_under_the_floor(
+        &scene,
+        "mismatch.test",
+        port,
+        "result=\"certificate-error dane-mismatch\"",
+        "dane-only",
+        &["answer=\"OK dane-only"],
+    );
     assert!(
-        !sender.log().contains("Verified TLS connection"),
+        !scene.sender.log().contains("Verified TLS connection"),
         "{}",
-        sender.log()
+        scene.sender.log()
     );
     assert!(received_with_subject(&world.mismatch, &subject).is_empty());
 }
@@ -434,30 +454,19 @@ fn dane_mismatch_is_deferred_through_our_map() {
 fn mta_sts_enforce_wrong_name_certificate_is_deferred() {
     let world = world();
     let port = world.sts_wrong_name.address.port();
-    let Scene { sender, daemon, .. } = &Scene::start(&[("sts.test", port)]);
-    let key = format!("sts.test:{port}");
-    let subject = subject("mapped sts");
-    send(sender, "user@sts.test", &subject);
-    let first = nth_status(sender, "user@sts.test", 1);
-    assert!(first.contains("status=deferred"), "{}", sender.log());
-    daemon.wait_for(&[
-        &outcome_of(&key),
-        "attributed_by=process",
+    let scene = Scene::start(&[("sts.test", port)]);
+    let subject = deferred_twice_under_the_floor(
+        &scene,
+        "sts.test",
+        port,
         "result=\"certificate-error name-mismatch\"",
-    ]);
-    sender.command("postqueue", &["-f"], "");
-    let second = nth_status(sender, "user@sts.test", 2);
-    assert!(second.contains("status=deferred"), "{}", sender.log());
-    let lookups = lookups(daemon, &key);
-    assert!(lookups.len() >= 2, "{lookups:?}");
-    assert!(
-        lookups.iter().all(|l| l.contains("floor=sts-enforce")
-            && l.contains("answer=\"OK secure")
-            && l.contains("match=mx.sts.test")
-            && l.contains("servername=hostname")),
-        "{lookups:?}"
+        "sts-enforce",
+        &[
+            "answer=\"OK secure",
+            "match=mx.sts.test",
+            "servername=hostname",
+        ],
     );
-    assert_never_encrypt_or_none(daemon, &key);
     assert!(received_with_subject(&world.sts_wrong_name, &subject).is_empty());
     assert!(world.policies.requests("sts.test") >= 1);
 }
