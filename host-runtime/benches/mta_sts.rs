@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_main};
 use tlsfallback_host::mta_sts::{
-    FetchSettings, HttpsNetwork, Policy, PolicyCache, PolicySource, StsResolver,
+    FetchSettings, Fetcher, HttpsNetwork, Policy, PolicyCache, PolicySource, StsResolver,
 };
 use tlsfallback_host::rig::https::{PolicyServer, Response};
 
@@ -20,11 +20,11 @@ fn resolver(server: &PolicyServer, cache: PolicyCache) -> StsResolver<HttpsNetwo
     let network = HttpsNetwork {
         txt: Box::new(|_| Ok(Some(vec![b"v=STSv1; id=20260101".to_vec()]))),
         addresses: Box::new(|_| Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])),
-        settings: FetchSettings {
+        fetcher: Fetcher::new(FetchSettings {
             port: server.port(),
             timeout: Duration::from_secs(20),
             ca_file: Some(server.ca_file().to_owned()),
-        },
+        }),
     };
     StsResolver::with_jitter(network, cache, Box::new(|| 0))
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use policy_core::MtaSts;
 use tlsfallback_host::mta_sts::{
-    FetchError, FetchSettings, HttpsNetwork, Mode, MxVerdict, PolicyCache, PolicyError,
+    FetchError, FetchSettings, Fetcher, HttpsNetwork, Mode, MxVerdict, PolicyCache, PolicyError,
     PolicySource, StsResolver, fetch_policy,
 };
 use tlsfallback_host::rig::https::{Certificate, PolicyServer, Response};
@@ -268,7 +268,7 @@ impl Rig {
         let network = HttpsNetwork {
             txt: Box::new(move |name| Ok(txt.lock().unwrap().get(name).cloned())),
             addresses: Box::new(|_| Ok(LOOPBACK.to_vec())),
-            settings: settings(&self.server),
+            fetcher: Fetcher::new(settings(&self.server)),
         };
         // A fixed jitter: refresh at half of max_age.
         StsResolver::with_jitter(network, cache, Box::new(|| 0))

@@ -523,6 +523,9 @@ impl Scene {
             &unbound,
             "--dnssec",
             "trust-ad",
+            // Generous, as theirs waits for its fetch too: the answers are compared, not speed.
+            "--resolve-budget-ms",
+            "8000",
             "--mta-sts-ca-file",
             &ca,
             "--mta-sts-port",

@@ -110,7 +110,10 @@ def versus_resolver_row(out: str) -> tuple:
         names.append(("loopback floor (a server that does nothing)", "loopback_floor"))
 
     def runs(key: str) -> str:
-        return "; ".join(
+        cold = d[key].get("cold_first_lookups_secs")
+        first = (f"first lookup of each domain (cold) {cold:.2f} s in all; "
+                 if cold is not None and key != "loopback_floor" else "")
+        return first + "; ".join(
             f"{label}: {d[key][run]['lookups_per_second']:,.0f}/s, p50 "
             f"{duration(d[key][run]['p50_us'] * 1e3)}, p99 {duration(d[key][run]['p99_us'] * 1e3)}"
             for label, run in [("1 connection", "one_connection"),

@@ -10,7 +10,9 @@ use serde_json::json;
 
 use crate::delivery::{Destination, ResolvedFloor};
 use crate::dns::{DnsSettings, Resolver};
-use crate::mta_sts::{FetchSettings, HttpsNetwork, MxVerdict, PolicyCache, StsResolver, StsResult};
+use crate::mta_sts::{
+    FetchSettings, Fetcher, HttpsNetwork, MxVerdict, PolicyCache, StsResolver, StsResult,
+};
 use crate::resolve::{DomainResolution, MxList, MxResolution, resolve_domain, resolve_host};
 
 /// Everything the resolution needs to be set up.
@@ -53,7 +55,7 @@ impl DomainResolver {
                 Ok(answer) => Ok(answer.records),
                 Err(error) => Err(error.to_string()),
             }),
-            settings: settings.fetch.clone(),
+            fetcher: Fetcher::new(settings.fetch.clone()),
         };
         Ok(Self {
             dns,

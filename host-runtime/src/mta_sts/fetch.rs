@@ -2,12 +2,15 @@
 //! over WebPKI-validated TLS, to addresses the host resolved itself, with no redirect, no proxy,
 //! a timeout and a size cap; then the strict parse.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::blocking::Client;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, redirect};
 
@@ -152,7 +155,7 @@ impl FetchError {
 }
 
 /// Fetches and parses the policy of `domain` from `addresses` (what the host resolved
-/// `mta-sts.<domain>` to).
+/// `mta-sts.<domain>` to), with a client made for this one fetch.
 ///
 /// # Errors
 ///
@@ -162,38 +165,124 @@ pub fn fetch_policy(
     addresses: &[IpAddr],
     settings: &FetchSettings,
 ) -> Result<FetchedPolicy, FetchError> {
-    // The domain becomes part of a URL: `user@attacker.example` or `example.net/x` would move
-    // the fetch to another host, resolved by nobody's DNS but the system's.
-    if !is_host_name(domain) {
-        return Err(FetchError::BadDomain {
-            domain: quoted(domain),
-        });
+    Fetcher::new(settings.clone()).fetch(domain, addresses)
+}
+
+/// The addresses each host name may be connected to, set by [`Fetcher::fetch`] for its fetch:
+/// the HTTPS client's only "DNS", so nothing resolves a policy host behind the host's back.
+#[derive(Clone, Debug, Default)]
+struct Pinned(Arc<Mutex<HashMap<String, Vec<SocketAddr>>>>);
+
+impl Pinned {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<SocketAddr>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    let host = format!("mta-sts.{domain}");
-    if addresses.is_empty() {
-        return Err(FetchError::NoAddress {
-            domain: domain.to_owned(),
-            detail: "no A or AAAA record".to_owned(),
-        });
+}
+
+impl Resolve for Pinned {
+    fn resolve(&self, name: Name) -> Resolving {
+        let found = self.lock().get(name.as_str()).cloned();
+        Box::pin(async move {
+            match found {
+                Some(sockets) => Ok(Box::new(sockets.into_iter()) as Addrs),
+                None => Err(format!("{} was not resolved by the host", name.as_str()).into()),
+            }
+        })
     }
-    let sockets: Vec<SocketAddr> = addresses
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, settings.port))
-        .collect();
-    let mut builder = Client::builder()
-        .redirect(redirect::Policy::none())
-        .no_proxy()
-        .http1_only()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.timeout)
+}
+
+/// Fetches policies with one HTTPS client, made at the first fetch and kept: making one loads
+/// the CA roots through OpenSSL, which costs tens of milliseconds, more than the fetch itself
+/// over a fast network. Connections go only to the addresses each fetch was given.
+#[derive(Debug)]
+pub struct Fetcher {
+    settings: FetchSettings,
+    pinned: Pinned,
+    client: Mutex<Option<Client>>,
+}
+
+impl Fetcher {
+    /// A fetcher with `settings` (the client is made at the first fetch).
+    #[must_use]
+    pub fn new(settings: FetchSettings) -> Self {
+        Self {
+            settings,
+            pinned: Pinned::default(),
+            client: Mutex::new(None),
+        }
+    }
+
+    /// Its settings.
+    #[must_use]
+    pub const fn settings(&self) -> &FetchSettings {
+        &self.settings
+    }
+
+    /// The client, made now if there is none yet (a failure is not kept: the next fetch tries
+    /// again, after the operator fixed the CA file).
+    fn client(&self, domain: &str) -> Result<Client, FetchError> {
+        let mut client = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = client.as_ref() {
+            return Ok(client.clone());
+        }
+        let settings = &self.settings;
+        let mut builder = Client::builder()
+            .redirect(redirect::Policy::none())
+            .no_proxy()
+            .http1_only()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .dns_resolver(Arc::new(self.pinned.clone()))
+            .referer(false);
+        if let Some(path) = &settings.ca_file {
+            builder = builder.tls_certs_only(load_roots(path)?);
+        }
+        let made = builder.build().map_err(|e| classify(domain, &e))?;
+        *client = Some(made.clone());
+        Ok(made)
+    }
+
+    /// Fetches and parses the policy of `domain` from `addresses` (what the host resolved
+    /// `mta-sts.<domain>` to).
+    ///
+    /// # Errors
+    ///
+    /// See [`FetchError`].
+    pub fn fetch(&self, domain: &str, addresses: &[IpAddr]) -> Result<FetchedPolicy, FetchError> {
+        // The domain becomes part of a URL: `user@attacker.example` or `example.net/x` would
+        // move the fetch to another host, resolved by nobody's DNS but the system's.
+        if !is_host_name(domain) {
+            return Err(FetchError::BadDomain {
+                domain: quoted(domain),
+            });
+        }
+        let host = format!("mta-sts.{domain}");
+        if addresses.is_empty() {
+            return Err(FetchError::NoAddress {
+                domain: domain.to_owned(),
+                detail: "no A or AAAA record".to_owned(),
+            });
+        }
+        let sockets: Vec<SocketAddr> = addresses
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, self.settings.port))
+            .collect();
+        let client = self.client(domain)?;
         // The only addresses: nothing else resolves the name behind the host's back.
-        .resolve_to_addrs(&host, &sockets)
-        .referer(false);
-    if let Some(path) = &settings.ca_file {
-        builder = builder.tls_certs_only(load_roots(path)?);
+        self.pinned.lock().insert(host.clone(), sockets);
+        let fetched = fetch_with(&client, domain, &host);
+        self.pinned.lock().remove(&host);
+        fetched
     }
+}
+
+fn fetch_with(client: &Client, domain: &str, host: &str) -> Result<FetchedPolicy, FetchError> {
     let transport = |error: &reqwest::Error| classify(domain, error);
-    let client = builder.build().map_err(|e| transport(&e))?;
     let url = format!("https://{host}{WELL_KNOWN_PATH}");
     let response = client.get(&url).send().map_err(|e| transport(&e))?;
 

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use policy_core::MtaSts;
 
 pub use cache::{CacheError, CachedPolicy, PolicyCache};
-pub use fetch::{FetchError, FetchSettings, FetchedPolicy, fetch_policy};
+pub use fetch::{FetchError, FetchSettings, FetchedPolicy, Fetcher, fetch_policy};
 pub use policy::{
     MAX_MAX_AGE, MAX_POLICY_BYTES, Mode, MxPattern, MxPatternError, Policy, PolicyError,
     is_host_name,
@@ -50,14 +50,14 @@ pub type TxtLookup = Box<dyn Fn(&str) -> Result<Option<Vec<Vec<u8>>>, String> + 
 /// An address lookup (A and AAAA of a name): the addresses, or the failure in words.
 pub type AddressLookup = Box<dyn Fn(&str) -> Result<Vec<IpAddr>, String> + Send + Sync>;
 
-/// The real network: the host's own DNS (given as two lookups) and [`fetch_policy`].
+/// The real network: the host's own DNS (given as two lookups) and a [`Fetcher`].
 pub struct HttpsNetwork {
     /// The TXT lookup.
     pub txt: TxtLookup,
     /// The A/AAAA lookup `mta-sts.<domain>` is resolved with.
     pub addresses: AddressLookup,
-    /// How fetches are made.
-    pub settings: FetchSettings,
+    /// The fetches, over one HTTPS client.
+    pub fetcher: Fetcher,
 }
 
 impl StsNetwork for HttpsNetwork {
@@ -72,7 +72,7 @@ impl StsNetwork for HttpsNetwork {
                 detail,
             }
         })?;
-        fetch_policy(domain, &addresses, &self.settings)
+        self.fetcher.fetch(domain, &addresses)
     }
 }
 
