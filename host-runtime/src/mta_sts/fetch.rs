@@ -238,6 +238,9 @@ impl Fetcher {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .dns_resolver(Arc::new(self.pinned.clone()))
+            // No connection kept between fetches: each goes to the addresses resolved for it,
+            // never to one a pooled connection was made to before.
+            .pool_max_idle_per_host(0)
             .referer(false);
         if let Some(path) = &settings.ca_file {
             builder = builder.tls_certs_only(load_roots(path)?);
