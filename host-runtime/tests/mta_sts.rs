@@ -36,6 +36,23 @@ fn fetch(server: &PolicyServer, domain: &str) -> Result<Mode, FetchError> {
 }
 
 #[test]
+fn a_shared_fetcher_connects_only_to_the_addresses_each_fetch_was_given() {
+    // One client serves every fetch of a resolver: a connection it kept (or a name it resolved)
+    // for one fetch must not carry the next, whose DNS answer may say otherwise.
+    let server = serve("example.net", Response::policy(ENFORCE));
+    let fetcher = Fetcher::new(settings(&server));
+    assert!(fetcher.fetch("example.net", &LOOPBACK).is_ok());
+    let elsewhere = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))];
+    let error = fetcher.fetch("example.net", &elsewhere).unwrap_err();
+    assert!(
+        matches!(error, FetchError::Transport { .. }),
+        "nothing listens at 127.0.0.2: {error:?}"
+    );
+    assert!(fetcher.fetch("example.net", &LOOPBACK).is_ok());
+    assert_eq!(server.requests("example.net"), 2);
+}
+
+#[test]
 fn enforce_policy_is_fetched_over_validated_tls() {
     let server = serve("example.net", Response::policy(ENFORCE));
     let fetched = fetch_policy("example.net", &LOOPBACK, &settings(&server)).unwrap();
