@@ -501,18 +501,19 @@ impl FloorService {
         let usable_for = settings.refresh_after + settings.serve_stale_for;
         let mut state = self.shared.lock();
         loop {
-            if let Some(entry) = state.entries.get_mut(&key) {
+            // One cache lookup on the hot path: mark the entry used, and take its floor (with
+            // whether a refresh is due) while it is still usable.
+            let usable = state.entries.get_mut(&key).and_then(|entry| {
                 entry.last_used = Stopwatch::start();
-            }
-            if let Some(entry) = state.entries.get(&key)
-                && let Some(floor) = &entry.floor
-                && entry.resolved.elapsed() <= usable_for
-            {
-                let floor = Arc::clone(floor);
-                if entry.next_refresh.left().is_zero()
-                    && !entry.resolving
-                    && enqueue(&mut state, settings, &key, target).is_ok()
-                {
+                let floor = entry
+                    .floor
+                    .as_ref()
+                    .filter(|_| entry.resolved.elapsed() <= usable_for)?;
+                let due = entry.next_refresh.left().is_zero() && !entry.resolving;
+                Some((Arc::clone(floor), due))
+            });
+            if let Some((floor, due)) = usable {
+                if due && enqueue(&mut state, settings, &key, target).is_ok() {
                     // Refreshed in the background: this lookup gets the floor there is.
                     self.shared.work.notify_one();
                 }
