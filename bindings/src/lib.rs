@@ -2,7 +2,7 @@
 //!
 //! No logic lives here, only the mechanical mapping between the WIT types and policy-core's.
 //! Built `no_std` for `wasm32-unknown-unknown` and wrapped into a component by
-//! `host-runtime/build.rs`; the result imports nothing at all. (On other targets, where only
+//! `host-runtime/engine/build.rs`; the result imports nothing at all. (On other targets, where only
 //! `cargo clippy --workspace` ever compiles it, it uses std.)
 
 #![cfg_attr(target_family = "wasm", no_std)]

@@ -1,4 +1,4 @@
-//! AFL++ target: see tlsfallback_host::fuzzing::decide_lines.
+//! AFL++ target: see tlsfallback_mta::fuzzing::decide_lines.
 fn main() {
-    afl::fuzz!(|data: &[u8]| tlsfallback_host::fuzzing::decide_lines(data));
+    afl::fuzz!(|data: &[u8]| tlsfallback_mta::fuzzing::decide_lines(data));
 }

@@ -1,4 +1,4 @@
-//! AFL++ target: see tlsfallback_host::fuzzing::history.
+//! AFL++ target: see tlsfallback_mta::fuzzing::history.
 fn main() {
-    afl::fuzz!(|data: &[u8]| tlsfallback_host::fuzzing::history(data));
+    afl::fuzz!(|data: &[u8]| tlsfallback_mta::fuzzing::history(data));
 }

@@ -1,4 +1,4 @@
-//! AFL++ target: see tlsfallback_host::fuzzing::mta_sts_policy.
+//! AFL++ target: see tlsfallback_mta::fuzzing::mta_sts_policy.
 fn main() {
-    afl::fuzz!(|data: &[u8]| tlsfallback_host::fuzzing::mta_sts_policy(data));
+    afl::fuzz!(|data: &[u8]| tlsfallback_mta::fuzzing::mta_sts_policy(data));
 }

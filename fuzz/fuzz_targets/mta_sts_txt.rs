@@ -1,4 +1,4 @@
-//! AFL++ target: see tlsfallback_host::fuzzing::mta_sts_txt.
+//! AFL++ target: see tlsfallback_mta::fuzzing::mta_sts_txt.
 fn main() {
-    afl::fuzz!(|data: &[u8]| tlsfallback_host::fuzzing::mta_sts_txt(data));
+    afl::fuzz!(|data: &[u8]| tlsfallback_mta::fuzzing::mta_sts_txt(data));
 }

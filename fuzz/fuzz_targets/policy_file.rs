@@ -1,4 +1,4 @@
-//! AFL++ target: see tlsfallback_host::fuzzing::policy_file.
+//! AFL++ target: see tlsfallback_mta::fuzzing::policy_file.
 fn main() {
-    afl::fuzz!(|data: &[u8]| tlsfallback_host::fuzzing::policy_file(data));
+    afl::fuzz!(|data: &[u8]| tlsfallback_mta::fuzzing::policy_file(data));
 }

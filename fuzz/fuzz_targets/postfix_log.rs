@@ -1,4 +1,4 @@
-//! AFL++ target: see tlsfallback_host::fuzzing::postfix_log.
+//! AFL++ target: see tlsfallback_mta::fuzzing::postfix_log.
 fn main() {
-    afl::fuzz!(|data: &[u8]| tlsfallback_host::fuzzing::postfix_log(data));
+    afl::fuzz!(|data: &[u8]| tlsfallback_mta::fuzzing::postfix_log(data));
 }

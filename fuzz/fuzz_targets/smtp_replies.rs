@@ -1,4 +1,4 @@
-//! AFL++ target: see tlsfallback_host::fuzzing::smtp_replies.
+//! AFL++ target: see tlsfallback_mta::fuzzing::smtp_replies.
 fn main() {
-    afl::fuzz!(|data: &[u8]| tlsfallback_host::fuzzing::smtp_replies(data));
+    afl::fuzz!(|data: &[u8]| tlsfallback_mta::fuzzing::smtp_replies(data));
 }

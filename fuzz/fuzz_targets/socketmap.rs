@@ -1,4 +1,4 @@
-//! AFL++ target: see tlsfallback_host::fuzzing::socketmap_requests.
+//! AFL++ target: see tlsfallback_mta::fuzzing::socketmap_requests.
 fn main() {
-    afl::fuzz!(|data: &[u8]| tlsfallback_host::fuzzing::socketmap_requests(data));
+    afl::fuzz!(|data: &[u8]| tlsfallback_mta::fuzzing::socketmap_requests(data));
 }

@@ -14,7 +14,7 @@ export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 /** Where the screenshot goes (a CI artifact). */
 export const ARTIFACTS = process.env.PLAYGROUND_ARTIFACTS ?? path.join(REPO, 'tests/artifacts');
 
-if (!existsSync(CLI)) throw new Error(`no tlsfallback binary at ${CLI}: build it (cargo build -p tlsfallback-host) or set TLSFALLBACK_BIN`);
+if (!existsSync(CLI)) throw new Error(`no tlsfallback binary at ${CLI}: build it (cargo build -p tlsfallback-cli) or set TLSFALLBACK_BIN`);
 
 /** The built-in component's engine in Node, through the same kit core the page uses. */
 export async function nodeEngine() {

@@ -1,9 +1,9 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tlsfallback_host::commands::decide::{Buffers, answer};
-use tlsfallback_host::component::{CallLimits, ComponentConfig, PolicyComponent};
-use tlsfallback_host::config::PolicyFile;
-use tlsfallback_host::engine::{DecisionEngine, NativeEngine};
+use tlsfallback_engine::answer::{Buffers, answer};
+use tlsfallback_engine::component::{CallLimits, ComponentConfig, PolicyComponent};
+use tlsfallback_engine::config::PolicyFile;
+use tlsfallback_engine::decider::{DecisionEngine, NativeEngine};
 
 /// One response line from `engine` for `request`, as `tlsfallback decide` would write it.
 pub(crate) fn respond(

@@ -4,7 +4,7 @@ use std::process::Command;
 use policy_core::{
     Action, AttemptReport, DeliveryContext, Outcome, Policy, Tier, TlsAlert, TlsVersion, decide,
 };
-use tlsfallback_host::component::EMBEDDED_COMPONENT;
+use tlsfallback_engine::component::EMBEDDED_COMPONENT;
 
 /// A simulated peer: what it answers at each tier.
 type Peer = fn(Tier) -> Outcome;

@@ -1,5 +1,5 @@
 use policy_core::{DeliveryContext, Policy};
-use tlsfallback_host::component::{
+use tlsfallback_engine::component::{
     ComponentConfig, EMBEDDED_COMPONENT, PolicyComponent, new_wasmtime_engine, precompiled_path,
 };
 

@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use policy_core::{
-    Action, AttemptReport, Dane, Decision, DeliveryContext, History, MtaSts, Outcome, Policy,
-    Profile, Reason, Tier, TlsAlert, verification_for,
+    Action, AttemptReport, Dane, Decision, DeliveryContext, History, MtaSts, Outcome, PeerFacts,
+    Policy, Profile, Reason, Tier, TlsAlert, verification_for,
 };
 use proptest::prelude::*;
-use tlsfallback_host::component::{CallError, CallLimits};
-use tlsfallback_host::plugin::{
-    FailMode, FailureEvent, PluginConfig, PluginEngine, PluginFailure, Refusal,
+use tlsfallback_engine::component::{CallError, CallLimits};
+use tlsfallback_engine::decider::{DecideError, Decided, DecisionEngine};
+use tlsfallback_engine::plugin::{
+    FailMode, FailureEvent, PluginConfig, PluginEngine, PluginFailure, PluginStats, Refusal,
 };
 
 use hostile::Behaviour;
@@ -31,14 +32,81 @@ fn config(fail_mode: FailMode) -> PluginConfig {
     }
 }
 
+/// A plugin engine whose failure events, as they come back with its decisions, are collected.
+struct Recorded {
+    engine: PluginEngine,
+    events: Events,
+}
+
+impl Recorded {
+    fn record(&self, decided: Decided) -> Decision {
+        if let Some(event) = decided.plugin_failure {
+            self.events.lock().unwrap().push(event);
+        }
+        decided.decision
+    }
+
+    fn decide(
+        &mut self,
+        policy: &Policy,
+        context: &DeliveryContext,
+        history: Option<&[u8]>,
+        last: Option<&AttemptReport>,
+        now: u64,
+    ) -> Decision {
+        let decided = self.engine.decide(policy, context, history, last, now);
+        self.record(decided)
+    }
+
+    fn stats(&self) -> PluginStats {
+        self.engine.stats()
+    }
+}
+
+impl DecisionEngine for Recorded {
+    fn decide(
+        &mut self,
+        policy: &Policy,
+        context: &DeliveryContext,
+        history: Option<&[u8]>,
+        last: Option<&AttemptReport>,
+        now: u64,
+    ) -> Result<Decided, DecideError> {
+        self.decide_with_facts(policy, context, history, &PeerFacts::default(), last, now)
+    }
+
+    fn decide_with_facts(
+        &mut self,
+        policy: &Policy,
+        context: &DeliveryContext,
+        history: Option<&[u8]>,
+        facts: &PeerFacts,
+        last: Option<&AttemptReport>,
+        now: u64,
+    ) -> Result<Decided, DecideError> {
+        let decided = self
+            .engine
+            .decide_with_facts(policy, context, history, facts, last, now);
+        let failure = decided.plugin_failure.clone();
+        let decision = self.record(decided);
+        Ok(Decided {
+            decision,
+            plugin_failure: failure,
+        })
+    }
+}
+
 /// A plugin engine over `bytes` whose failure events are collected.
-fn load(bytes: &[u8], config: &PluginConfig) -> (PluginEngine, Events) {
+fn load(bytes: &[u8], config: &PluginConfig) -> (Recorded, Events) {
     let events = Events::default();
-    let sink = Arc::clone(&events);
-    let engine = PluginEngine::from_bytes(bytes, config)
-        .expect("the fixture loads")
-        .with_log(move |event| sink.lock().unwrap().push(event.clone()));
-    (engine, events)
+    let engine = PluginEngine::from_bytes(bytes, config).expect("the fixture loads");
+    (
+        Recorded {
+            engine,
+            events: Arc::clone(&events),
+        },
+        events,
+    )
 }
 
 fn attempt(tier: Tier, context: &DeliveryContext) -> Action {
@@ -417,14 +485,14 @@ proptest! {
 
 /// One peer's deliveries through a plugin: each call passes the history the last one returned.
 struct Peer<'a> {
-    engine: &'a mut PluginEngine,
+    engine: &'a mut Recorded,
     policy: Policy,
     context: DeliveryContext,
     history: Option<Vec<u8>>,
 }
 
 impl<'a> Peer<'a> {
-    fn new(engine: &'a mut PluginEngine) -> Self {
+    fn new(engine: &'a mut Recorded) -> Self {
         Self {
             engine,
             policy: Policy::default(),
@@ -595,7 +663,7 @@ fn the_javascript_example_under_default_limits_loses_at_most_a_decision_to_its_h
 fn the_javascript_examples_policy_file_gives_it_the_limits_it_needs() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugin-js/policy.toml");
-    let file = tlsfallback_host::config::PolicyFile::load(&path).unwrap();
+    let file = tlsfallback_engine::config::PolicyFile::load(&path).unwrap();
     let plugin = file.plugin_config().unwrap().expect("a [plugin] table");
     assert!(plugin.component.ends_with("dist/plugin.wasm"));
     assert_eq!(plugin.limits.max_memory_bytes, 128 << 20);
@@ -606,8 +674,9 @@ fn the_javascript_examples_policy_file_gives_it_the_limits_it_needs() {
 /// The pin lives in the host's own record too, so a plugin's history cannot take it away.
 mod pin {
     use policy_core::{TlsVersion, decide};
-    use tlsfallback_host::engine::NativeEngine;
-    use tlsfallback_host::store::HistoryStore;
+    use tlsfallback_engine::decider::NativeEngine;
+    use tlsfallback_mta::deciding;
+    use tlsfallback_mta::store::HistoryStore;
 
     use super::*;
 
@@ -624,20 +693,29 @@ mod pin {
     fn pinned_store(dir: &tempfile::TempDir) -> HistoryStore {
         let mut store = HistoryStore::open(&dir.path().join("peers.sqlite3")).unwrap();
         let (policy, context) = (Policy::default(), DeliveryContext::default());
-        let start = store
-            .decide(&mut NativeEngine, PEER, &policy, &context, None, NOW)
-            .unwrap();
+        let start = deciding::decide(
+            &mut store,
+            &mut NativeEngine,
+            PEER,
+            &policy,
+            &context,
+            None,
+            NOW,
+        )
+        .unwrap()
+        .decision;
         assert_eq!(attempted(&start), Some(Tier::ModernTls));
-        let done = store
-            .decide(
-                &mut NativeEngine,
-                PEER,
-                &policy,
-                &context,
-                Some(&SUCCESS),
-                NOW + 1,
-            )
-            .unwrap();
+        let done = deciding::decide(
+            &mut store,
+            &mut NativeEngine,
+            PEER,
+            &policy,
+            &context,
+            Some(&SUCCESS),
+            NOW + 1,
+        )
+        .unwrap()
+        .decision;
         assert_eq!(done.action, Action::Done);
         store
     }
@@ -652,16 +730,17 @@ mod pin {
         );
         for fail_mode in [FailMode::FailClosed, FailMode::FallbackBuiltin] {
             let (mut plugin, events) = load(&bytes, &config(fail_mode));
-            let next = store
-                .decide(
-                    &mut plugin,
-                    PEER,
-                    &Policy::default(),
-                    &context,
-                    None,
-                    NOW + 3600,
-                )
-                .unwrap();
+            let next = deciding::decide(
+                store,
+                &mut plugin,
+                PEER,
+                &Policy::default(),
+                &context,
+                None,
+                NOW + 3600,
+            )
+            .unwrap()
+            .decision;
             assert!(
                 attempted(&next).is_none_or(|tier| tier >= Tier::ModernTls),
                 "{}: {next:?}",
@@ -693,16 +772,17 @@ mod pin {
             ),
             &config(FailMode::FailClosed),
         );
-        let done = store
-            .decide(
-                &mut rewriter,
-                PEER,
-                &Policy::default(),
-                &DeliveryContext::default(),
-                Some(&SUCCESS),
-                NOW + 60,
-            )
-            .unwrap();
+        let done = deciding::decide(
+            &mut store,
+            &mut rewriter,
+            PEER,
+            &Policy::default(),
+            &DeliveryContext::default(),
+            Some(&SUCCESS),
+            NOW + 60,
+        )
+        .unwrap()
+        .decision;
         assert_eq!(done.action, Action::Done);
         assert!(
             events.lock().unwrap().is_empty(),
@@ -720,16 +800,17 @@ mod pin {
             &hostile::component(&Behaviour::Answer(Action::Done), hostile::VERSION),
             &config(FailMode::FailClosed),
         );
-        let done = store
-            .decide(
-                &mut eraser,
-                PEER,
-                &Policy::default(),
-                &DeliveryContext::default(),
-                Some(&SUCCESS),
-                NOW + 60,
-            )
-            .unwrap();
+        let done = deciding::decide(
+            &mut store,
+            &mut eraser,
+            PEER,
+            &Policy::default(),
+            &DeliveryContext::default(),
+            Some(&SUCCESS),
+            NOW + 60,
+        )
+        .unwrap()
+        .decision;
         assert_eq!(done.action, Action::Done);
         assert!(store.get(PEER).unwrap().unwrap().history.is_empty());
         cleartext_is_refused(&mut store);
@@ -744,16 +825,17 @@ mod pin {
             &config(FailMode::FailClosed),
         );
         let (policy, context) = (Policy::default(), DeliveryContext::default());
-        let done = store
-            .decide(
-                &mut eraser,
-                PEER,
-                &policy,
-                &context,
-                Some(&SUCCESS),
-                NOW + 60,
-            )
-            .unwrap();
+        let done = deciding::decide(
+            &mut store,
+            &mut eraser,
+            PEER,
+            &policy,
+            &context,
+            Some(&SUCCESS),
+            NOW + 60,
+        )
+        .unwrap()
+        .decision;
         assert_eq!(done.action, Action::Done);
         // The plugin now traps; its fallback, the built-in engine, reads the empty history as an
         // unknown peer and would step down to legacy TLS after a (forged) protocol alert.
@@ -767,16 +849,17 @@ mod pin {
             &hostile::component(&Behaviour::Trap, hostile::VERSION),
             &config(FailMode::FallbackBuiltin),
         );
-        let next = store
-            .decide(
-                &mut trapping,
-                PEER,
-                &policy,
-                &context,
-                Some(&alert),
-                NOW + 3600,
-            )
-            .unwrap();
+        let next = deciding::decide(
+            &mut store,
+            &mut trapping,
+            PEER,
+            &policy,
+            &context,
+            Some(&alert),
+            NOW + 3600,
+        )
+        .unwrap()
+        .decision;
         assert_fail_closed(&next, None);
         let event = last_event(&events);
         assert!(

@@ -1,8 +1,8 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tlsfallback_host::component::PolicyComponent;
-use tlsfallback_host::config::PolicyFile;
-use tlsfallback_host::engine::NativeEngine;
+use tlsfallback_engine::component::PolicyComponent;
+use tlsfallback_engine::config::PolicyFile;
+use tlsfallback_engine::decider::NativeEngine;
 
 use crate::differential::{PLAIN_OUTCOMES, respond};
 

@@ -1,4 +1,4 @@
-use tlsfallback_host::component::{
+use tlsfallback_engine::component::{
     EMBEDDED_COMPONENT, PolicyComponent, imports_of, new_wasmtime_engine,
 };
 

@@ -15,9 +15,9 @@ use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 
-use tlsfallback_host::commands::decide::{Buffers, Failure, answer};
-use tlsfallback_host::component::PolicyComponent;
-use tlsfallback_host::config::PolicyFile;
+use tlsfallback_engine::answer::{Buffers, answer, error_text};
+use tlsfallback_engine::component::PolicyComponent;
+use tlsfallback_engine::config::PolicyFile;
 
 /// An engine: the component on a warm instance, the policy file, scratch buffers. Not
 /// thread-safe: one per thread, or a lock around it.
@@ -130,10 +130,11 @@ pub unsafe extern "C" fn tlsfallback_decide(
             &mut engine.buffers,
             &mut output,
         ) {
-            Ok(()) => String::from_utf8(output).unwrap_or_else(|_| error_json("non-UTF-8 output")),
-            Err(Failure::Request(error) | Failure::Output(error)) => {
-                error_json(&format!("{error:#}"))
+            // A plugin failure, if the engine ever had one, is in the answer's `plugin_failure`.
+            Ok(_plugin_failure) => {
+                String::from_utf8(output).unwrap_or_else(|_| error_json("non-UTF-8 output"))
             }
+            Err(failure) => error_json(&error_text(&failure)),
         }
     }));
     to_c(result.unwrap_or_else(|_| error_json("tlsfallback_decide panicked")))

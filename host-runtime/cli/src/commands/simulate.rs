@@ -1,0 +1,341 @@
+//! `tlsfallback simulate`: the dance over simulated time against the built-in peer presets.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use policy_core::sim::{self, DAY, Delivery, Preset, Scenario, Summary, Timeline};
+use policy_core::{Action, Outcome, Policy, Tier};
+
+use tlsfallback_engine::decider::{DecideError, DecisionEngine};
+use tlsfallback_engine::plugin::FailureEvent;
+
+use crate::flags::EngineArgs;
+
+/// What to simulate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimulateOptions {
+    /// Days of mail.
+    pub days: u32,
+    /// New messages per day.
+    pub messages_per_day: u32,
+}
+
+/// One line about each preset, for the timeline's headers.
+#[must_use]
+pub const fn describe(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Modern => "TLS 1.3 with a valid certificate",
+        Preset::LegacyOnly => "speaks only TLS 1.0 with CBC-SHA1 suites",
+        Preset::NoStarttls => "offers no STARTTLS at all",
+        Preset::BrokenStarttls => "offers STARTTLS and answers it with 454",
+        Preset::FlakyNetwork => "a modern peer behind a network that resets 30% of attempts",
+        Preset::StrippingAttacker => {
+            "a modern peer; from day 3 an on-path attacker strips STARTTLS"
+        }
+        Preset::DaneProtected => {
+            "a modern peer with usable DANE TLSA records; from day 3 an attacker strips STARTTLS"
+        }
+        Preset::Upgrading => "speaks only TLS 1.0 until day 10, then TLS 1.3",
+    }
+}
+
+/// Runs one preset.
+///
+/// # Errors
+///
+/// When the engine fails.
+pub fn run(
+    engine: &mut dyn DecisionEngine,
+    policy: &Policy,
+    preset: Preset,
+    options: SimulateOptions,
+    report: &mut dyn FnMut(&FailureEvent),
+) -> anyhow::Result<Timeline> {
+    let scenario = Scenario {
+        days: options.days,
+        messages_per_day: options.messages_per_day,
+        ..Scenario::new(preset.peer(), *policy)
+    };
+    let timeline = sim::run(&scenario, |input| {
+        let decided = engine.decide(
+            input.policy,
+            input.context,
+            input.history,
+            input.last.as_ref(),
+            input.now,
+        )?;
+        if let Some(failure) = &decided.plugin_failure {
+            report(failure);
+        }
+        Ok::<_, DecideError>(decided.decision)
+    })?;
+    Ok(timeline)
+}
+
+/// The timeline as one JSON object: the totals and, per delivery try, when it started, the tiers
+/// and every decision's reason. The browser playground prints the same object for the same
+/// scenario (its tests compare the two).
+#[must_use]
+pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) -> Value {
+    let s = &timeline.summary;
+    let tiers = [
+        Tier::Cleartext,
+        Tier::LegacyTls,
+        Tier::ModernTls,
+        Tier::AuthenticatedTls,
+    ];
+    let by_tier: serde_json::Map<String, Value> = tiers
+        .into_iter()
+        .map(|tier| {
+            (
+                tier.name().to_owned(),
+                json!(s.delivered_by_tier[tier as usize]),
+            )
+        })
+        .collect();
+    let deliveries: Vec<Value> = timeline
+        .deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "message": d.message,
+                "started_at": d.started_at,
+                "attacker_active": d.attacker_active,
+                "expired": d.expired,
+                "first_tier": d.first_tier().map(Tier::name),
+                "delivered_tier": d.delivered_tier().map(Tier::name),
+                "reasons": d.steps.iter().map(|step| step.decision.reason.name()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "preset": preset.name(),
+        "days": options.days,
+        "messages_per_day": options.messages_per_day,
+        "summary": {
+            "messages": s.messages,
+            "delivered_by_tier": by_tier,
+            "deferrals": s.deferrals,
+            "bounces": s.bounces,
+            "expired": s.expired,
+            "attempts": s.attempts,
+            "failed_attempts": s.failed_attempts,
+            "fallback_delay_secs": s.fallback_delay_secs,
+            "cleartext_to_attacker": s.cleartext_to_attacker,
+            "refused_to_attacker": s.refused_to_attacker,
+            "still_queued": s.still_queued,
+        },
+        "deliveries": deliveries,
+    })
+}
+
+/// Renders a timeline for a terminal: one line per delivery try, runs of identical tries
+/// collapsed, then the totals.
+#[must_use]
+pub fn render(preset: Preset, policy: &Policy, timeline: &Timeline, start: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== {}: {} (profile {})",
+        preset.name(),
+        describe(preset),
+        policy.profile.name()
+    );
+    let mut previous: Option<String> = None;
+    let mut repeats = 0u32;
+    let mut last_repeat_at = 0u64;
+    for delivery in &timeline.deliveries {
+        let shape = describe_delivery(delivery);
+        if previous.as_deref() == Some(shape.as_str()) {
+            repeats += 1;
+            last_repeat_at = delivery.started_at;
+            continue;
+        }
+        flush_repeats(&mut out, repeats, last_repeat_at, start);
+        repeats = 0;
+        let _ = writeln!(
+            out,
+            "  {}  #{:<3} {}",
+            clock(delivery.started_at, start),
+            delivery.message,
+            shape
+        );
+        previous = Some(shape);
+    }
+    flush_repeats(&mut out, repeats, last_repeat_at, start);
+    let _ = writeln!(out, "  {}", summarize(&timeline.summary));
+    out
+}
+
+fn flush_repeats(out: &mut String, repeats: u32, until: u64, start: u64) {
+    if repeats > 0 {
+        let plural = if repeats == 1 { "try" } else { "tries" };
+        let _ = writeln!(
+            out,
+            "  {:>12}        … {repeats} more {plural} like this, until {}",
+            "",
+            clock(until, start)
+        );
+    }
+}
+
+fn clock(at: u64, start: u64) -> String {
+    let offset = at.saturating_sub(start);
+    let (day, rest) = (offset / DAY, offset % DAY);
+    format!(
+        "day {day:>2} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// One try as text, without its time or message number (so that identical tries compare equal).
+fn describe_delivery(delivery: &Delivery) -> String {
+    let mut parts = Vec::new();
+    for step in &delivery.steps {
+        match (step.decision.action, step.outcome) {
+            (
+                Action::Attempt {
+                    tier, delay_secs, ..
+                },
+                Some(outcome),
+            ) => {
+                let wait = if delay_secs > 0 {
+                    format!(" +{delay_secs}s")
+                } else {
+                    String::new()
+                };
+                parts.push(format!(
+                    "{}{wait} {}",
+                    tier.name(),
+                    describe_outcome(tier, outcome)
+                ));
+            }
+            (Action::Done, _) => parts.push("done".to_owned()),
+            (Action::Defer { retry_after_secs }, _) => {
+                parts.push(format!("DEFER {retry_after_secs}s"));
+            }
+            (Action::Bounce { status }, _) => parts.push(format!("BOUNCE {status}")),
+            (Action::Attempt { .. }, None) => {}
+        }
+    }
+    let first = delivery.steps.first().map(|s| s.decision.reason.name());
+    let last = delivery.steps.last().map(|s| s.decision.reason.name());
+    let mut line = parts.join(" → ");
+    match (first, last) {
+        (Some(first), Some(last)) if first != last => {
+            let _ = write!(line, "  [{first} … {last}]");
+        }
+        (Some(only), _) => {
+            let _ = write!(line, "  [{only}]");
+        }
+        _ => {}
+    }
+    if delivery.attacker_active {
+        line.push_str("  (attacker on path)");
+    }
+    line
+}
+
+fn describe_outcome(tier: Tier, outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Success { version: Some(v) } => format!("✓ {}", v.name()),
+        Outcome::Success { version: None } if tier == Tier::Cleartext => "✓ (in clear)".to_owned(),
+        Outcome::Success { version: None } => "✓".to_owned(),
+        Outcome::StarttlsRejected { code } => format!("✗ STARTTLS rejected {code}"),
+        Outcome::StarttlsNotOffered => "✗ no STARTTLS".to_owned(),
+        Outcome::TlsAlert(alert) => format!("✗ alert {}", alert.name()),
+        Outcome::CertificateError(error) => format!("✗ certificate {}", error.name()),
+        other => format!("✗ {}", other.name()),
+    }
+}
+
+fn summarize(summary: &Summary) -> String {
+    let [clear, legacy, modern, authenticated] = summary.delivered_by_tier;
+    let delivered = clear + legacy + modern + authenticated;
+    let mut line = format!(
+        "{} messages: {delivered} delivered (authenticated-tls {authenticated}, modern-tls {modern}, \
+         legacy-tls {legacy}, cleartext {clear}), {} deferred tries, {} bounced, {} expired; \
+         {} attempts, {} failed, {} s of step-down delay",
+        summary.messages,
+        summary.deferrals,
+        summary.bounces,
+        summary.expired,
+        summary.attempts,
+        summary.failed_attempts,
+        summary.fallback_delay_secs
+    );
+    if summary.cleartext_to_attacker > 0 || summary.refused_to_attacker > 0 {
+        let _ = write!(
+            line,
+            "; attacker: {} messages handed over in cleartext, {} tries refused",
+            summary.cleartext_to_attacker, summary.refused_to_attacker
+        );
+    }
+    line
+}
+
+/// `tlsfallback simulate`.
+#[derive(Debug, Args)]
+pub(crate) struct SimulateCommand {
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    /// Peer presets to simulate (repeatable); all of them when absent.
+    #[arg(long = "preset", value_name = "NAME", value_parser = parse_preset)]
+    pub(crate) presets: Vec<Preset>,
+    /// Days of mail to simulate.
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub(crate) days: u32,
+    /// New messages per day.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1440))]
+    pub(crate) messages_per_day: u32,
+    /// Print one JSON object per preset (totals, and each delivery try's tiers and reasons)
+    /// instead of the timeline.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl SimulateCommand {
+    /// Simulates each preset and prints its timeline (or JSON).
+    ///
+    /// # Errors
+    ///
+    /// The policy file, the engine, or writing stdout.
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        let (policy_file, mut engine) = self.engine.resolve()?;
+        let policy = policy_file.default_policy();
+        let presets = if self.presets.is_empty() {
+            Preset::ALL.to_vec()
+        } else {
+            self.presets
+        };
+        let options = SimulateOptions {
+            days: self.days,
+            messages_per_day: self.messages_per_day,
+        };
+        let mut stdout = std::io::stdout().lock();
+        for preset in presets {
+            let timeline = run(engine.as_mut(), &policy, preset, options, &mut |failure| {
+                eprintln!("tlsfallback: {}: {failure}", preset.name());
+            })?;
+            if self.json {
+                writeln!(stdout, "{}", to_json(preset, options, &timeline))?;
+                continue;
+            }
+            let start = Scenario::new(preset.peer(), policy).start;
+            writeln!(stdout, "{}", render(preset, &policy, &timeline, start))?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_preset(name: &str) -> Result<Preset, String> {
+    Preset::from_name(name).ok_or_else(|| {
+        let known: Vec<_> = Preset::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown preset {name:?}; known: {}", known.join(", "))
+    })
+}

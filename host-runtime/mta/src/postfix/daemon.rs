@@ -1,0 +1,833 @@
+//! The daemon: answers Postfix's TLS policy lookups with the engine's decision, and feeds the
+//! outcomes Postfix logs back to the engine.
+//!
+//! One thread owns the engine and the database and does all deciding, in arrival order; one
+//! thread per Postfix connection only frames requests and replies (Postfix keeps a connection per
+//! SMTP client process, at most `default_process_limit` of them), and the log is read between
+//! requests. Deciding takes microseconds, so one decider is not the bottleneck; it keeps the
+//! engine, which is not thread-safe, and the history free of races.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
+
+use super::connections::Prepared;
+use super::floor::{Floor, FloorLookup, FloorSource, ResolvedFloor, Target};
+use super::follow::LogFollower;
+use super::log::{LogSource, Observed, Tracker};
+use super::policy::{reply_for, tls_policy};
+use super::socketmap::{Reply, Request};
+use super::state::{self, Attribution, ClientPid, Continuation};
+use crate::deciding;
+use crate::store::{Batch, HistoryStore};
+use tlsfallback_engine::config::PolicyFile;
+use tlsfallback_engine::decider::{Decided, DecisionEngine};
+
+/// How the daemon behaves.
+#[derive(Clone, Debug)]
+pub struct DaemonOptions {
+    /// The map name Postfix sends (`socketmap:inet:HOST:PORT:NAME`); other names are refused.
+    pub map_name: String,
+    /// How long the next step of a dance stands after an outcome (Postfix's retry must come
+    /// within it), in seconds; later lookups start a new delivery.
+    pub dance_window_secs: u64,
+    /// How often the log is read, when no lookup arrives.
+    pub poll_interval: Duration,
+    /// How long a connection may wait for its next request (or take its reply) before it is
+    /// closed. Postfix closes its own after 10 s idle and 100 s in all (dict_sockmap's
+    /// `max_idle` and `max_ttl`), so no connection of Postfix's waits longer than this.
+    pub idle_timeout: Duration,
+    /// The most connections served at once (fewer if the descriptor limit allows fewer). At the
+    /// limit a new connection takes the place of the one idle longest: see
+    /// [`super::connections`].
+    pub max_connections: usize,
+    /// Which log lines are the Postfix SMTP client's.
+    pub log_source: LogSource,
+    /// What the answers carry: the dance under the floor, or the floor alone.
+    pub mode: AnswerMode,
+    /// Whether answers carry Postfix 3.10's TLSRPT attributes (Postfix 3.9 and older refuse
+    /// them as unknown attributes, so they are off unless asked for).
+    pub tlsrpt: bool,
+}
+
+/// What the daemon's answers carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// The engine's dance under the floor DNS and MTA-STS give (the default).
+    #[default]
+    Dance,
+    /// The floor alone (`dane-only`, `dane`, `secure match=...`), `NOTFOUND` where there is
+    /// none: a drop-in replacement for postfix-mta-sts-resolver, with DANE first.
+    PolicyTable,
+}
+
+impl AnswerMode {
+    /// Parses `dance` or `policy-table`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming both.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "dance" => Ok(Self::Dance),
+            "policy-table" => Ok(Self::PolicyTable),
+            _ => Err(format!("unknown mode {name:?}: dance or policy-table")),
+        }
+    }
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        Self {
+            map_name: "tlsfallback".to_owned(),
+            dance_window_secs: 3 * 3600,
+            poll_interval: Duration::from_millis(250),
+            idle_timeout: Duration::from_secs(100),
+            max_connections: 512,
+            log_source: LogSource::default(),
+            mode: AnswerMode::Dance,
+            tlsrpt: false,
+        }
+    }
+}
+
+/// A one-line account of what the daemon did, for its log.
+fn log_line(parts: &[(&str, &str)]) -> String {
+    parts
+        .iter()
+        .map(|(key, value)| {
+            if value.contains(' ') || value.is_empty() {
+                format!("{key}={value:?}")
+            } else {
+                format!("{key}={value}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The Postfix service without sockets, threads or a clock (sans-IO, as quinn-proto is): it
+/// answers one lookup ([`answer`](Self::answer)) and takes in log lines
+/// ([`observe`](Self::observe)), each at the `now` its caller gives, over the engine, the
+/// database, the policy file, and the floors resolved. [`serve`](super::serve) owns the sockets, the threads
+/// and the clock; tests drive this directly, with time as a field of the test.
+pub struct Daemon<'a> {
+    pub(super) engine: &'a mut dyn DecisionEngine,
+    pub(super) store: HistoryStore,
+    pub(super) policy: &'a PolicyFile,
+    pub(super) options: DaemonOptions,
+    pub(super) log: &'a mut dyn FnMut(&str),
+    pub(super) floors: Option<Arc<dyn FloorSource>>,
+}
+
+/// What a lookup does, once the floor is known.
+enum Plan {
+    /// Answer this, without the engine.
+    Reply(Reply, Option<Tier>),
+    /// Ask the engine under `context`, and add `extras` to a TLS answer.
+    Decide {
+        context: DeliveryContext,
+        extras: String,
+    },
+}
+
+impl<'a> Daemon<'a> {
+    /// A daemon over `store` (its tables are created if missing).
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn new(
+        engine: &'a mut dyn DecisionEngine,
+        store: HistoryStore,
+        policy: &'a PolicyFile,
+        options: DaemonOptions,
+        log: &'a mut dyn FnMut(&str),
+    ) -> anyhow::Result<Self> {
+        state::ensure_schema(store.connection())?;
+        // A lookup commits a transaction (the history, the answer given): in WAL mode,
+        // `synchronous = NORMAL` keeps every transaction atomic and survives a crash of the
+        // daemon (the kernel has the pages); only an operating-system crash can lose the last
+        // commits, whole, which then look like lookups never made. `FULL` would add an fsync to
+        // every lookup Postfix makes.
+        store
+            .connection()
+            .pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(Self {
+            engine,
+            store,
+            policy,
+            options,
+            log,
+            floors: None,
+        })
+    }
+
+    /// Resolves each next hop's floor with `floors` (without it, no DNS is asked and every next
+    /// hop is answered as if nothing raised its floor).
+    #[must_use]
+    pub fn with_floors(mut self, floors: Arc<dyn FloorSource>) -> Self {
+        self.floors = Some(floors);
+        self
+    }
+
+    /// The floor service, for the connection threads to wait on.
+    #[must_use]
+    pub fn floors(&self) -> Option<Arc<dyn FloorSource>> {
+        self.floors.clone()
+    }
+
+    /// Answers one request (a netstring's data) from the client process `client` at `now`
+    /// (Unix seconds), resolving its floor here (waiting at most the budget).
+    #[must_use = "the reply is what Postfix gets"]
+    pub fn answer(&mut self, data: &[u8], client: ClientPid, now: u64) -> Reply {
+        let floor = match (&self.floors, lookup_target(data, &self.options.map_name)) {
+            (Some(floors), Some((_, target))) => Some(floors.lookup(&target)),
+            _ => None,
+        };
+        self.answer_with_floor(data, client, floor, now)
+    }
+
+    /// Answers one request whose floor was looked up already (by the connection's thread, so
+    /// that waiting for DNS holds up only that connection).
+    #[must_use = "the reply is what Postfix gets"]
+    pub fn answer_with_floor(
+        &mut self,
+        data: &[u8],
+        client: ClientPid,
+        floor: Option<FloorLookup>,
+        now: u64,
+    ) -> Reply {
+        let request = match Request::parse(data) {
+            Ok(request) => request,
+            Err(reason) => {
+                (self.log)(&log_line(&[("lookup", "malformed"), ("error", &reason)]));
+                return Reply::Perm(reason);
+            }
+        };
+        if request.map != self.options.map_name {
+            let reason = format!(
+                "this daemon serves the map {:?}, not {:?}",
+                self.options.map_name, request.map
+            );
+            (self.log)(&log_line(&[("lookup", request.key), ("error", &reason)]));
+            return Reply::Perm(reason);
+        }
+        let Some(key) = destination_key(request.key) else {
+            // Parent-domain probes (".example.com") and keys that are not a next hop.
+            return Reply::NotFound;
+        };
+        match self.lookup(&key, client, floor.as_ref(), now) {
+            Ok((reply, line)) => {
+                (self.log)(&line);
+                reply
+            }
+            Err(error) => {
+                let reason = format!("tlsfallback could not decide for {key}: {error:#}");
+                (self.log)(&log_line(&[("lookup", &key), ("error", &reason)]));
+                Reply::Temp(reason)
+            }
+        }
+    }
+
+    fn lookup(
+        &mut self,
+        key: &str,
+        client: ClientPid,
+        floor: Option<&FloorLookup>,
+        now: u64,
+    ) -> anyhow::Result<(Reply, String)> {
+        let policy = self.policy.policy_for(host_of(key));
+        let plan = plan(
+            &self.options,
+            self.store.connection(),
+            key,
+            &policy,
+            floor,
+            now,
+        )?;
+        let engine = &mut *self.engine;
+        let (reply, tier, reason, failure) = match plan {
+            Plan::Reply(reply, tier) => {
+                // The policy table keeps no history: nothing to attribute outcomes to.
+                if self.options.mode == AnswerMode::Dance {
+                    self.store.batch(|batch| {
+                        state::record_answer(batch.connection(), key, client, tier, now)
+                    })?;
+                }
+                (reply, tier, "floor", None)
+            }
+            Plan::Decide { context, extras } => {
+                let made_under = fingerprint(&policy, &context, &extras);
+                self.store.batch(|batch| {
+                    // The dance in progress goes on: Postfix's retry is the engine's next attempt.
+                    let answer = if let Some(next) =
+                        state::continuation(batch.connection(), key, &made_under, now)?
+                    {
+                        (
+                            Reply::Found(next.policy),
+                            Some(next.tier),
+                            "dance-continues",
+                            None,
+                        )
+                    } else {
+                        let Decided {
+                            decision,
+                            plugin_failure: failure,
+                        } = deciding::decide_in(batch, engine, key, &policy, &context, None, now)?;
+                        let tier = match decision.action {
+                            Action::Attempt { tier, .. } => Some(tier),
+                            _ => None,
+                        };
+                        let reply = with_extras(reply_for(&decision), &extras);
+                        (reply, tier, decision.reason.name(), failure)
+                    };
+                    state::record_answer(batch.connection(), key, client, answer.1, now)?;
+                    Ok(answer)
+                })?
+            }
+        };
+        if let Some(failure) = failure {
+            (self.log)(&format!("plugin-failure destination={key} {failure}"));
+        }
+        let pid = client.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+        let line = lookup_line(key, &pid, floor, tier, reason, &reply);
+        Ok((reply, line))
+    }
+
+    /// Feeds log lines, read at `now`, to `tracker` and the attempts they finish to the engine,
+    /// in one transaction with the new log position, so that a crash repeats or loses nothing.
+    ///
+    /// # Errors
+    ///
+    /// A database error; nothing of the batch is kept then, and `tracker` is as before.
+    pub fn observe(
+        &mut self,
+        log_path: &str,
+        lines: &[String],
+        position: Option<state::LogPosition>,
+        tracker: &mut Tracker,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        let mut working = tracker.clone();
+        let mut lines_out = Vec::new();
+        let engine = &mut *self.engine;
+        let policy_file = self.policy;
+        let window = self.options.dance_window_secs;
+        let options = &self.options;
+        let source = &self.options.log_source;
+        let floors = self.floors.as_deref();
+        self.store.batch(|batch| {
+            for line in lines {
+                if let Some(observed) = working.feed_from(source, line)
+                    && let Some(out) = feed_outcome(
+                        batch,
+                        engine,
+                        policy_file,
+                        options,
+                        floors,
+                        &observed,
+                        now,
+                        window,
+                    )?
+                {
+                    lines_out.push(out);
+                }
+            }
+            if let Some(position) = position {
+                state::save_log_state(batch.connection(), log_path, position, &working, now)?;
+            }
+            Ok(())
+        })?;
+        *tracker = working;
+        for line in lines_out {
+            (self.log)(&line);
+        }
+        Ok(())
+    }
+
+    /// The saved state of the log at `path`, and a follower resuming there.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or saved state that does not parse.
+    pub fn resume_log(&self, path: &Path, forget: bool) -> anyhow::Result<(LogFollower, Tracker)> {
+        let key = path.display().to_string();
+        if forget {
+            state::forget_log_state(self.store.connection(), &key)?;
+        }
+        let saved = state::log_state(self.store.connection(), &key)?;
+        let (position, tracker) = match saved {
+            Some((position, tracker)) => (Some(position), tracker),
+            None => (None, Tracker::default()),
+        };
+        Ok((LogFollower::new(path, position, true), tracker))
+    }
+
+    /// Reads what the log has and feeds it at `now`; whether there were lines.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read or the database fails.
+    pub fn poll_log(
+        &mut self,
+        follower: &mut LogFollower,
+        tracker: &mut Tracker,
+        now: u64,
+    ) -> anyhow::Result<bool> {
+        let chunk = follower.read()?;
+        for warning in &chunk.warnings {
+            (self.log)(&format!("warning: {warning}"));
+        }
+        if chunk.lines.is_empty() && chunk.position.is_none() {
+            return Ok(false);
+        }
+        let path = follower.path().display().to_string();
+        self.observe(&path, &chunk.lines, chunk.position, tracker, now)?;
+        if let Some(position) = chunk.position {
+            follower.commit(position);
+        }
+        Ok(!chunk.lines.is_empty())
+    }
+}
+
+/// Whether the engine's floor without DNS (the operator's profile, the peer's pin) already
+/// excludes cleartext for `key`.
+fn requires_tls(
+    connection: &rusqlite::Connection,
+    key: &str,
+    policy: &policy_core::Policy,
+    now: u64,
+) -> anyhow::Result<bool> {
+    let facts = crate::facts::read(connection, key)?;
+    let memory = policy_core::PeerMemory {
+        pinned_until: facts.pinned_until,
+        ..policy_core::PeerMemory::default()
+    };
+    let bounds = policy_core::floor(policy, &DeliveryContext::default(), &memory, now);
+    Ok(bounds.floor > Tier::Cleartext)
+}
+
+/// The answer of `--mode policy-table` (the floor alone, no engine and no history): the same
+/// for a lookup answered on its connection's thread and one answered by the decider.
+#[must_use]
+pub fn table_answer(options: &DaemonOptions, key: &str, floor: Option<&FloorLookup>) -> Reply {
+    let resolved = match floor {
+        None | Some(FloorLookup::NoName) => return Reply::NotFound,
+        Some(FloorLookup::NotYet { why }) => return Reply::Temp(unknown_floor(key, why)),
+        Some(FloorLookup::Known(resolved)) => resolved,
+    };
+    let found = |text: &str| Reply::Found(text.to_owned());
+    match &resolved.floor {
+        Floor::Unknown { why } => Reply::Temp(unknown_floor(key, why)),
+        Floor::NoMail { .. } | Floor::Open { .. } => Reply::NotFound,
+        Floor::DaneEvery | Floor::DaneSome { sts_enforce: true } => found("dane-only"),
+        Floor::DaneSome { sts_enforce: false } => found("dane"),
+        Floor::StsEnforce { patterns } => found(&format!(
+            "secure{}{}",
+            sts_match(patterns),
+            tlsrpt_extras(options, resolved)
+        )),
+    }
+}
+
+/// ` match=P1:P2 servername=hostname`: the `secure` attributes of an enforced MTA-STS policy.
+fn sts_match(patterns: &[String]) -> String {
+    format!(" match={} servername=hostname", patterns.join(":"))
+}
+
+/// ` policy_type=...`: the TLSRPT attributes, when the operator asked for them.
+fn tlsrpt_extras(options: &DaemonOptions, resolved: &ResolvedFloor) -> String {
+    resolved
+        .tlsrpt
+        .as_deref()
+        .filter(|_| options.tlsrpt)
+        .map(|attributes| format!(" {attributes}"))
+        .unwrap_or_default()
+}
+
+/// What to do for `key` given its floor.
+fn plan(
+    options: &DaemonOptions,
+    connection: &rusqlite::Connection,
+    key: &str,
+    policy: &policy_core::Policy,
+    floor: Option<&FloorLookup>,
+    now: u64,
+) -> anyhow::Result<Plan> {
+    if options.mode == AnswerMode::PolicyTable {
+        return Ok(Plan::Reply(table_answer(options, key, floor), None));
+    }
+    let resolved = match floor {
+        None | Some(FloorLookup::NoName) => {
+            return Ok(Plan::Decide {
+                context: DeliveryContext::default(),
+                extras: String::new(),
+            });
+        }
+        Some(FloorLookup::NotYet { why }) => {
+            return Ok(Plan::Reply(Reply::Temp(unknown_floor(key, why)), None));
+        }
+        Some(FloorLookup::Known(resolved)) => resolved,
+    };
+    let tlsrpt = tlsrpt_extras(options, resolved);
+    Ok(match &resolved.floor {
+        Floor::Unknown { why } => Plan::Reply(Reply::Temp(unknown_floor(key, why)), None),
+        Floor::NoMail { .. } => Plan::Reply(Reply::NotFound, None),
+        Floor::DaneSome { sts_enforce: false } if !requires_tls(connection, key, policy, now)? => {
+            // Postfix's own DANE: verified where TLSA records are usable, opportunistic
+            // elsewhere (as plain Postfix with `smtp_tls_security_level = dane`).
+            Plan::Reply(Reply::Found("dane".to_owned()), None)
+        }
+        floor @ Floor::StsEnforce { patterns } => Plan::Decide {
+            context: floor.context(true),
+            extras: format!("{}{tlsrpt}", sts_match(patterns)),
+        },
+        floor @ Floor::Open { .. } => Plan::Decide {
+            context: floor.context(false),
+            extras: tlsrpt,
+        },
+        floor => Plan::Decide {
+            context: floor.context(true),
+            extras: String::new(),
+        },
+    })
+}
+
+/// What a dance was decided under: the policy for its destination, and the floor's context and
+/// extras. A continuation made under another policy (the operator changed it and restarted) or
+/// another floor (the domain published DANE meanwhile) is not taken. Debug's text is only
+/// compared for equality, never parsed.
+fn fingerprint(policy: &policy_core::Policy, context: &DeliveryContext, extras: &str) -> String {
+    format!("{policy:?} {context:?}{extras}")
+}
+
+/// An outcome as the floor it was attempted under explains it: Postfix logs a certificate that
+/// fails DANE verification as merely untrusted ("Untrusted TLS connection established", "Server
+/// certificate not verified"), but under a `dane-only` answer (usable TLSA records) that is a
+/// DANE mismatch, which TLS-RPT reports apart (`tlsa-invalid`).
+fn under_floor(outcome: policy_core::Outcome, context: &DeliveryContext) -> policy_core::Outcome {
+    use policy_core::{CertificateError, Outcome};
+    match outcome {
+        Outcome::CertificateError(CertificateError::Untrusted | CertificateError::NameMismatch)
+            if context.dane == policy_core::Dane::Usable =>
+        {
+            Outcome::CertificateError(CertificateError::DaneMismatch)
+        }
+        outcome => outcome,
+    }
+}
+
+/// `reply` with the floor's `extras` (`match=...`, TLSRPT attributes) added to a TLS answer.
+fn with_extras(reply: Reply, extras: &str) -> Reply {
+    match reply {
+        Reply::Found(text) if text != "none" => Reply::Found(text + extras),
+        reply => reply,
+    }
+}
+
+/// The `TEMP` text for a next hop whose floor is not known.
+fn unknown_floor(key: &str, why: &str) -> String {
+    format!(
+        "tlsfallback cannot know the TLS floor of {key} yet ({why}); Postfix defers and retries"
+    )
+}
+
+/// The target a request's floor is resolved for: `None` for requests that are answered without
+/// one (malformed, another map, a parent-domain probe). Cheap, so the connection threads call it.
+#[must_use]
+pub fn lookup_target(data: &[u8], map_name: &str) -> Option<(String, Target)> {
+    let request = Request::parse(data).ok()?;
+    if request.map != map_name {
+        return None;
+    }
+    destination_key(request.key).map(|key| {
+        let target = Target::of(&key);
+        (key, target)
+    })
+}
+
+/// What a connection's thread makes of a request: its floor looked up (waiting at most the
+/// budget, holding up that connection alone), and in `--mode policy-table`, which needs neither
+/// the engine nor the history, its answer and log line too.
+pub(super) fn prepare(
+    options: &DaemonOptions,
+    floors: &dyn FloorSource,
+    lines: &LookupLines,
+    data: &[u8],
+) -> Prepared {
+    let Some((key, target)) = lookup_target(data, &options.map_name) else {
+        // Malformed, another map, a probe: the decider answers and logs those.
+        return Prepared::Floor(None);
+    };
+    let floor = floors.lookup(&target);
+    if options.mode != AnswerMode::PolicyTable {
+        return Prepared::Floor(Some(floor));
+    }
+    let reply = table_answer(options, &key, Some(&floor));
+    lines.push(lookup_line(
+        &key,
+        "unknown",
+        Some(&floor),
+        None,
+        "floor",
+        &reply,
+    ));
+    Prepared::Answered(reply)
+}
+
+/// The log lines of lookups the connections' threads answered, for the deciding thread (which
+/// alone writes the log) to write when it next wakes (a job, or the log poll): waking it for
+/// each line would cost every lookup a context switch.
+#[derive(Default)]
+pub(super) struct LookupLines {
+    lines: std::sync::Mutex<Vec<String>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl LookupLines {
+    /// At most this many lines wait; past it they are counted, not kept (a stuck log must not
+    /// grow without bound).
+    const LIMIT: usize = 100_000;
+
+    fn push(&self, line: String) {
+        let mut lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lines.len() < Self::LIMIT {
+            lines.push(line);
+        } else {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn drain(&self, log: &mut dyn FnMut(&str)) {
+        let lines = std::mem::take(
+            &mut *self
+                .lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for line in &lines {
+            log(line);
+        }
+        let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            log(&format!(
+                "warning: {dropped} lookup lines were not written (more than {} waited)",
+                Self::LIMIT
+            ));
+        }
+    }
+}
+
+/// The daemon's line for one lookup.
+fn lookup_line(
+    key: &str,
+    client: &str,
+    floor: Option<&FloorLookup>,
+    tier: Option<Tier>,
+    reason: &str,
+    reply: &Reply,
+) -> String {
+    let floor_name = match floor {
+        None | Some(FloorLookup::NoName) => "none",
+        Some(FloorLookup::NotYet { .. }) => "unknown",
+        Some(FloorLookup::Known(resolved)) => resolved.floor.name(),
+    };
+    let mut parts = vec![
+        ("lookup", key),
+        ("client", client),
+        ("floor", floor_name),
+        ("tier", tier.map_or("none", Tier::name)),
+        ("reason", reason),
+    ];
+    if let Some(FloorLookup::Known(resolved)) = floor
+        && let Some(id) = resolved.policy_id.as_deref()
+    {
+        parts.push(("policy_id", id));
+    }
+    let answer = String::from_utf8_lossy(&reply.encode()).into_owned();
+    parts.push(("answer", &answer));
+    log_line(&parts)
+}
+
+/// The outcome of one observed attempt, given to the engine for the destination and tier that
+/// this daemon answered the very process that made it; the log line saying so.
+#[allow(clippy::too_many_arguments)]
+fn feed_outcome(
+    batch: &mut Batch<'_>,
+    engine: &mut dyn DecisionEngine,
+    policy_file: &PolicyFile,
+    options: &DaemonOptions,
+    floors: Option<&dyn FloorSource>,
+    observed: &Observed,
+    now: u64,
+    window: u64,
+) -> anyhow::Result<Option<String>> {
+    let (key, tier, how) = match state::attribute(
+        batch.connection(),
+        &observed.candidates,
+        observed.pid,
+        &observed.queue_id,
+        now,
+    )? {
+        Attribution::Exact { destination, tier } => (destination, tier, "process"),
+        Attribution::Unambiguous { destination, tier } => (destination, tier, "destination"),
+        Attribution::Ambiguous { destination } => {
+            return Ok(Some(log_line(&[
+                ("outcome", &destination),
+                ("queue_id", &observed.queue_id),
+                ("pid", &observed.pid.to_string()),
+                (
+                    "ignored",
+                    "answers of several tiers to unknown processes await outcomes",
+                ),
+                ("postfix", &observed.detail),
+            ])));
+        }
+        Attribution::Unanswered => return Ok(None),
+    };
+    let report = AttemptReport {
+        tier,
+        outcome: observed.outcome,
+    };
+    let policy = policy_file.policy_for(host_of(&key));
+    // The outcome is judged under the floor the lookup was answered with (the one cached now).
+    let floor = floors
+        .and_then(|floors| floors.peek(&Target::of(&key)))
+        .map(FloorLookup::Known);
+    let (context, extras) = match plan(
+        options,
+        batch.connection(),
+        &key,
+        &policy,
+        floor.as_ref(),
+        now,
+    )? {
+        Plan::Decide { context, extras } => (context, extras),
+        Plan::Reply(..) => (DeliveryContext::default(), String::new()),
+    };
+    let report = AttemptReport {
+        outcome: under_floor(report.outcome, &context),
+        ..report
+    };
+    let Decided {
+        decision,
+        plugin_failure: failure,
+    } = deciding::decide_in(batch, engine, &key, &policy, &context, Some(&report), now)?;
+    let next = match decision.action {
+        Action::Attempt { tier, tls, .. } => {
+            let text = match with_extras(Reply::Found(tls_policy(tls.as_ref())), &extras) {
+                Reply::Found(text) => text,
+                _ => tls_policy(tls.as_ref()),
+            };
+            let dance = Continuation {
+                tier,
+                policy: text,
+                made_under: fingerprint(&policy, &context, &extras),
+                made_at: now,
+                until: now.saturating_add(window),
+            };
+            state::save_dance(batch.connection(), &key, &dance)?;
+            format!("attempt {}", tier.name())
+        }
+        action => {
+            state::end_dance(batch.connection(), &key)?;
+            action.name().to_owned()
+        }
+    };
+    let mut line = log_line(&[
+        ("outcome", &key),
+        ("queue_id", &observed.queue_id),
+        ("pid", &observed.pid.to_string()),
+        ("attributed_by", how),
+        ("tier", tier.name()),
+        (
+            "result",
+            &crate::delivery::describe_outcome(&report.outcome),
+        ),
+        ("next", &next),
+        ("reason", decision.reason.name()),
+        ("postfix", &observed.detail),
+    ]);
+    if let Some(failure) = failure {
+        line.push_str(&format!(" plugin-failure={:?}", failure.to_string()));
+    }
+    Ok(Some(line))
+}
+
+/// The host of a destination key (what `[[destination]]` entries of the policy file match).
+fn host_of(key: &str) -> &str {
+    match key.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => key.split(':').next().unwrap_or(key),
+    }
+}
+
+/// The history key for a lookup key: [`peer_key`](crate::store::peer_key)'s spelling (lower
+/// case, no trailing dot), the same as `deliver`'s; `None` for parent-domain probes and for keys
+/// that are not a next hop (`domain`, `[host]`, `[host]:port`, `host:port`).
+#[must_use]
+pub fn destination_key(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']');
+    if key.starts_with('.') || key.len() > 300 || !key.chars().all(allowed) {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = key.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match key.rsplit_once(':') {
+            // An IPv6 address needs brackets; a single colon is a port.
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => return None,
+            None => (key.as_str(), None),
+        }
+    };
+    let host_ok = !host.is_empty() && !host.contains(['[', ']']) && !host.starts_with('.');
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    (host_ok && port_ok).then(|| crate::store::peer_key(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_keys() {
+        for good in [
+            "example.com",
+            "[127.0.0.1]:2525",
+            "127.0.0.1:2525",
+            "[mx.example.com]",
+            "[::1]:25",
+            "EXAMPLE.com",
+        ] {
+            assert!(destination_key(good).is_some(), "{good}");
+        }
+        assert_eq!(destination_key("EXAMPLE.com").unwrap(), "example.com");
+        for bad in [
+            ".example.com",
+            "[x",
+            "a b",
+            "host:99999",
+            "host:0",
+            "a:b:c",
+            "[]:25",
+            "x]",
+            "ex\u{e9}.com",
+        ] {
+            assert!(destination_key(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The socket owner of the Postfix service (as mini-redis's server owns its sockets and
+//! `Command::apply` knows none): it listens, accepts and frames connections on their own threads
+//! ([`connections`](super::connections)), follows the log, reads the clock, and hands each
+//! lookup and each batch of log lines, with `now`, to the sans-IO [`Daemon`].
+
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+
+use super::connections::{self, Job};
+use super::daemon::{Daemon, LookupLines, prepare};
+use crate::clock::{Clock, Stopwatch};
+
+/// Where Postfix connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// `inet:HOST:PORT` (Postfix's chrooted smtp(8) can reach it).
+    Inet(String),
+    /// `unix:PATH`.
+    Unix(PathBuf),
+}
+
+impl ListenAddress {
+    /// Parses `inet:HOST:PORT`, `HOST:PORT` or `unix:PATH`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the accepted forms.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a path".to_owned());
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        let address = text.strip_prefix("inet:").unwrap_or(text);
+        match address.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Self::Inet(address.to_owned()))
+            }
+            _ => Err(format!(
+                "{text:?} is not inet:HOST:PORT, HOST:PORT or unix:PATH"
+            )),
+        }
+    }
+
+    /// The table Postfix's `main.cf` names for this address and map name.
+    #[must_use]
+    pub fn postfix_table(&self, map_name: &str) -> String {
+        format!("socketmap:{self}:{map_name}")
+    }
+}
+
+impl std::fmt::Display for ListenAddress {
+    /// `inet:HOST:PORT` or `unix:PATH`, as [`ListenAddress::parse`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inet(address) => write!(f, "inet:{address}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Serves lookups on `listener` and follows the log, until the listener fails. `ready` is called
+/// once with the address Postfix should use (the port chosen when it was 0).
+///
+/// # Errors
+///
+/// When listening fails, or the log cannot be read or the database fails persistently.
+pub fn serve(
+    daemon: &mut Daemon<'_>,
+    clock: &mut dyn Clock,
+    address: &ListenAddress,
+    log_file: Option<(&Path, bool)>,
+    ready: &mut dyn FnMut(&ListenAddress),
+) -> anyhow::Result<()> {
+    let (jobs, inbox) = mpsc::channel::<Job>();
+    let lookup_lines = Arc::new(LookupLines::default());
+    let prepare: Option<connections::Prepare> = daemon.floors().map(|floors| {
+        let options = daemon.options.clone();
+        let lines = Arc::clone(&lookup_lines);
+        let prepare: connections::Prepare =
+            Arc::new(move |data: &[u8]| prepare(&options, floors.as_ref(), &lines, data));
+        prepare
+    });
+    let (max_connections, descriptor_warning) =
+        connections::connection_limit(daemon.options.max_connections);
+    let idle = daemon.options.idle_timeout;
+    let bound = match address {
+        ListenAddress::Inet(text) => {
+            let listener = TcpListener::bind(text)
+                .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
+            let bound = ListenAddress::Inet(listener.local_addr()?.to_string());
+            connections::spawn_listener(listener, jobs, prepare.clone(), max_connections, idle)?;
+            bound
+        }
+        ListenAddress::Unix(path) => {
+            // A socket left by an earlier run would make bind fail.
+            if std::fs::symlink_metadata(path)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            {
+                std::fs::remove_file(path)?;
+            }
+            let listener = UnixListener::bind(path)
+                .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
+            connections::spawn_listener(listener, jobs, prepare.clone(), max_connections, idle)?;
+            address.clone()
+        }
+    };
+    let mut follower = match log_file {
+        Some((path, forget)) => Some(daemon.resume_log(path, forget)?),
+        None => None,
+    };
+    ready(&bound);
+    if let Some(warning) = descriptor_warning {
+        (daemon.log)(&format!("warning: {warning}"));
+    }
+    let poll = daemon.options.poll_interval;
+    let mut last_poll: Option<Stopwatch> = None;
+    loop {
+        if let Some((follower, tracker)) = follower.as_mut()
+            && last_poll.is_none_or(|since| since.elapsed() >= poll)
+        {
+            last_poll = Some(Stopwatch::start());
+            // Keep reading while a backlog lasts, without starving lookups for long.
+            for _ in 0..64 {
+                match daemon.poll_log(follower, tracker, clock.now()) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(error) => {
+                        (daemon.log)(&format!(
+                            "warning: reading {}: {error:#}; retrying",
+                            follower.path().display()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        lookup_lines.drain(daemon.log);
+        match inbox.recv_timeout(poll) {
+            Ok(Job::Lookup {
+                data,
+                client,
+                reply,
+                floor,
+            }) => {
+                let _ = reply.send(daemon.answer_with_floor(&data, client, floor, clock.now()));
+            }
+            Ok(Job::Warning(warning)) => (daemon.log)(&format!("warning: {warning}")),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the listener stopped accepting connections")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            ListenAddress::parse("inet:127.0.0.1:10027").unwrap(),
+            ListenAddress::Inet("127.0.0.1:10027".into())
+        );
+        assert_eq!(
+            ListenAddress::parse("127.0.0.1:0")
+                .unwrap()
+                .postfix_table("m"),
+            "socketmap:inet:127.0.0.1:0:m"
+        );
+        assert!(ListenAddress::parse("unix:").is_err());
+        assert!(ListenAddress::parse("nonsense").is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! Peer history in SQLite: one row per peer, the engine's opaque blob and when it changed.
+//!
+//! The store holds blobs and knows nothing of the engine: `deciding` is the one place where a
+//! stored history meets a decision.
+//!
+//! WAL mode so that readers never block the writer; each decide step runs in an `IMMEDIATE`
+//! transaction (read the blob, decide, write the new blob), so concurrent deliveries to the same
+//! peer serialise on the write lock instead of losing each other's updates.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use policy_core::PeerFacts;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::facts;
+
+mod pending;
+
+pub use pending::{PendingUpdate, journal_path};
+
+/// How long a write waits for another process's transaction by default.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What applying the journal of pending updates did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PendingApplied {
+    /// Entries applied now.
+    pub applied: usize,
+    /// Entries found already applied (the journal could not be emptied last time), skipped.
+    pub skipped: usize,
+    /// Lines that were no entry (a write torn by a crash), dropped with the rest.
+    pub unreadable: Vec<String>,
+}
+
+/// The one spelling of a peer's key in the history, whoever writes or asks: lower case, and the
+/// host without the trailing dot of a fully qualified name, so `MX.Example.org.:2525` and
+/// `mx.example.org:2525` are one peer (one memory, one pin). Keeps the key's shape: `host`,
+/// `host:port`, `[host]`, `[host]:port`; an IPv6 address without brackets is left as it is.
+#[must_use]
+pub fn peer_key(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
+    let bare = |host: &str| host.strip_suffix('.').unwrap_or(host).to_owned();
+    if let Some((host, after)) = key.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        return format!("[{}]{after}", bare(host));
+    }
+    match key.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => format!("{}:{port}", bare(host)),
+        Some(_) => key,
+        None => bare(&key),
+    }
+}
+
+/// A stored peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerRow {
+    /// The MX host name.
+    pub peer: String,
+    /// The engine's history blob.
+    pub history: Vec<u8>,
+    /// When the row last changed, in seconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// The history database.
+pub struct HistoryStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl HistoryStore {
+    /// The default location: `$TLSFALLBACK_DB`, else `$XDG_STATE_HOME/tlsfallback/peers.sqlite3`,
+    /// else `~/.local/state/tlsfallback/peers.sqlite3`.
+    #[must_use]
+    pub fn default_path() -> PathBuf {
+        if let Some(path) = std::env::var_os("TLSFALLBACK_DB") {
+            return PathBuf::from(path);
+        }
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        state.join("tlsfallback").join("peers.sqlite3")
+    }
+
+    /// Opens (creating if needed) the database at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created or is not a tlsfallback database.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// As [`open`](Self::open), with how long a write waits for another process's transaction
+    /// before it fails.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created or is not a tlsfallback database.
+    pub fn open_with_busy_timeout(path: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let connection = Connection::open(path)
+            .with_context(|| format!("opening the history database {}", path.display()))?;
+        connection.busy_timeout(busy_timeout)?;
+        // The daemon runs the same dozen statements for every lookup: keep them all prepared.
+        connection.set_prepared_statement_cache_capacity(64);
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| {
+                connection.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS peers (
+                         peer TEXT PRIMARY KEY NOT NULL,
+                         history BLOB NOT NULL,
+                         updated_at INTEGER NOT NULL
+                     ) STRICT;
+                     CREATE TABLE IF NOT EXISTS applied_pending_updates (
+                         id TEXT PRIMARY KEY NOT NULL
+                     ) STRICT;",
+                )?;
+                connection.execute_batch(facts::SCHEMA)
+            })
+            .with_context(|| format!("{} is not a usable tlsfallback database", path.display()))?;
+        Ok(Self {
+            connection,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Keeps a decide step that could not be stored in the journal beside the database, synced
+    /// to disk, for [`apply_pending`](Self::apply_pending) to replay.
+    ///
+    /// # Errors
+    ///
+    /// When the journal cannot be written either.
+    pub fn record_pending(&self, update: &PendingUpdate) -> std::io::Result<()> {
+        pending::Journal::open(&self.path)?.append(update)
+    }
+
+    /// Replays the journal's pending updates, each once, through `step` (which stores what the
+    /// update leads to, in the batch it is given), in one write transaction, then empties the
+    /// journal; also makes sure the journal has room for the next ones. Nothing is lost when this
+    /// fails: the journal is kept for the next try. The store does not know what `step` does
+    /// (see `deciding::apply_pending`, which decides).
+    ///
+    /// # Errors
+    ///
+    /// A journal or database error, or the error of `step`.
+    pub fn replay_pending(
+        &mut self,
+        mut step: impl FnMut(&mut Batch<'_>, &PendingUpdate) -> anyhow::Result<()>,
+    ) -> anyhow::Result<PendingApplied> {
+        let mut journal = pending::Journal::open(&self.path)
+            .with_context(|| format!("opening {}", journal_path(&self.path).display()))?;
+        let (entries, unreadable) = journal.entries();
+        let mut report = PendingApplied {
+            unreadable,
+            ..PendingApplied::default()
+        };
+        if !entries.is_empty() || !report.unreadable.is_empty() {
+            let (applied, skipped) = self.batch(|batch| {
+                let (mut applied, mut skipped) = (0, 0);
+                for entry in &entries {
+                    let fresh = batch
+                        .connection()
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO applied_pending_updates (id) VALUES (?1)",
+                        )?
+                        .execute([&entry.id])?
+                        == 1;
+                    if !fresh {
+                        skipped += 1;
+                        continue;
+                    }
+                    step(batch, entry)?;
+                    applied += 1;
+                }
+                Ok((applied, skipped))
+            })?;
+            report.applied = applied;
+            report.skipped = skipped;
+            journal.clear()?;
+            // The ids only guard entries still in the journal: none are now.
+            self.connection
+                .prepare_cached("DELETE FROM applied_pending_updates")?
+                .execute([])?;
+        }
+        journal.reserve()?;
+        Ok(report)
+    }
+
+    /// Where the database is.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `step` on the peer's stored history inside one write transaction and stores the
+    /// history it returns. Nothing is written when `step` fails.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the error of `step`.
+    pub fn update<T>(
+        &mut self,
+        peer: &str,
+        now: u64,
+        step: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(T, Vec<u8>)>,
+    ) -> anyhow::Result<T> {
+        self.batch(|batch| batch.update(peer, now, step))
+    }
+
+    /// Runs `work` inside one write transaction: every change it makes is kept, or none (when
+    /// it fails).
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the error of `work`.
+    pub fn batch<T>(
+        &mut self,
+        work: impl FnOnce(&mut Batch<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut batch = Batch {
+            tx: self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        };
+        let value = work(&mut batch)?;
+        batch.tx.commit()?;
+        Ok(value)
+    }
+
+    /// The connection, for the tables other parts of the host keep in the same database (the
+    /// Postfix daemon's).
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Every stored peer, by name.
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn list(&self) -> anyhow::Result<Vec<PeerRow>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT peer, history, updated_at FROM peers ORDER BY peer")?;
+        let rows = statement.query_map([], row_to_peer)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One peer.
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn get(&self, peer: &str) -> anyhow::Result<Option<PeerRow>> {
+        Ok(self
+            .connection
+            .prepare_cached("SELECT peer, history, updated_at FROM peers WHERE peer = ?1")?
+            .query_row([peer], row_to_peer)
+            .optional()?)
+    }
+
+    /// What the host recorded that `peer` proved (its pin, its last success): the facts a
+    /// plugin's decisions are held to, whatever history it returns.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or a row this host did not write.
+    pub fn facts(&self, peer: &str) -> anyhow::Result<PeerFacts> {
+        facts::read(&self.connection, peer)
+    }
+
+    /// Forgets a peer, its history and the facts recorded about it (its pin too: the operator
+    /// asked); whether anything was there.
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn forget(&self, peer: &str) -> anyhow::Result<bool> {
+        let history = self
+            .connection
+            .prepare_cached("DELETE FROM peers WHERE peer = ?1")?
+            .execute([peer])?
+            > 0;
+        let facts = facts::forget(&self.connection, peer)?;
+        Ok(history || facts)
+    }
+}
+
+/// One write transaction over the database (see [`HistoryStore::batch`]).
+pub struct Batch<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Batch<'_> {
+    /// As [`HistoryStore::update`], inside this transaction.
+    ///
+    /// # Errors
+    ///
+    /// A database error, or the error of `step`.
+    pub fn update<T>(
+        &mut self,
+        peer: &str,
+        now: u64,
+        step: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(T, Vec<u8>)>,
+    ) -> anyhow::Result<T> {
+        let stored: Option<Vec<u8>> = self
+            .tx
+            .prepare_cached("SELECT history FROM peers WHERE peer = ?1")?
+            .query_row([peer], |row| row.get(0))
+            .optional()?;
+        // An empty blob is what a fail-closed plugin decision keeps for a peer without history.
+        let (value, history) = step(stored.as_deref().filter(|blob| !blob.is_empty()))?;
+        if stored.as_deref() == Some(history.as_slice()) {
+            // Unchanged (a known peer's lookup, most of the daemon's): no write, and
+            // `updated_at` stays the time the history last changed.
+            return Ok(value);
+        }
+        self.tx.prepare_cached("INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at")?
+        .execute(
+            params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
+        )?;
+        Ok(value)
+    }
+
+    /// The transaction, for other tables in the same database.
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        &self.tx
+    }
+}
+
+fn row_to_peer(row: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRow> {
+    let updated_at: i64 = row.get(2)?;
+    Ok(PeerRow {
+        peer: row.get(0)?,
+        history: row.get(1)?,
+        updated_at: u64::try_from(updated_at).unwrap_or(0),
+    })
+}
