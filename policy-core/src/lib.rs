@@ -61,7 +61,6 @@ mod history;
 mod outcome;
 mod policy;
 mod tier;
-mod wit_mapping;
 
 #[cfg(feature = "simulation")]
 pub mod sim;
