@@ -253,3 +253,12 @@ fn tls_bytes(tls: &TlsParameters) -> [u8; 6] {
         u8::from(tls.fallback_scsv),
     ]
 }
+
+#[test]
+fn the_fixtures_version_is_the_wits() {
+    assert_eq!(
+        VERSION,
+        crate::names::wit().version,
+        "tests/tests/plugins/hostile.rs: VERSION is not wit/policy.wit's version"
+    );
+}
