@@ -54,7 +54,8 @@ mkdirSync(kitDir, { recursive: true });
 cpSync(path.join(repo, 'kits/node/src/core.js'), path.join(kitDir, 'core.js'));
 cpSync(path.join(repo, 'kits/vectors/contract.json'), path.join(kitDir, 'contract.json'));
 
-const modules = path.join(here, 'node_modules/@bytecodealliance');
+// The npm workspace's one install (`npm ci` at the repository root) holds the pinned packages.
+const modules = path.join(repo, 'node_modules/@bytecodealliance');
 const jcoDir = path.join(vendor, 'jco');
 mkdirSync(jcoDir, { recursive: true });
 for (const file of ['js-component-bindgen-component.js', 'js-component-bindgen-component.core.wasm',

@@ -1,6 +1,7 @@
 //! The guest adapter: exports [`policy_core::decide`] as the `tlsfallback:policy` component.
 //!
-//! No logic lives here, only the mechanical mapping between the WIT types and policy-core's.
+//! No logic lives here, only the mechanical mapping between the WIT types and policy-core's
+//! (`tlsfallback-wit-mapping`, shared with the host and Rust plugins).
 //! Built `no_std` for `wasm32-unknown-unknown` and wrapped into a component by
 //! `host-runtime/engine/build.rs`; the result imports nothing at all. (On other targets, where only
 //! `cargo clippy --workspace` ever compiles it, it uses std.)
@@ -97,7 +98,7 @@ struct Decider(policy_core::Policy);
 
 impl GuestDecider for Decider {
     fn new(policy: Policy) -> Self {
-        Self(convert::policy(policy))
+        Self(policy.into())
     }
 
     fn decide(
@@ -109,11 +110,11 @@ impl GuestDecider for Decider {
     ) -> Decision {
         let decision = policy_core::decide(
             &self.0,
-            &convert::context(context),
+            &context.into(),
             history.as_deref(),
-            last.map(convert::report).as_ref(),
+            last.map(policy_core::AttemptReport::from).as_ref(),
             now,
         );
-        convert::decision(&decision)
+        Decision::from(&decision)
     }
 }

@@ -1,4 +1,4 @@
-// Builds plugin.js into a WebAssembly component that exports tlsfallback:policy/engine@0.2.0
+// Builds plugin.js into a WebAssembly component that exports tlsfallback:policy/engine
 // (world `policy-engine` of ../../wit) and imports nothing, then checks that it imports nothing.
 //
 //   node build.mjs [OUT]      (OUT defaults to $OUT, then to dist/plugin.wasm)
@@ -6,7 +6,7 @@
 // Exits non-zero, with a message, when componentizing fails or the component imports anything
 // (the component is then removed).
 
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -36,11 +36,15 @@ await writeFile(out, component);
 const importCount = topLevelImportCount(component);
 const wit = await componentWit(component);
 const witImports = wit.split('\n').filter((line) => /^\s*import\s/.test(line));
-const exportsEngine = /^\s*export tlsfallback:policy\/engine@0\.2\.0;/m.test(wit);
+// The interface and its version, from the contract generated from the WIT (never spelled out here).
+const { interface: engineInterface } = JSON.parse(
+  await readFile(resolve(here, '../../kits/vectors/contract.json'), 'utf8'),
+);
+const exportsEngine = wit.split('\n').some((line) => line.trim() === `export ${engineInterface};`);
 console.log(
   `componentize-js ${componentizeVersion}: wrote ${relative(process.cwd(), out) || out} ` +
     `(${component.byteLength} bytes) in ${seconds.toFixed(1)} s; ` +
-    `imports: ${importCount}; exports tlsfallback:policy/engine@0.2.0: ${exportsEngine}`,
+    `imports: ${importCount}; exports ${engineInterface}: ${exportsEngine}`,
 );
 
 if (importCount !== 0 || witImports.length !== 0) {
@@ -50,7 +54,7 @@ if (importCount !== 0 || witImports.length !== 0) {
   );
 }
 if (!exportsEngine) {
-  await fail('the component does not export tlsfallback:policy/engine@0.2.0');
+  await fail(`the component does not export ${engineInterface}`);
 }
 
 /** Removes the component just written (so that nobody loads it), explains, exits non-zero. */

@@ -60,7 +60,7 @@ export async function launchChromium() {
 
 /** Runs the pinned jco's command line (`jco parse`, `embed`, `new`). */
 function jco(...args) {
-  execFileSync(process.execPath, [path.join(PLAYGROUND, 'node_modules/@bytecodealliance/jco/src/jco.js'), ...args], { stdio: 'pipe' });
+  execFileSync(process.execPath, [path.join(PLAYGROUND, '../node_modules/@bytecodealliance/jco/src/jco.js'), ...args], { stdio: 'pipe' });
 }
 
 /** Writes the module or component in WebAssembly text `wat` to `out` as a binary (jco parse). */

@@ -61,7 +61,6 @@ mod history;
 mod outcome;
 mod policy;
 mod tier;
-mod wit_mapping;
 
 #[cfg(feature = "simulation")]
 pub mod sim;
@@ -75,9 +74,9 @@ pub use history::{
     Dance, HISTORY_FORMAT_VERSION, History, HistoryBlob, HistoryError, MAX_HISTORY_LEN, PeerMemory,
     with_dance_of,
 };
-pub use outcome::{AttemptReport, CertificateError, Outcome, TlsAlert, TlsVersion};
+pub use outcome::{AttemptReport, CertificateError, Outcome, TlsAlert};
 pub use policy::{Policy, Profile};
-pub use tier::{CipherPolicy, Tier, TlsParameters, Verification};
+pub use tier::{CipherPolicy, Tier, TlsParameters, TlsVersion, Verification};
 
 /// Seconds since the Unix epoch (1970-01-01T00:00:00Z), ignoring leap seconds.
 pub type UnixSeconds = u64;

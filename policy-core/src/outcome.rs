@@ -2,49 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tier::Tier;
-
-/// A TLS protocol version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum TlsVersion {
-    /// TLS 1.0 (RFC 2246), deprecated by RFC 8996.
-    #[serde(rename = "TLSv1", alias = "TLSv1.0")]
-    Tls1_0,
-    /// TLS 1.1 (RFC 4346), deprecated by RFC 8996.
-    #[serde(rename = "TLSv1.1")]
-    Tls1_1,
-    /// TLS 1.2 (RFC 5246).
-    #[serde(rename = "TLSv1.2")]
-    Tls1_2,
-    /// TLS 1.3 (RFC 8446).
-    #[serde(rename = "TLSv1.3")]
-    Tls1_3,
-}
-
-impl TlsVersion {
-    /// The name OpenSSL and Postfix logs use (`TLSv1`, `TLSv1.1`, `TLSv1.2`, `TLSv1.3`).
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Tls1_0 => "TLSv1",
-            Self::Tls1_1 => "TLSv1.1",
-            Self::Tls1_2 => "TLSv1.2",
-            Self::Tls1_3 => "TLSv1.3",
-        }
-    }
-
-    /// Parses `TLSv1`, `TLSv1.0`, `TLSv1.1`, `TLSv1.2` or `TLSv1.3`.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "TLSv1" | "TLSv1.0" => Some(Self::Tls1_0),
-            "TLSv1.1" => Some(Self::Tls1_1),
-            "TLSv1.2" => Some(Self::Tls1_2),
-            "TLSv1.3" => Some(Self::Tls1_3),
-            _ => None,
-        }
-    }
-}
+use crate::tier::{Tier, TlsVersion};
 
 /// A TLS alert the peer sent (or the host's TLS stack raised) during the handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,8 +1,52 @@
-//! Tiers of transport security and the TLS parameters the host applies for each.
+//! Tiers of transport security, TLS protocol versions, and the TLS parameters the host applies
+//! for each tier.
+//!
+//! A leaf module: it imports nothing from the rest of the crate (an attempt's report, in
+//! `outcome`, names a tier and a version; a tier's parameters never name an outcome).
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::TlsVersion;
+/// A TLS protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.0 (RFC 2246), deprecated by RFC 8996.
+    #[serde(rename = "TLSv1", alias = "TLSv1.0")]
+    Tls1_0,
+    /// TLS 1.1 (RFC 4346), deprecated by RFC 8996.
+    #[serde(rename = "TLSv1.1")]
+    Tls1_1,
+    /// TLS 1.2 (RFC 5246).
+    #[serde(rename = "TLSv1.2")]
+    Tls1_2,
+    /// TLS 1.3 (RFC 8446).
+    #[serde(rename = "TLSv1.3")]
+    Tls1_3,
+}
+
+impl TlsVersion {
+    /// The name OpenSSL and Postfix logs use (`TLSv1`, `TLSv1.1`, `TLSv1.2`, `TLSv1.3`).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Tls1_0 => "TLSv1",
+            Self::Tls1_1 => "TLSv1.1",
+            Self::Tls1_2 => "TLSv1.2",
+            Self::Tls1_3 => "TLSv1.3",
+        }
+    }
+
+    /// Parses `TLSv1`, `TLSv1.0`, `TLSv1.1`, `TLSv1.2` or `TLSv1.3`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "TLSv1" | "TLSv1.0" => Some(Self::Tls1_0),
+            "TLSv1.1" => Some(Self::Tls1_1),
+            "TLSv1.2" => Some(Self::Tls1_2),
+            "TLSv1.3" => Some(Self::Tls1_3),
+            _ => None,
+        }
+    }
+}
 
 /// A level of transport security the host can attempt, ordered weakest to strongest, so that
 /// `Tier::Cleartext < Tier::LegacyTls < Tier::ModernTls < Tier::AuthenticatedTls`.

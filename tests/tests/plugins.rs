@@ -2,7 +2,7 @@
 //! holds; the example plugins (Rust, JavaScript) are built and run.
 
 mod examples;
-mod hostile;
+pub(crate) mod hostile;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -8,6 +8,8 @@ mod jco;
 mod plugins;
 // Loading the component: the precompiled-artifact cache, and a corrupt cache file.
 mod loading;
+// One source for names: every copy of the WIT's cases and version is the WIT's.
+mod names;
 // The shared vectors of the embedding kits: what native decides, and the component agrees.
 mod vectors;
 // The built component imports nothing, so it runs with no capability at all.

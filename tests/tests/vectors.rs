@@ -9,7 +9,9 @@ use crate::differential::{PLAIN_OUTCOMES, respond};
 /// The shared vectors every embedding kit checks (kits/vectors/decide.jsonl).
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../kits/vectors/decide.jsonl");
 /// What a kit needs besides the component to write the JSON response of `tlsfallback decide`:
-/// the default policy, each reason's explanation, each history error's message.
+/// the interface, every case of every WIT enum, flags and variant (generated from
+/// `wit/policy.wit`, see `names.rs`), the wire names of the TLS versions, the default policy, each
+/// reason's explanation, each history error's message.
 const CONTRACT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../kits/vectors/contract.json");
 const NOW: u64 = 1_767_225_600;
 const DAY: u64 = 86_400;
@@ -353,8 +355,11 @@ fn contract() -> String {
             (e.name().to_owned(), json!(text))
         })
         .collect();
+    let wit = crate::names::wit();
     let contract = json!({
-        "interface": "tlsfallback:policy/engine@0.2.0",
+        "interface": wit.interface,
+        "wit": wit.contract_section(),
+        "tls_version_names": crate::names::tls_version_names(),
         "default_policy": {
             "profile": policy.profile.name(),
             "allow_legacy_tls": policy.allow_legacy_tls,
@@ -383,8 +388,8 @@ fn the_shared_vectors_are_what_the_native_engine_decides() {
     let stored_contract = std::fs::read_to_string(CONTRACT).unwrap_or_default();
     assert!(
         stored == fresh && stored_contract == fresh_contract,
-        "kits/vectors/ is not what the engine decides: regenerate it with \
-         UPDATE_VECTORS=1 cargo test -p tlsfallback-tests vectors, and review the diff"
+        "kits/vectors/ is not what the engine decides and wit/policy.wit says: regenerate it \
+         with UPDATE_VECTORS=1 cargo test -p tlsfallback-tests vectors, and review the diff"
     );
     let names: std::collections::BTreeSet<_> = fresh
         .lines()

@@ -33,10 +33,8 @@ mod generated {
 
 use generated::exports::tlsfallback::policy::engine as wit;
 
-mod mapping {
-    use super::wit;
-    policy_core::wit_mapping!();
-}
+// `From` impls between the generated types and policy-core's, as the guest adapter has them.
+tlsfallback_wit_mapping::wit_mapping!();
 
 struct Plugin;
 
@@ -48,7 +46,7 @@ struct Decider(policy_core::Policy);
 
 impl wit::GuestDecider for Decider {
     fn new(policy: wit::Policy) -> Self {
-        Self(mapping::policy_from_wit(policy))
+        Self(policy.into())
     }
 
     fn decide(
@@ -60,9 +58,9 @@ impl wit::GuestDecider for Decider {
     ) -> wit::Decision {
         let mut decision = policy_core::decide(
             &self.0,
-            &mapping::context_from_wit(context),
+            &context.into(),
             history.as_deref(),
-            last.map(mapping::report_from_wit).as_ref(),
+            last.map(policy_core::AttemptReport::from).as_ref(),
             now,
         );
         if first_contact_cleartext(&decision) {
@@ -71,7 +69,7 @@ impl wit::GuestDecider for Decider {
             };
             decision.reason = Reason::TlsRequiredNotOffered;
         }
-        mapping::decision_to_wit(&decision)
+        wit::Decision::from(&decision)
     }
 }
 

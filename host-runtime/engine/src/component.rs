@@ -33,10 +33,8 @@ mod generated {
 use generated::exports::tlsfallback::policy::engine as wit;
 use generated::{PolicyEngine, PolicyEnginePre};
 
-mod mapping {
-    use super::wit;
-    policy_core::wit_mapping!();
-}
+// `From`/`TryFrom` impls between the generated types and policy-core's (shared with the guest).
+tlsfallback_wit_mapping::wit_mapping!();
 
 /// The WIT interface every policy component must export, with the version this host speaks.
 pub const EXPORTED_INTERFACE: &str = "tlsfallback:policy/engine@0.2.0";
@@ -513,7 +511,7 @@ impl PolicyComponent {
         let len = decision.history.len();
         // An instance that gave an invalid answer is not trusted with the next call either.
         let decision =
-            mapping::decision_from_wit(decision).map_err(|_| CallError::HistoryTooLong { len })?;
+            Decision::try_from(decision).map_err(|_| CallError::HistoryTooLong { len })?;
         if !self.config.fresh_instance_per_call {
             self.live = Some(live);
         }
@@ -541,8 +539,7 @@ impl PolicyComponent {
                         decider.resource_drop(&mut live.store)?;
                     }
                 }
-                let decider =
-                    guest.call_constructor(&mut live.store, mapping::policy_to_wit(policy))?;
+                let decider = guest.call_constructor(&mut live.store, wit::Policy::from(policy))?;
                 live.deciders.insert(*policy, decider);
                 decider
             }
@@ -551,9 +548,9 @@ impl PolicyComponent {
         guest.call_decide(
             &mut live.store,
             decider,
-            mapping::context_to_wit(context),
+            wit::DeliveryContext::from(context),
             history,
-            last.map(mapping::report_to_wit),
+            last.map(wit::AttemptReport::from),
             now,
         )
     }

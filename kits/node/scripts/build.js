@@ -26,7 +26,8 @@ if (!existsSync(contract)) {
 
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-const jco = path.join(root, 'node_modules', '@bytecodealliance', 'jco', 'src', 'jco.js');
+// The npm workspace's one install (`npm ci` at the repository root) holds the pinned jco.
+const jco = path.join(root, '..', '..', 'node_modules', '@bytecodealliance', 'jco', 'src', 'jco.js');
 execFileSync(process.execPath, [jco, 'transpile', wasm, '-o', out, '--name', 'policy_engine', '-q'],
   { stdio: 'inherit', cwd: root });
 copyFileSync(contract, path.join(dist, 'contract.json'));

@@ -3,52 +3,87 @@
 // `createKit`. It imports nothing, so the Node entry point (index.js) and the browser playground
 // (playground/) run the same code over the same component.
 
-// --- Names (the WIT's kebab-case names are the wire names) -----------------------------------
+// --- Names ------------------------------------------------------------------------------------
+//
+// Every case list comes from the contract (kits/vectors/contract.json, whose `wit` section is
+// generated from wit/policy.wit): the WIT's kebab-case names are the wire names; TLS versions use
+// the wire names the contract gives (Node's, "TLSv1" ... "TLSv1.3"). `createKit` binds them; they
+// are live bindings, so `index.js` re-exports them after binding.
 
-export const TIERS = Object.freeze(['cleartext', 'legacy-tls', 'modern-tls', 'authenticated-tls']);
-export const PROFILES = Object.freeze(['opportunistic', 'mandatory', 'authenticated-only',
-  'no-fallback', 'browser-style']);
-export const DANE_STATES = Object.freeze(['none', 'usable', 'unusable', 'lookup-failed']);
-export const MTA_STS_STATES = Object.freeze(['none', 'testing', 'enforce', 'fetch-failed']);
-export const TLS_ALERTS = Object.freeze(['protocol-version', 'handshake-failure',
-  'insufficient-security', 'inappropriate-fallback', 'other']);
-export const CERTIFICATE_ERRORS = Object.freeze(['expired', 'untrusted', 'name-mismatch',
-  'dane-mismatch']);
-export const OUTCOMES = Object.freeze(['success', 'connect-failed', 'starttls-not-offered',
-  'starttls-rejected', 'tls-alert', 'certificate-error', 'handshake-timeout', 'connection-reset',
-  'post-handshake-failure', 'policy-lookup-failed']);
+export let TIERS;
+export let PROFILES;
+export let DANE_STATES;
+export let MTA_STS_STATES;
+export let TLS_ALERTS;
+export let CERTIFICATE_ERRORS;
+export let OUTCOMES;
 /** Node's own names (tls.connect minVersion/maxVersion), also the wire names. */
-export const TLS_VERSIONS = Object.freeze(['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3']);
+export let TLS_VERSIONS;
 /** RFC 8460 result types, in the WIT flags' declaration order (the order of `report`). */
-export const TLS_RPT_RESULTS = Object.freeze(['starttls-not-supported',
-  'certificate-host-mismatch', 'certificate-expired', 'certificate-not-trusted',
-  'validation-failure', 'tlsa-invalid', 'dnssec-invalid', 'dane-required',
-  'sts-policy-fetch-error', 'sts-policy-invalid', 'sts-webpki-invalid']);
-
+export let TLS_RPT_RESULTS;
 /** Every reason, in WIT declaration order. */
-export const REASONS = Object.freeze(['strongest-tier', 'remembered-tier', 'reprobe-upward',
-  'history-unreadable', 'stepped-down-after-alert', 'stepped-down-no-starttls',
-  'stepped-down-repeated-failures', 'stepped-up-peer-wants-stronger', 'delivered',
-  'connect-failed', 'policy-lookup-failed', 'dane-lookup-failed', 'transient-failure',
-  'downgrade-refused-pinned', 'starttls-missing-after-tls', 'tls-required-not-offered',
-  'no-tier-left', 'authentication-failed', 'requiretls-unsatisfiable',
-  'downgrade-attack-suspected', 'no-fallback-profile', 'attempt-limit', 'inconsistent-outcome']);
-export const HISTORY_ERRORS = Object.freeze(['empty', 'too-long', 'unsupported-version',
-  'truncated', 'malformed', 'trailing-bytes']);
+export let REASONS;
+export let HISTORY_ERRORS;
 
-const WIT_VERSION = { 'TLSv1': 'tls10', 'TLSv1.1': 'tls11', 'TLSv1.2': 'tls12', 'TLSv1.3': 'tls13' };
-const WIRE_VERSION = { tls10: 'TLSv1', tls11: 'TLSv1.1', tls12: 'TLSv1.2', tls13: 'TLSv1.3' };
+let WIT_VERSION;
+let WIRE_VERSION;
+let RPT_FLAGS;
+let TIER_SET;
+let PROFILE_SET;
+let DANE_SET;
+let MTA_STS_SET;
+let ALERT_SET;
+let CERT_SET;
+let OUTCOME_SET;
+let boundFrom;
+
 const camel = (name) => name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-const RPT_FLAGS = TLS_RPT_RESULTS.map((name) => [camel(name), name]);
 
-const set = (names) => new Set(names);
-const TIER_SET = set(TIERS);
-const PROFILE_SET = set(PROFILES);
-const DANE_SET = set(DANE_STATES);
-const MTA_STS_SET = set(MTA_STS_STATES);
-const ALERT_SET = set(TLS_ALERTS);
-const CERT_SET = set(CERTIFICATE_ERRORS);
-const OUTCOME_SET = set(OUTCOMES);
+/** The case list of the WIT type `name` in the contract; throws naming what is missing. */
+function witCases(contract, kind, name) {
+  const list = contract.wit?.[kind]?.[name];
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new Error(`contract.json: wit.${kind} has no ${name} (regenerate kits/vectors/contract.json)`);
+  }
+  return Object.freeze(list.map((c) => (kind === 'variants' ? c.name : c)));
+}
+
+/** Binds the names from `contract`; a second kit must bring the same names. */
+function bindNames(contract) {
+  const wit = JSON.stringify(contract.wit) + JSON.stringify(contract.tls_version_names);
+  if (boundFrom !== undefined) {
+    if (boundFrom !== wit) throw new Error('createKit: this contract names other cases than the first kit\'s');
+    return;
+  }
+  TIERS = witCases(contract, 'enums', 'tier');
+  PROFILES = witCases(contract, 'enums', 'profile');
+  DANE_STATES = witCases(contract, 'enums', 'dane');
+  MTA_STS_STATES = witCases(contract, 'enums', 'mta-sts');
+  TLS_ALERTS = witCases(contract, 'enums', 'tls-alert');
+  CERTIFICATE_ERRORS = witCases(contract, 'enums', 'certificate-error');
+  OUTCOMES = witCases(contract, 'variants', 'outcome');
+  REASONS = witCases(contract, 'enums', 'reason');
+  TLS_RPT_RESULTS = witCases(contract, 'flags', 'tls-rpt-results');
+  HISTORY_ERRORS = witCases(contract, 'variants', 'history-error');
+  const versions = witCases(contract, 'enums', 'tls-version');
+  WIRE_VERSION = {};
+  for (const version of versions) {
+    const wire = contract.tls_version_names?.[version];
+    if (typeof wire !== 'string') throw new Error(`contract.json: tls_version_names has no ${version}`);
+    WIRE_VERSION[version] = wire;
+  }
+  WIT_VERSION = Object.fromEntries(Object.entries(WIRE_VERSION).map(([wit, wire]) => [wire, wit]));
+  TLS_VERSIONS = Object.freeze(Object.values(WIRE_VERSION));
+  RPT_FLAGS = TLS_RPT_RESULTS.map((name) => [camel(name), name]);
+  TIER_SET = new Set(TIERS);
+  PROFILE_SET = new Set(PROFILES);
+  DANE_SET = new Set(DANE_STATES);
+  MTA_STS_SET = new Set(MTA_STS_STATES);
+  ALERT_SET = new Set(TLS_ALERTS);
+  CERT_SET = new Set(CERTIFICATE_ERRORS);
+  OUTCOME_SET = new Set(OUTCOMES);
+  boundFrom = wit;
+}
 
 const U8 = 0xff;
 const U16 = 0xffff;
@@ -374,6 +409,7 @@ export function createKit({ engine, contract }) {
     throw new TypeError('createKit: engine must be the component\'s exported engine interface (with a Decider class)');
   }
   plainObject(contract, 'contract');
+  bindNames(contract);
   for (const reason of REASONS) {
     if (typeof contract.explanations?.[reason] !== 'string') {
       throw new Error(`contract has no explanation for reason ${reason}`);

@@ -1,4 +1,6 @@
-// Types for @tlsfallback/policy (hand-written; the runtime is src/index.js).
+// Types for @tlsfallback/policy (hand-written; the runtime is src/index.js). The case lists of
+// the union types below are copies of wit/policy.wit's: tests/tests/names.rs fails, naming the
+// type and the case, when one differs (the runtime reads them from contract.json).
 // Names are the WIT's kebab-case names, which are also the `tlsfallback decide` wire names; TLS
 // versions use Node's names ("TLSv1" ... "TLSv1.3"), also the wire names.
 
@@ -28,6 +30,11 @@ export type OutcomeKind =
   | 'success' | 'connect-failed' | 'starttls-not-offered' | 'starttls-rejected' | 'tls-alert'
   | 'certificate-error' | 'handshake-timeout' | 'connection-reset' | 'post-handshake-failure'
   | 'policy-lookup-failed';
+
+/** The outcomes that carry no detail. */
+export type PlainOutcomeKind =
+  | 'connect-failed' | 'starttls-not-offered' | 'handshake-timeout' | 'connection-reset'
+  | 'post-handshake-failure' | 'policy-lookup-failed';
 
 /** Which cipher suites to offer. */
 export type CipherPolicy = 'strong' | 'legacy-compatible';
@@ -94,7 +101,7 @@ export type Outcome =
   | { kind: 'starttls-rejected'; /** The non-220 SMTP reply code (u16). */ code: number }
   | { kind: 'tls-alert'; alert: TlsAlert }
   | { kind: 'certificate-error'; error: CertificateError }
-  | { kind: 'connect-failed' | 'starttls-not-offered' | 'handshake-timeout' | 'connection-reset' | 'post-handshake-failure' | 'policy-lookup-failed' };
+  | { kind: PlainOutcomeKind };
 
 /** The MTA's report of the attempt the engine last asked for. */
 export interface AttemptReport {
@@ -213,7 +220,7 @@ export type WireLast =
   | { tier: Tier; outcome: 'starttls-rejected'; code: number }
   | { tier: Tier; outcome: 'tls-alert'; alert: TlsAlert }
   | { tier: Tier; outcome: 'certificate-error'; error: CertificateError }
-  | { tier: Tier; outcome: 'connect-failed' | 'starttls-not-offered' | 'handshake-timeout' | 'connection-reset' | 'post-handshake-failure' | 'policy-lookup-failed' };
+  | { tier: Tier; outcome: PlainOutcomeKind };
 
 /** One request line of `tlsfallback decide`. */
 export interface WireRequest {
@@ -259,8 +266,19 @@ export interface WireResponse {
   history_error?: string;
 }
 
-/** The shared kit contract (kits/vectors/contract.json). */
+/** The shared kit contract (kits/vectors/contract.json, generated from wit/policy.wit and the
+ * engine). */
 export interface Contract {
+  /** Every case of the WIT's enums, flags and variants, in declaration order. */
+  wit: {
+    /** "tlsfallback:policy@0.2.0" */
+    package: string;
+    enums: Record<string, string[]>;
+    flags: Record<string, string[]>;
+    variants: Record<string, { name: string; payload: boolean }[]>;
+  };
+  /** The wire name of each WIT tls-version case ("tls10" -> "TLSv1"). */
+  tls_version_names: Record<string, TlsVersion>;
   default_policy: Required<WirePolicy>;
   explanations: Record<Reason, string>;
   history_errors: Record<HistoryErrorKind, string>;

@@ -45,9 +45,14 @@ const kit = createKit({
 
 /**
  * The shared kit contract (kits/vectors/contract.json, copied into dist at build time): the
- * default policy (wire names), the explanation of each reason and the history-error messages.
- * @type {{default_policy: Record<string, unknown>, explanations: Record<string, string>,
- *         history_errors: Record<string, string>, interface: string}}
+ * interface, every case of the WIT's enums, flags and variants (the source of TIERS, REASONS and
+ * the other lists), the TLS versions' wire names, the default policy (wire names), the
+ * explanation of each reason and the history-error messages.
+ * @type {{wit: {package: string, enums: Record<string, string[]>, flags: Record<string, string[]>,
+ *         variants: Record<string, {name: string, payload: boolean}[]>},
+ *         tls_version_names: Record<string, string>, default_policy: Record<string, unknown>,
+ *         explanations: Record<string, string>, history_errors: Record<string, string>,
+ *         interface: string}}
  */
 export const contract = Object.freeze(kit.contract);
 

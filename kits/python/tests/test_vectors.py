@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import wasmtime
+import tlsfallback
 
 from tlsfallback import (
     ActionKind, AttemptReport, CertificateError, Dane, Decision, DeliveryContext, Engine,
@@ -290,3 +291,9 @@ def test_many_policies_evict_deciders():
     assert len(e._deciders) == 4 and len(e._fast._deciders.vals) == 4
     d = e.decide(Policy(step_down_delay_secs=0), DeliveryContext(), None, None, NOW)
     assert d.action is ActionKind.ATTEMPT
+
+
+def test_the_kit_enums_are_the_wit_cases_of_contract_json():
+    from tlsfallback import check_names_against_contract
+    check_names_against_contract()
+    assert tlsfallback.INTERFACE == contract()["interface"]

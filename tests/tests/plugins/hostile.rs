@@ -11,7 +11,7 @@ use policy_core::{Action, Tier, TlsParameters};
 /// The WIT package, read from the repository so that the fixtures follow the contract.
 const WIT: &str = include_str!("../../../wit/policy.wit");
 /// The version the repository's WIT declares.
-pub(super) const VERSION: &str = "0.2.0";
+pub(crate) const VERSION: &str = "0.2.0";
 
 /// Where the prepared decision record sits in the fixture's memory.
 const DECISION_AT: u32 = 1024;

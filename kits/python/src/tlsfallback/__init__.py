@@ -1,6 +1,6 @@
 """tlsfallback: the TLS fallback policy engine for mail transfer agents, embedded in Python.
 
-The engine is the ``tlsfallback:policy@0.2.0`` WebAssembly component (zero imports), run by
+The engine is the ``tlsfallback:policy`` WebAssembly component (the version is ``INTERFACE``'s) (zero imports), run by
 wasmtime. It only decides; the host (your MTA) resolves DNS, connects, does TLS, keeps each peer's
 history blob and reads the clock::
 
@@ -16,14 +16,22 @@ history blob and reads the clock::
 """
 
 from ._contract import contract, contract_path, component_path
-from ._engine import INTERFACE, Engine, EngineError, EngineTrap
+from ._engine import Engine, EngineError, EngineTrap
 from ._types import (
     ActionKind, AttemptReport, CertificateError, CipherPolicy, Dane, Decision, DeliveryContext,
     EnhancedStatus, HistoryError, HistoryErrorKind, MtaSts, Outcome, OutcomeKind, Policy, Profile,
     Reason, Tier, TlsAlert, TlsParameters, TlsRptResult, TlsVersion, Verification,
+    check_names_against_contract,
 )
 
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str):
+    # INTERFACE is contract.json's (generated from wit/policy.wit), read on first use.
+    if name == "INTERFACE":
+        return contract()["interface"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Engine", "EngineError", "EngineTrap", "INTERFACE",
@@ -31,5 +39,5 @@ __all__ = [
     "DeliveryContext", "EnhancedStatus", "HistoryError", "HistoryErrorKind", "MtaSts", "Outcome",
     "OutcomeKind", "Policy", "Profile", "Reason", "Tier", "TlsAlert", "TlsParameters",
     "TlsRptResult", "TlsVersion", "Verification",
-    "contract", "contract_path", "component_path",
+    "contract", "contract_path", "component_path", "check_names_against_contract",
 ]

@@ -13,17 +13,22 @@ import wasmtime
 from wasmtime import component as wc
 
 from ._contract import component_path as _component_path
+from ._contract import contract
 from ._fast import FastDecide, UnexpectedShape
 from ._types import (
     ActionKind, AttemptReport, CipherPolicy, Decision, DeliveryContext,
     EnhancedStatus, HistoryError, HistoryErrorKind, OutcomeKind, Policy, Reason, Tier,
-    TlsParameters, TlsRptResult, TlsVersion, Verification, _uint,
+    TlsParameters, TlsRptResult, TlsVersion, Verification, _uint, check_names_against_contract,
 )
 
 __all__ = ["Engine", "EngineError", "EngineTrap", "INTERFACE"]
 
-#: The exported interface the component must provide.
-INTERFACE = "tlsfallback:policy/engine@0.2.0"
+
+def __getattr__(name: str) -> Any:
+    # INTERFACE, the exported interface the component must provide, is contract.json's (the WIT's).
+    if name == "INTERFACE":
+        return contract()["interface"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _REQUEST_KEYS = ("peer", "now", "history", "last", "context", "policy")
 _REPORT_ORDER = {r.value: i for i, r in enumerate(TlsRptResult)}
@@ -148,8 +153,10 @@ class Engine:
         if imports:
             raise EngineError(f"{self.component_path}: the component imports {', '.join(imports)}; "
                               "the policy engine must import nothing")
-        if INTERFACE not in ctype.exports(self._wasm_engine):
-            raise EngineError(f"{self.component_path}: the component does not export {INTERFACE}")
+        check_names_against_contract()
+        interface = contract()["interface"]
+        if interface not in ctype.exports(self._wasm_engine):
+            raise EngineError(f"{self.component_path}: the component does not export {interface}")
         self._linker = wc.Linker(self._wasm_engine)  # empty: nothing can be imported
         self._instantiate()
 
@@ -162,13 +169,14 @@ class Engine:
         self._deciders: "OrderedDict[Policy, wc.ResourceAny]" = OrderedDict()
         self._store = wasmtime.Store(self._wasm_engine)
         instance = self._linker.instantiate(self._store, self._component)
-        iface = instance.get_export_index(self._store, INTERFACE)
+        interface = contract()["interface"]
+        iface = instance.get_export_index(self._store, interface)
 
         def func(name: str) -> wc.Func:
             index = instance.get_export_index(self._store, name, iface)
             f = instance.get_func(self._store, index) if index is not None else None
             if f is None:
-                raise EngineError(f"{self.component_path}: {INTERFACE} has no function {name}")
+                raise EngineError(f"{self.component_path}: {interface} has no function {name}")
             return f
 
         self._new_decider = func("[constructor]decider")

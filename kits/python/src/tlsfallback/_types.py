@@ -1,4 +1,7 @@
-"""The typed view of the ``tlsfallback:policy/engine@0.2.0`` contract (``wit/policy.wit``).
+"""The typed view of the ``tlsfallback:policy/engine`` contract (``wit/policy.wit``).
+
+The enum classes copy the WIT's case lists (for typing); :func:`check_names_against_contract`,
+run when an :class:`Engine` loads, and ``tests/tests/names.rs`` fail when one differs.
 
 Every enum's value is its wire name (the WIT kebab-case name, except :class:`TlsVersion`, whose
 values are ``TLSv1`` … ``TLSv1.3``). Enums derive from :class:`str`, so ``Tier.LEGACY_TLS ==
@@ -20,7 +23,7 @@ __all__ = [
     "Tier", "Profile", "Dane", "MtaSts", "TlsVersion", "TlsAlert", "CertificateError",
     "CipherPolicy", "Verification", "Reason", "TlsRptResult", "ActionKind", "OutcomeKind",
     "HistoryErrorKind", "Policy", "DeliveryContext", "Outcome", "AttemptReport", "TlsParameters",
-    "EnhancedStatus", "HistoryError", "Decision",
+    "EnhancedStatus", "HistoryError", "Decision", "check_names_against_contract",
 ]
 
 
@@ -91,13 +94,68 @@ class TlsVersion(_WireEnum):
         return _TLS_VERSION_FROM_WIT[name]
 
 
-_TLS_VERSION_TO_WIT = {
-    TlsVersion.TLS1_0: "tls10",
-    TlsVersion.TLS1_1: "tls11",
-    TlsVersion.TLS1_2: "tls12",
-    TlsVersion.TLS1_3: "tls13",
-}
-_TLS_VERSION_FROM_WIT = {v: k for k, v in _TLS_VERSION_TO_WIT.items()}
+class _TlsVersionNames(dict):
+    """WIT case name by version, read from ``contract.json``'s ``tls_version_names`` on first use."""
+
+    def __missing__(self, version: "TlsVersion") -> str:
+        if not self:
+            names = contract().get("tls_version_names")
+            if not isinstance(names, dict):
+                raise LookupError("contract.json has no tls_version_names")
+            for wit, wire in names.items():
+                self[TlsVersion(wire)] = wit
+            if version in self:
+                return self[version]
+        raise LookupError(f"contract.json has no WIT name for TLS version {version.value!r}")
+
+
+_TLS_VERSION_TO_WIT = _TlsVersionNames()
+
+
+class _TlsVersionsByWit(dict):
+    """Version by WIT case name (the inverse of :data:`_TLS_VERSION_TO_WIT`)."""
+
+    def __missing__(self, name: str) -> "TlsVersion":
+        if not self:
+            for version in TlsVersion:
+                self[_TLS_VERSION_TO_WIT[version]] = version
+            if name in self:
+                return self[name]
+        raise KeyError(name)
+
+
+_TLS_VERSION_FROM_WIT = _TlsVersionsByWit()
+
+
+def check_names_against_contract() -> None:
+    """Raises :class:`ValueError`, naming the class and the case, when an enum of this module
+    lists other cases than ``contract.json`` (generated from ``wit/policy.wit``)."""
+    wit = contract().get("wit")
+    if not isinstance(wit, dict):
+        raise ValueError("contract.json has no wit section (regenerate kits/vectors/contract.json)")
+    classes = {
+        "enums": {"tier": Tier, "profile": Profile, "dane": Dane, "mta-sts": MtaSts,
+                  "tls-alert": TlsAlert, "certificate-error": CertificateError,
+                  "cipher-policy": CipherPolicy, "verification": Verification, "reason": Reason},
+        "flags": {"tls-rpt-results": TlsRptResult},
+        "variants": {"action": ActionKind, "outcome": OutcomeKind, "history-error": HistoryErrorKind},
+    }
+    for kind, by_name in classes.items():
+        for name, cls in by_name.items():
+            listed = wit.get(kind, {}).get(name)
+            if listed is None:
+                raise ValueError(f"contract.json: wit.{kind} has no {name}")
+            cases = [c["name"] if kind == "variants" else c for c in listed]
+            ours = [m.value for m in cls]
+            if ours != cases:
+                missing = [c for c in cases if c not in ours]
+                extra = [c for c in ours if c not in cases]
+                raise ValueError(
+                    f"tlsfallback.{cls.__name__} differs from the WIT's {name} in contract.json: "
+                    f"missing {missing}, not in the WIT {extra}")
+    versions = sorted(contract().get("tls_version_names", {}).values())
+    if sorted(v.value for v in TlsVersion) != versions:
+        raise ValueError(f"tlsfallback.TlsVersion differs from contract.json's tls_version_names {versions}")
 
 
 class TlsAlert(_WireEnum):
