@@ -436,6 +436,17 @@ pub(crate) struct SimulateArgs {
     /// New messages per day.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1440))]
     pub(crate) messages_per_day: u32,
+    /// The simulated queue's shortest gap between two tries of a deferred message, in seconds
+    /// (Postfix `minimal_backoff_time`); the gap is the message's age in the queue, clamped
+    /// between this and --maximal-backoff, and never shorter than the engine's retry-after.
+    #[arg(long, value_name = "SECS", default_value_t = policy_core::sim::QueueBackoff::POSTFIX.minimal_secs,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub(crate) minimal_backoff: u64,
+    /// The simulated queue's longest gap between two tries of a deferred message, in seconds
+    /// (Postfix `maximal_backoff_time`).
+    #[arg(long, value_name = "SECS", default_value_t = policy_core::sim::QueueBackoff::POSTFIX.maximal_secs,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub(crate) maximal_backoff: u64,
     /// Print one JSON object per preset (totals, and each delivery try's tiers and reasons)
     /// instead of the timeline.
     #[arg(long)]

@@ -351,6 +351,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             let options = simulate::SimulateOptions {
                 days: args.days,
                 messages_per_day: args.messages_per_day,
+                backoff: policy_core::sim::QueueBackoff {
+                    minimal_secs: args.minimal_backoff,
+                    maximal_secs: args.maximal_backoff,
+                },
             };
             let mut stdout = io::stdout().lock();
             for preset in presets {

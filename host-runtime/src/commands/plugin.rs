@@ -124,6 +124,7 @@ pub fn check(
     let options = SimulateOptions {
         days,
         messages_per_day: 4,
+        backoff: policy_core::sim::QueueBackoff::POSTFIX,
     };
     let mut plugin = Timed::new(PluginEngine::from_bytes(&bytes, config)?.with_log(|_| {}));
     let mut builtin = Timed::new(PolicyComponent::builtin()?);

@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use policy_core::sim::{self, DAY, Delivery, Preset, Scenario, Summary, Timeline};
+use policy_core::sim::{
+    DAY, Delivery, Preset, QueueBackoff, Scenario, Simulation, Summary, Timeline, aggregate,
+};
 use policy_core::{Action, Outcome, Policy, Tier};
 
 use crate::engine::DecisionEngine;
@@ -16,32 +18,15 @@ pub struct SimulateOptions {
     pub days: u32,
     /// New messages per day.
     pub messages_per_day: u32,
+    /// How the simulated queue spaces the tries of a deferred message.
+    pub backoff: QueueBackoff,
 }
 
-/// One line about each preset, for the timeline's headers.
-#[must_use]
-pub const fn describe(preset: Preset) -> &'static str {
-    match preset {
-        Preset::Modern => "TLS 1.3 with a valid certificate",
-        Preset::LegacyOnly => "speaks only TLS 1.0 with CBC-SHA1 suites",
-        Preset::NoStarttls => "offers no STARTTLS at all",
-        Preset::BrokenStarttls => "offers STARTTLS and answers it with 454",
-        Preset::FlakyNetwork => "a modern peer behind a network that resets 30% of attempts",
-        Preset::StrippingAttacker => {
-            "a modern peer; from day 3 an on-path attacker strips STARTTLS"
-        }
-        Preset::DaneProtected => {
-            "a modern peer with usable DANE TLSA records; from day 3 an attacker strips STARTTLS"
-        }
-        Preset::Upgrading => "speaks only TLS 1.0 until day 10, then TLS 1.3",
-    }
-}
-
-/// Runs one preset.
+/// Runs one preset, asking `engine` for every decision the simulation steps through.
 ///
 /// # Errors
 ///
-/// When the engine fails.
+/// When the scenario is refused or the engine fails.
 pub fn run(
     engine: &mut dyn DecisionEngine,
     policy: &Policy,
@@ -51,22 +36,27 @@ pub fn run(
     let scenario = Scenario {
         days: options.days,
         messages_per_day: options.messages_per_day,
+        backoff: options.backoff,
         ..Scenario::new(preset.peer(), *policy)
     };
-    sim::run(&scenario, |input| {
-        engine.decide(
+    let mut simulation = Simulation::new(&scenario)?;
+    while let Some(input) = simulation.request() {
+        let decision = engine.decide(
             input.policy,
             input.context,
             input.history,
             input.last.as_ref(),
             input.now,
-        )
-    })
+        )?;
+        simulation.answer(decision)?;
+    }
+    simulation.finish().map_err(|(error, _)| error.into())
 }
 
-/// The timeline as one JSON object: the totals and, per delivery try, when it started, the tiers
-/// and every decision's reason. The browser playground prints the same object for the same
-/// scenario (its tests compare the two).
+/// The timeline as one JSON object: the queue's backoff, the totals, per delivery try when it
+/// started, the tiers and every decision's reason, and the runs of tries that went the same way
+/// (`blocks`, as the playground draws them). The browser playground prints the same object for
+/// the same scenario (its tests compare the two).
 #[must_use]
 pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) -> Value {
     let s = &timeline.summary;
@@ -100,10 +90,18 @@ pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) ->
             })
         })
         .collect();
+    let blocks: Vec<Value> = aggregate(&timeline.deliveries)
+        .iter()
+        .map(|b| json!({"first": b.first, "count": b.count, "expired": b.expired}))
+        .collect();
     json!({
         "preset": preset.name(),
         "days": options.days,
         "messages_per_day": options.messages_per_day,
+        "backoff": {
+            "minimal_secs": options.backoff.minimal_secs,
+            "maximal_secs": options.backoff.maximal_secs,
+        },
         "summary": {
             "messages": s.messages,
             "delivered_by_tier": by_tier,
@@ -118,6 +116,7 @@ pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) ->
             "still_queued": s.still_queued,
         },
         "deliveries": deliveries,
+        "blocks": blocks,
     })
 }
 
@@ -130,7 +129,7 @@ pub fn render(preset: Preset, policy: &Policy, timeline: &Timeline, start: u64) 
         out,
         "== {}: {} (profile {})",
         preset.name(),
-        describe(preset),
+        preset.describe(),
         policy.profile.name()
     );
     let mut previous: Option<String> = None;
