@@ -29,7 +29,8 @@ pub(crate) enum Command {
     Peers(PeersArgs),
     /// Start local peers and deliver to them twice with real sockets and handshakes.
     Demo(DemoArgs),
-    /// Write the embedded policy component (.wasm) to a file, for jco, wasmtime-py or a C host.
+    /// Write the embedded policy component (.wasm) to a file, for jco, wasmtime-py or a C host
+    /// (--tools: the playground's tools component).
     ExportComponent(ExportArgs),
     /// Operators' own policy components.
     Plugin(PluginArgs),
@@ -202,6 +203,10 @@ pub(crate) struct ExportArgs {
     /// Where to write the component.
     #[arg(value_name = "PATH")]
     pub(crate) output: PathBuf,
+    /// Write the tools component instead (the engine plus `tlsfallback:policy/tools`: the
+    /// simulator, peer presets and history decoder the playground runs).
+    #[arg(long)]
+    pub(crate) tools: bool,
 }
 
 /// Where peer history lives.

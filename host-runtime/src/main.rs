@@ -408,7 +408,11 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::ExportComponent(args) => std::fs::write(
             &args.output,
-            tlsfallback_host::component::EMBEDDED_COMPONENT,
+            if args.tools {
+                tlsfallback_host::component::TOOLS_COMPONENT
+            } else {
+                tlsfallback_host::component::EMBEDDED_COMPONENT
+            },
         )
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", args.output.display())),
         Command::Plugin(args) => match args.action {

@@ -1,0 +1,36 @@
+//! The `decider` resource: [`policy_core::decide`] behind the engine interface. Shared by both
+//! guest components (this crate's and `bindings/tools`'s, which includes this file by path, so
+//! the engine both export is one piece of code).
+
+use alloc::vec::Vec;
+
+use crate::convert;
+use crate::generated::exports::tlsfallback::policy::engine::{
+    AttemptReport, Decision, DeliveryContext, GuestDecider, Policy, UnixSeconds,
+};
+
+/// A policy, converted once.
+pub(crate) struct Decider(policy_core::Policy);
+
+impl GuestDecider for Decider {
+    fn new(policy: Policy) -> Self {
+        Self(convert::policy(policy))
+    }
+
+    fn decide(
+        &self,
+        context: DeliveryContext,
+        history: Option<Vec<u8>>,
+        last: Option<AttemptReport>,
+        now: UnixSeconds,
+    ) -> Decision {
+        let decision = policy_core::decide(
+            &self.0,
+            &convert::context(context),
+            history.as_deref(),
+            last.map(convert::report).as_ref(),
+            now,
+        );
+        convert::decision(&decision)
+    }
+}
