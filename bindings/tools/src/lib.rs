@@ -35,7 +35,21 @@ mod wasm_runtime;
 /// The code wit-bindgen generates from `wit/policy.wit`, and the export shims.
 #[allow(unsafe_code, missing_docs, unreachable_pub, unused_qualifications)]
 mod generated {
-    wit_bindgen::generate!({ path: "../../wit", world: "policy-tools" });
+    // The world lives here, not in wit/: a second world there would make every tool that reads
+    // wit/ without naming a world (jco embed, componentize-js, wasm-tools) refuse it.
+    wit_bindgen::generate!({
+        path: "../../wit",
+        inline: "
+            package tlsfallback:tools;
+
+            /// The engine and its tools in one zero-import component, for the playground.
+            world policy-tools {
+                export tlsfallback:policy/engine@0.2.0;
+                export tlsfallback:policy/tools@0.2.0;
+            }
+        ",
+        world: "tlsfallback:tools/policy-tools",
+    });
     use super::PolicyTools;
     export!(PolicyTools);
 }
