@@ -3,6 +3,9 @@
 //   vendor/policy/     the built-in policy component (TLSFALLBACK_WASM, the file
 //                      `tlsfallback export-component` writes), transpiled by jco in `async`
 //                      instantiation mode, the same way the page transpiles a component you load
+//   vendor/tools/      the tools component (TLSFALLBACK_TOOLS_WASM, the file
+//                      `tlsfallback export-component --tools` writes): policy-core's simulator,
+//                      presets and history decoder, transpiled the same way
 //   vendor/kit/        the Node kit's browser-safe core (kits/node/src/core.js) and the shared
 //                      contract (kits/vectors/contract.json): the wire format, identical to the CLI's
 //   vendor/jco/        jco's transpiler (itself a component) for loading your own .wasm in the page
@@ -11,7 +14,8 @@
 //   vendor/examples/   the Rust example plugin, when TLSFALLBACK_EXAMPLE_PLUGIN names one
 //
 // scripts/playground does this with the right environment; run it by hand with
-//   TLSFALLBACK_WASM=policy_engine.wasm [TLSFALLBACK_EXAMPLE_PLUGIN=first-contact.wasm] npm run build
+//   TLSFALLBACK_WASM=policy_engine.wasm TLSFALLBACK_TOOLS_WASM=policy_tools.wasm \
+//     [TLSFALLBACK_EXAMPLE_PLUGIN=first-contact.wasm] npm run build
 import { generate } from '@bytecodealliance/jco/component';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -28,6 +32,10 @@ const fail = (message) => {
 const wasm = path.resolve(process.env.TLSFALLBACK_WASM || 'policy_engine.wasm');
 if (!existsSync(wasm)) {
   fail(`no component at ${wasm}: write one with \`tlsfallback export-component FILE\` and set TLSFALLBACK_WASM`);
+}
+const tools = path.resolve(process.env.TLSFALLBACK_TOOLS_WASM || 'policy_tools.wasm');
+if (!existsSync(tools)) {
+  fail(`no tools component at ${tools}: write one with \`tlsfallback export-component --tools FILE\` and set TLSFALLBACK_TOOLS_WASM`);
 }
 const plugin = process.env.TLSFALLBACK_EXAMPLE_PLUGIN ? path.resolve(process.env.TLSFALLBACK_EXAMPLE_PLUGIN) : null;
 if (plugin !== null && !existsSync(plugin)) fail(`no example plugin at ${plugin}`);
@@ -47,6 +55,13 @@ mkdirSync(policyDir, { recursive: true });
 for (const [file, bytes] of await transpile(readFileSync(wasm), 'policy_engine')) {
   mkdirSync(path.dirname(path.join(policyDir, file)), { recursive: true });
   writeFileSync(path.join(policyDir, file), bytes);
+}
+
+const toolsDir = path.join(vendor, 'tools');
+mkdirSync(toolsDir, { recursive: true });
+for (const [file, bytes] of await transpile(readFileSync(tools), 'policy_tools')) {
+  mkdirSync(path.dirname(path.join(toolsDir, file)), { recursive: true });
+  writeFileSync(path.join(toolsDir, file), bytes);
 }
 
 const kitDir = path.join(vendor, 'kit');
@@ -84,6 +99,7 @@ const versions = {
   jco: JSON.parse(readFileSync(path.join(modules, 'jco/package.json'), 'utf8')).version,
   'preview2-shim': JSON.parse(readFileSync(path.join(modules, 'preview2-shim/package.json'), 'utf8')).version,
   component_bytes: readFileSync(wasm).length,
+  tools_component_bytes: readFileSync(tools).length,
 };
 
 if (plugin !== null) {

@@ -1,5 +1,7 @@
 //! Builds the policy component from `bindings/` so that the host embeds the very component it
-//! ships: `cargo build` of the host is the only step, on a clean clone.
+//! ships, and the tools component from `bindings/tools/` (the engine plus the simulator, presets
+//! and history decoder, for the playground): `cargo build` of the host is the only step, on a
+//! clean clone.
 //!
 //! The guest is compiled for `wasm32-unknown-unknown`, where std imports nothing (on
 //! `wasm32-wasip2` std's panic and stdio paths drag in 13 WASI interfaces), and the core module is
@@ -33,17 +35,30 @@ fn main() {
         );
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    let core_module = build_guest(workspace);
-    let module = std::fs::read(&core_module)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", core_module.display()));
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .and_then(|encoder| encoder.validate(true).encode())
-        .unwrap_or_else(|e| panic!("wrapping the guest into a component: {e:?}"));
-    std::fs::write(out_dir.join("policy_engine.wasm"), component).expect("writing the component");
+    let modules = build_guests(workspace);
+    for (core_module, component_name) in [
+        (
+            modules.join("tlsfallback_bindings.wasm"),
+            "policy_engine.wasm",
+        ),
+        (modules.join("tlsfallback_tools.wasm"), "policy_tools.wasm"),
+    ] {
+        let module = std::fs::read(&core_module)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", core_module.display()));
+        let component = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .and_then(|encoder| encoder.validate(true).encode())
+            .unwrap_or_else(|e| {
+                panic!("wrapping {} into a component: {e:?}", core_module.display())
+            });
+        std::fs::write(out_dir.join(component_name), component)
+            .unwrap_or_else(|e| panic!("writing {component_name}: {e}"));
+    }
 }
 
-fn build_guest(workspace: &Path) -> PathBuf {
+/// Builds both guests in one cargo run (so policy-core's features are the same for both and
+/// neither build undoes the other's); returns the directory holding their core modules.
+fn build_guests(workspace: &Path) -> PathBuf {
     let target_dir = env::var_os("TLSFALLBACK_GUEST_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target").join("guest"));
@@ -56,6 +71,8 @@ fn build_guest(workspace: &Path) -> PathBuf {
             "--quiet",
             "-p",
             "tlsfallback-bindings",
+            "-p",
+            "tlsfallback-tools",
             "--profile",
             "guest",
         ])
@@ -83,8 +100,5 @@ fn build_guest(workspace: &Path) -> PathBuf {
              missing, run `rustup target add {GUEST_TARGET}` (scripts/setup does it)"
         );
     }
-    target_dir
-        .join(GUEST_TARGET)
-        .join("guest")
-        .join("tlsfallback_bindings.wasm")
+    target_dir.join(GUEST_TARGET).join("guest")
 }

@@ -90,10 +90,12 @@ export function defaultScenario(peer, policy = {}) {
   };
 }
 
-/** The queue's backoff after `tries` deferred tries, Postfix-style (as policy-core's sim). */
-function backoffSecs(retryAfterSecs, tries) {
-  const doubling = 300 * 2 ** Math.min(tries, 4);
-  return Math.max(Math.max(retryAfterSecs, 1), Math.min(doubling, 4000));
+/**
+ * The queue's backoff, as policy-core's `QueueBackoff::POSTFIX` (Postfix's qmgr): the message's
+ * age in the queue clamped to [300 s, 4000 s], never shorter than the engine's retry-after.
+ */
+function backoffSecs(retryAfterSecs, ageSecs) {
+  return Math.max(Math.max(retryAfterSecs, 1), Math.min(Math.max(ageSecs, 300), 4000));
 }
 
 const MASK64 = (1n << 64n) - 1n;
@@ -217,7 +219,7 @@ export function simulate(scenario, decide) {
         if (response.action === 'defer') {
           summary.deferrals += 1;
           if (attacker) summary.refusedToAttacker += 1;
-          const nextTry = now + backoffSecs(response.retry_after_secs, item.tries);
+          const nextTry = now + backoffSecs(response.retry_after_secs, now - item.queuedAt);
           if (nextTry - item.queuedAt > scenario.queueLifetimeSecs) {
             summary.expired += 1;
             delivery.expired = true;

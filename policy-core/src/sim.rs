@@ -1,11 +1,20 @@
-//! A simulated peer and mail queue that drive any decide function over simulated time.
+//! A simulated peer and mail queue, stepped one decision at a time.
 //!
-//! The clock is a field the driver advances; the peer's behaviour is a table per tier that can
-//! change on a given day (an attacker appears, the peer upgrades); network flakiness comes from a
-//! seeded counter-based generator. Everything is deterministic: the same scenario gives the same
-//! timeline. Used by the scenario tests, the `tlsfallback simulate` command and the playground's
-//! reference checks.
+//! [`Simulation`] is a stepper in the manner of quinn-proto: it holds no engine and no callback.
+//! The caller asks it for the next question ([`Simulation::request`]: the policy, the delivery
+//! context, the peer's history, the last attempt's outcome and the simulated `now`), decides it
+//! with whatever engine it likes, and gives the decision back through the one entry point
+//! [`Simulation::answer`]; the simulated peer acts on it and the queue moves on.
+//!
+//! The promise: the same scenario and the same decisions give the same timeline, byte for byte.
+//! The clock is simulated; the peer's behaviour is a table per tier that can change on a given day
+//! (an attacker appears, the peer upgrades); network flakiness comes from a seeded counter-based
+//! generator; the queue spaces retries as Postfix's queue manager does ([`QueueBackoff`]). Used by
+//! the scenario tests, `tlsfallback simulate` and (compiled into the tools component) the
+//! browser playground, so all three tell the same story.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::{
@@ -135,6 +144,9 @@ impl SimPeer {
     }
 }
 
+/// The page's line about a peer the user built by hand instead of a preset.
+pub const CUSTOM_PEER_DESCRIPTION: &str = "your own peer: choose what it does at each tier";
+
 /// The built-in peer presets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Preset {
@@ -190,6 +202,38 @@ impl Preset {
         Self::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// One line about the preset (the CLI's timeline headers, the page's preset description),
+    /// with the day of its change as the preset sets it.
+    #[must_use]
+    pub fn describe(self) -> String {
+        self.describe_with_change_day(self.peer().change.map_or(0, |(day, _)| day))
+    }
+
+    /// One line about the preset, its change moved to `change_day` (the page lets the user move
+    /// it); presets without a change ignore the day.
+    #[must_use]
+    pub fn describe_with_change_day(self, change_day: u32) -> String {
+        match self {
+            Self::Modern => "TLS 1.3 with a valid certificate".into(),
+            Self::LegacyOnly => "speaks only TLS 1.0 with CBC-SHA1 suites".into(),
+            Self::NoStarttls => "offers no STARTTLS at all".into(),
+            Self::BrokenStarttls => "offers STARTTLS and answers it with 454".into(),
+            Self::FlakyNetwork => {
+                "a modern peer behind a network that resets 30% of attempts".into()
+            }
+            Self::StrippingAttacker => {
+                format!("a modern peer; from day {change_day} an on-path attacker strips STARTTLS")
+            }
+            Self::DaneProtected => format!(
+                "a modern peer with usable DANE TLSA records; from day {change_day} an attacker \
+                 strips STARTTLS"
+            ),
+            Self::Upgrading => {
+                format!("speaks only TLS 1.0 until day {change_day}, then TLS 1.3")
+            }
+        }
+    }
+
     /// The simulated peer.
     #[must_use]
     pub const fn peer(self) -> SimPeer {
@@ -224,6 +268,52 @@ impl Preset {
     }
 }
 
+/// How the MTA's queue spaces the tries of a deferred message, as Postfix's queue manager does.
+///
+/// Postfix's `qmgr` (`qmgr_active_done_3_generic` in `src/qmgr/qmgr_active.c`) moves a deferred
+/// message's next try into the future by the message's *age in the queue*, clamped between
+/// `minimal_backoff_time` and `maximal_backoff_time`: so the gaps roughly double while the message
+/// is young and stay at the maximum once it is old. The simulated queue does the same, and the
+/// engine's `retry_after_secs` is a lower bound on top (the queue never retries sooner than the
+/// engine asked). Postfix's deferred-queue scan interval (`queue_run_delay`) is not modelled: a
+/// try starts at its due time, not at the next scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueBackoff {
+    /// The shortest gap between two tries of one message (Postfix `minimal_backoff_time`).
+    pub minimal_secs: u64,
+    /// The longest gap between two tries of one message (Postfix `maximal_backoff_time`).
+    pub maximal_secs: u64,
+}
+
+impl QueueBackoff {
+    /// Postfix's defaults: `minimal_backoff_time = 300s`, `maximal_backoff_time = 4000s`.
+    pub const POSTFIX: Self = Self {
+        minimal_secs: 300,
+        maximal_secs: 4000,
+    };
+
+    /// The gap before the next try of a message queued `age_secs` ago whose try the engine
+    /// deferred with `retry_after_secs`.
+    #[must_use]
+    pub const fn delay_secs(&self, age_secs: u64, retry_after_secs: u32) -> u64 {
+        let queue = if age_secs < self.minimal_secs {
+            self.minimal_secs
+        } else if age_secs > self.maximal_secs {
+            self.maximal_secs
+        } else {
+            age_secs
+        };
+        let engine = retry_after_secs as u64;
+        if engine > queue { engine } else { queue }
+    }
+}
+
+impl Default for QueueBackoff {
+    fn default() -> Self {
+        Self::POSTFIX
+    }
+}
+
 /// A simulation to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scenario {
@@ -239,13 +329,15 @@ pub struct Scenario {
     pub messages_per_day: u32,
     /// How long a message may stay queued before it expires (bounced by the queue), in seconds.
     pub queue_lifetime_secs: u64,
+    /// How the queue spaces the tries of a deferred message.
+    pub backoff: QueueBackoff,
     /// Seed for the network's resets.
     pub seed: u64,
 }
 
 impl Scenario {
     /// A scenario with the defaults: starting 2026-01-01, 30 days, 4 messages a day, 5-day queue
-    /// lifetime.
+    /// lifetime, Postfix's backoff.
     #[must_use]
     pub const fn new(peer: SimPeer, policy: Policy) -> Self {
         Self {
@@ -255,12 +347,44 @@ impl Scenario {
             days: 30,
             messages_per_day: 4,
             queue_lifetime_secs: 5 * DAY,
+            backoff: QueueBackoff::POSTFIX,
             seed: 0x5eed,
         }
     }
 }
 
-/// One question asked of the decide function.
+/// A scenario the simulator refuses, or a call it cannot take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// A scenario without mail (no day, or no message a day) would say nothing.
+    #[error("the scenario simulates no mail ({days} days, {messages_per_day} messages a day)")]
+    NoMail {
+        /// The scenario's days.
+        days: u32,
+        /// The scenario's messages per day.
+        messages_per_day: u32,
+    },
+    /// A minimal backoff of zero would let a deferred message be retried in the same second.
+    #[error("the minimal backoff must be at least 1 s")]
+    ZeroMinimalBackoff,
+    /// The maximal backoff is below the minimal one.
+    #[error("the maximal backoff ({maximal} s) is below the minimal backoff ({minimal} s)")]
+    InvertedBackoff {
+        /// The minimal backoff, in seconds.
+        minimal: u64,
+        /// The maximal backoff, in seconds.
+        maximal: u64,
+    },
+    /// [`Simulation::answer`] was called with no request waiting (the run is over).
+    #[error("the simulation is finished: no request is waiting for a decision")]
+    NotWaiting,
+    /// [`Simulation::finish`] was called while a request was still waiting for its decision.
+    #[error("the simulation is not finished: a request is still waiting for a decision")]
+    Unfinished,
+}
+
+/// One question the simulation asks of the engine: the inputs of [`crate::decide`].
 #[derive(Clone, Copy, Debug)]
 pub struct DecideInput<'a> {
     /// The policy.
@@ -274,7 +398,6 @@ pub struct DecideInput<'a> {
     /// The simulated clock.
     pub now: UnixSeconds,
 }
-
 /// One decision and what the peer did with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
@@ -295,6 +418,8 @@ pub struct Delivery {
     pub queued_at: UnixSeconds,
     /// When this try started.
     pub started_at: UnixSeconds,
+    /// When this try ended (its final decision).
+    pub ended_at: UnixSeconds,
     /// Whether the attacker was on path during this try.
     pub attacker_active: bool,
     /// The decisions.
@@ -304,6 +429,20 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Whether `other` went the same way as this try: the same decisions (actions and reasons)
+    /// met by the same outcomes, with the attacker on path or not. Times, message numbers,
+    /// history bytes and whether the queue then gave up on the message may differ.
+    #[must_use]
+    pub fn same_course(&self, other: &Self) -> bool {
+        self.attacker_active == other.attacker_active
+            && self.steps.len() == other.steps.len()
+            && self.steps.iter().zip(&other.steps).all(|(a, b)| {
+                a.decision.action == b.decision.action
+                    && a.decision.reason == b.decision.reason
+                    && a.outcome == b.outcome
+            })
+    }
+
     /// The decision that ended this try.
     #[must_use]
     pub fn last_decision(&self) -> Option<&Decision> {
@@ -373,170 +512,345 @@ pub struct Timeline {
 }
 
 /// A queued message.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Queued {
     message: u32,
     queued_at: UnixSeconds,
     next_try: UnixSeconds,
-    tries: u32,
 }
 
-/// The queue's backoff after `tries` deferred tries, Postfix-style: the engine's retry-after at
-/// least, doubling from 300 s up to 4000 s (`minimal_backoff_time`, `maximal_backoff_time`).
-fn backoff_secs(retry_after_secs: u32, tries: u32) -> u64 {
-    let doubling = 300u64 << tries.min(4);
-    u64::from(retry_after_secs.max(1)).max(doubling.min(4000))
+/// The delivery try whose next decision the simulation is waiting for.
+#[derive(Debug)]
+struct InFlight {
+    item: Queued,
+    delivery: Delivery,
+    /// The simulated clock inside this try.
+    now: UnixSeconds,
+    last: Option<AttemptReport>,
 }
 
-/// Runs a scenario, asking `decide` for every decision.
+/// A running simulation: a stepper that asks for one decision at a time.
 ///
-/// # Errors
+/// Ask [`request`](Self::request) for the next question, decide it with any engine (the native
+/// [`crate::decide`], a component, a plugin), give the decision back with
+/// [`answer`](Self::answer), and repeat until `request` returns `None`; then
+/// [`finish`](Self::finish) hands over the [`Timeline`]. The simulation holds no engine and no
+/// callback, so the caller owns the engine's errors, timing and instances:
 ///
-/// The first error `decide` returns (the simulation stops there).
-pub fn run<E>(
-    scenario: &Scenario,
-    mut decide: impl FnMut(DecideInput<'_>) -> Result<Decision, E>,
-) -> Result<Timeline, E> {
-    let peer = &scenario.peer;
-    let end = scenario
-        .start
-        .saturating_add(u64::from(scenario.days) * DAY);
-    let spacing = DAY / u64::from(scenario.messages_per_day.max(1));
-    let total = scenario.days.saturating_mul(scenario.messages_per_day);
-    let mut queue: Vec<Queued> = Vec::new();
-    let mut next_message = 0u32;
-    let mut history: Option<crate::HistoryBlob> = None;
-    let mut deliveries = Vec::new();
-    let mut summary = Summary {
-        messages: total,
-        ..Summary::default()
-    };
-    let mut attempt_counter = 0u64;
-    // The earliest time the next try may start: tries are sequential, like one SMTP client.
-    let mut clock = scenario.start;
+/// ```
+/// use policy_core::sim::{Preset, Scenario, Simulation};
+/// use policy_core::{Policy, decide};
+///
+/// let scenario = Scenario { days: 2, ..Scenario::new(Preset::LegacyOnly.peer(), Policy::default()) };
+/// let mut simulation = Simulation::new(&scenario).expect("a valid scenario");
+/// while let Some(input) = simulation.request() {
+///     let decision = decide(input.policy, input.context, input.history, input.last.as_ref(), input.now);
+///     simulation.answer(decision).expect("a request was waiting");
+/// }
+/// let timeline = simulation.finish().expect("no request is left");
+/// assert_eq!(timeline.summary.delivered_by_tier[Tier::LegacyTls as usize], 8);
+/// # use policy_core::Tier;
+/// ```
+#[derive(Debug)]
+pub struct Simulation {
+    scenario: Scenario,
+    end: UnixSeconds,
+    spacing: u64,
+    total: u32,
+    queue: Vec<Queued>,
+    next_message: u32,
+    history: Option<crate::HistoryBlob>,
+    deliveries: Vec<Delivery>,
+    summary: Summary,
+    attempt_counter: u64,
+    /// The earliest time the next try may start: tries are sequential, like one SMTP client.
+    clock: UnixSeconds,
+    in_flight: Option<InFlight>,
+}
 
-    loop {
-        let arrival = scenario.start + u64::from(next_message) * spacing;
-        let due = queue
+impl Simulation {
+    /// Starts a simulation of `scenario`.
+    ///
+    /// # Errors
+    ///
+    /// A scenario without mail, or with a backoff that is zero or inverted.
+    pub fn new(scenario: &Scenario) -> Result<Self, SimError> {
+        if scenario.days == 0 || scenario.messages_per_day == 0 {
+            return Err(SimError::NoMail {
+                days: scenario.days,
+                messages_per_day: scenario.messages_per_day,
+            });
+        }
+        let QueueBackoff {
+            minimal_secs,
+            maximal_secs,
+        } = scenario.backoff;
+        if minimal_secs == 0 {
+            return Err(SimError::ZeroMinimalBackoff);
+        }
+        if maximal_secs < minimal_secs {
+            return Err(SimError::InvertedBackoff {
+                minimal: minimal_secs,
+                maximal: maximal_secs,
+            });
+        }
+        let total = scenario.days.saturating_mul(scenario.messages_per_day);
+        let mut simulation = Self {
+            scenario: *scenario,
+            end: scenario
+                .start
+                .saturating_add(u64::from(scenario.days) * DAY),
+            spacing: DAY / u64::from(scenario.messages_per_day),
+            total,
+            queue: Vec::new(),
+            next_message: 0,
+            history: None,
+            deliveries: Vec::new(),
+            summary: Summary {
+                messages: total,
+                ..Summary::default()
+            },
+            attempt_counter: 0,
+            clock: scenario.start,
+            in_flight: None,
+        };
+        simulation.start_next_try();
+        Ok(simulation)
+    }
+
+    /// The question waiting for a decision, or `None` when the run is over.
+    #[must_use]
+    pub fn request(&self) -> Option<DecideInput<'_>> {
+        let in_flight = self.in_flight.as_ref()?;
+        Some(DecideInput {
+            policy: &self.scenario.policy,
+            context: &self.scenario.peer.context,
+            history: self.history.as_ref().map(crate::HistoryBlob::as_bytes),
+            last: in_flight.last,
+            now: in_flight.now,
+        })
+    }
+
+    /// Gives the decision for the waiting [`request`](Self::request): the peer acts on it and the
+    /// simulation moves on to the next question (or ends).
+    ///
+    /// # Errors
+    ///
+    /// [`SimError::NotWaiting`] when no request is waiting; the simulation is unchanged.
+    pub fn answer(&mut self, decision: Decision) -> Result<(), SimError> {
+        let Some(mut in_flight) = self.in_flight.take() else {
+            return Err(SimError::NotWaiting);
+        };
+        self.history = Some(decision.history);
+        let peer = &self.scenario.peer;
+        let summary = &mut self.summary;
+        match decision.action {
+            crate::Action::Attempt {
+                tier, delay_secs, ..
+            } => {
+                summary.attempts += 1;
+                summary.fallback_delay_secs += u64::from(delay_secs);
+                let at = in_flight.now;
+                in_flight.now += u64::from(delay_secs);
+                self.attempt_counter += 1;
+                let day = (in_flight.now - self.scenario.start) / DAY;
+                let reset =
+                    percent_roll(self.scenario.seed, self.attempt_counter) < peer.reset_percent;
+                let outcome = if reset && tier.uses_tls() {
+                    Outcome::ConnectionReset
+                } else {
+                    peer.behaviour_on(day).at(tier)
+                };
+                if !matches!(outcome, Outcome::Success { .. }) {
+                    summary.failed_attempts += 1;
+                }
+                in_flight.delivery.steps.push(Step {
+                    at,
+                    decision,
+                    outcome: Some(outcome),
+                });
+                in_flight.now += ATTEMPT_SECS;
+                in_flight.last = Some(AttemptReport { tier, outcome });
+                self.in_flight = Some(in_flight);
+                return Ok(());
+            }
+            crate::Action::Defer { retry_after_secs } => {
+                summary.deferrals += 1;
+                if in_flight.delivery.attacker_active {
+                    summary.refused_to_attacker += 1;
+                }
+                let item = in_flight.item;
+                let age = in_flight.now - item.queued_at;
+                let next_try = in_flight.now
+                    + self
+                        .scenario
+                        .backoff
+                        .delay_secs(age, retry_after_secs.max(1));
+                if next_try - item.queued_at > self.scenario.queue_lifetime_secs {
+                    summary.expired += 1;
+                    in_flight.delivery.expired = true;
+                } else {
+                    self.queue.push(Queued { next_try, ..item });
+                }
+            }
+            crate::Action::Bounce { .. } => {
+                summary.bounces += 1;
+                if in_flight.delivery.attacker_active {
+                    summary.refused_to_attacker += 1;
+                }
+            }
+            crate::Action::Done => {}
+        }
+        in_flight.delivery.steps.push(Step {
+            at: in_flight.now,
+            decision,
+            outcome: None,
+        });
+        in_flight.delivery.ended_at = in_flight.now;
+        if let Some(tier) = in_flight.delivery.delivered_tier() {
+            summary.delivered_by_tier[tier as usize] += 1;
+            if tier == Tier::Cleartext && in_flight.delivery.attacker_active {
+                summary.cleartext_to_attacker += 1;
+            }
+        }
+        self.clock = in_flight.now;
+        self.deliveries.push(in_flight.delivery);
+        self.start_next_try();
+        Ok(())
+    }
+
+    /// Whether the run is over (no request is waiting).
+    #[must_use]
+    pub const fn is_finished(&self) -> bool {
+        self.in_flight.is_none()
+    }
+
+    /// The timeline of a finished run.
+    ///
+    /// # Errors
+    ///
+    /// [`SimError::Unfinished`] while a request is still waiting (nothing is lost: the
+    /// simulation is handed back inside the error's pair).
+    // Called once per run: moving the simulation back through the error costs nothing that
+    // matters, and a box would only hide the same bytes behind an allocation.
+    #[allow(clippy::result_large_err)]
+    pub fn finish(self) -> Result<Timeline, (SimError, Self)> {
+        if self.in_flight.is_some() {
+            return Err((SimError::Unfinished, self));
+        }
+        Ok(Timeline {
+            deliveries: self.deliveries,
+            summary: self.summary,
+            final_history: self.history,
+        })
+    }
+
+    /// Picks the next try (a new message or the earliest due retry) and waits for its first
+    /// decision; ends the run when nothing is left before the scenario's end.
+    fn start_next_try(&mut self) {
+        let scenario = &self.scenario;
+        let arrival = scenario.start + u64::from(self.next_message) * self.spacing;
+        let due = self
+            .queue
             .iter()
             .enumerate()
             .min_by_key(|(_, q)| (q.next_try, q.message))
             .map(|(i, q)| (i, q.next_try));
-        let take_arrival = next_message < total && due.is_none_or(|(_, t)| arrival <= t);
+        let take_arrival = self.next_message < self.total && due.is_none_or(|(_, t)| arrival <= t);
         let item = if take_arrival {
-            next_message += 1;
+            self.next_message += 1;
             Queued {
-                message: next_message - 1,
+                message: self.next_message - 1,
                 queued_at: arrival,
                 next_try: arrival,
-                tries: 0,
             }
         } else if let Some((index, _)) = due {
-            queue.swap_remove(index)
+            self.queue.swap_remove(index)
         } else {
-            break;
+            return;
         };
-        if item.next_try >= end {
-            summary.still_queued += 1 + u32::try_from(queue.len()).unwrap_or(u32::MAX);
-            break;
+        if item.next_try >= self.end {
+            self.summary.still_queued += 1 + u32::try_from(self.queue.len()).unwrap_or(u32::MAX);
+            return;
         }
-        let mut now = clock.max(item.next_try);
+        let now = self.clock.max(item.next_try);
         let day = (now - scenario.start) / DAY;
-        let attacker = peer.attacker_active(day);
-        let mut delivery = Delivery {
-            message: item.message,
-            queued_at: item.queued_at,
-            started_at: now,
-            attacker_active: attacker,
-            steps: Vec::new(),
-            expired: false,
-        };
-        let mut last = None;
-        loop {
-            let decision = decide(DecideInput {
-                policy: &scenario.policy,
-                context: &peer.context,
-                history: history.as_ref().map(crate::HistoryBlob::as_bytes),
-                last,
-                now,
-            })?;
-            history = Some(decision.history);
-            match decision.action {
-                crate::Action::Attempt {
-                    tier, delay_secs, ..
-                } => {
-                    summary.attempts += 1;
-                    summary.fallback_delay_secs += u64::from(delay_secs);
-                    now += u64::from(delay_secs);
-                    attempt_counter += 1;
-                    let day = (now - scenario.start) / DAY;
-                    let reset = percent_roll(scenario.seed, attempt_counter) < peer.reset_percent;
-                    let outcome = if reset && tier.uses_tls() {
-                        Outcome::ConnectionReset
-                    } else {
-                        peer.behaviour_on(day).at(tier)
-                    };
-                    if !matches!(outcome, Outcome::Success { .. }) {
-                        summary.failed_attempts += 1;
-                    }
-                    delivery.steps.push(Step {
-                        at: now - u64::from(delay_secs),
-                        decision,
-                        outcome: Some(outcome),
-                    });
-                    now += ATTEMPT_SECS;
-                    last = Some(AttemptReport { tier, outcome });
-                }
-                action => {
-                    delivery.steps.push(Step {
-                        at: now,
-                        decision,
-                        outcome: None,
-                    });
-                    match action {
-                        crate::Action::Defer { retry_after_secs } => {
-                            summary.deferrals += 1;
-                            if attacker {
-                                summary.refused_to_attacker += 1;
-                            }
-                            let next_try = now + backoff_secs(retry_after_secs, item.tries);
-                            if next_try - item.queued_at > scenario.queue_lifetime_secs {
-                                summary.expired += 1;
-                                delivery.expired = true;
-                            } else {
-                                queue.push(Queued {
-                                    next_try,
-                                    tries: item.tries + 1,
-                                    ..item
-                                });
-                            }
-                        }
-                        crate::Action::Bounce { .. } => {
-                            summary.bounces += 1;
-                            if attacker {
-                                summary.refused_to_attacker += 1;
-                            }
-                        }
-                        _ => {}
-                    }
-                    break;
-                }
-            }
-        }
-        if let Some(tier) = delivery.delivered_tier() {
-            summary.delivered_by_tier[tier as usize] += 1;
-            if tier == Tier::Cleartext && attacker {
-                summary.cleartext_to_attacker += 1;
-            }
-        }
-        clock = now;
-        deliveries.push(delivery);
+        self.in_flight = Some(InFlight {
+            item,
+            delivery: Delivery {
+                message: item.message,
+                queued_at: item.queued_at,
+                started_at: now,
+                ended_at: now,
+                attacker_active: scenario.peer.attacker_active(day),
+                steps: Vec::new(),
+                expired: false,
+            },
+            now,
+            last: None,
+        });
     }
-    Ok(Timeline {
-        deliveries,
-        summary,
-        final_history: history,
-    })
+}
+
+/// Runs a whole scenario with policy-core's own [`crate::decide`], in this process: what the
+/// `native` engine of `tlsfallback simulate` and the tools component's whole-run export do.
+///
+/// # Errors
+///
+/// The scenario's, as [`Simulation::new`].
+pub fn run_natively(scenario: &Scenario) -> Result<Timeline, SimError> {
+    let mut simulation = Simulation::new(scenario)?;
+    while let Some(input) = simulation.request() {
+        let decision = crate::decide(
+            input.policy,
+            input.context,
+            input.history,
+            input.last.as_ref(),
+            input.now,
+        );
+        simulation.answer(decision)?;
+    }
+    simulation.finish().map_err(|(error, _)| error)
+}
+
+/// A run of consecutive delivery tries that went the same way, drawn as one block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The index of the run's first try in [`Timeline::deliveries`].
+    pub first: usize,
+    /// How many tries the run holds (at least 1).
+    pub count: usize,
+    /// When the run's first try started.
+    pub started_at: UnixSeconds,
+    /// When the run's last try ended.
+    pub ended_at: UnixSeconds,
+    /// How many of the run's tries were the last of their message (it expired in the queue).
+    pub expired: usize,
+}
+
+/// Groups consecutive tries that went the same way ([`Delivery::same_course`]) into blocks, so
+/// a month of identical refusals reads as one block with a count.
+#[must_use]
+pub fn aggregate(deliveries: &[Delivery]) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::new();
+    for (index, delivery) in deliveries.iter().enumerate() {
+        if let Some(block) = blocks.last_mut()
+            && deliveries[block.first].same_course(delivery)
+        {
+            block.count += 1;
+            block.ended_at = delivery.ended_at;
+            block.expired += usize::from(delivery.expired);
+            continue;
+        }
+        blocks.push(Block {
+            first: index,
+            count: 1,
+            started_at: delivery.started_at,
+            ended_at: delivery.ended_at,
+            expired: usize::from(delivery.expired),
+        });
+    }
+    blocks
 }
 
 /// A counter-based pseudo-random percentage (SplitMix64): the same seed and counter always give

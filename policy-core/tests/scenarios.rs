@@ -11,18 +11,7 @@ fn simulate(preset: Preset, days: u32) -> sim::Timeline {
         days,
         ..Scenario::new(preset.peer(), Policy::default())
     };
-    let result: Result<_, core::convert::Infallible> = sim::run(&scenario, |i| {
-        Ok(decide(
-            i.policy,
-            i.context,
-            i.history,
-            i.last.as_ref(),
-            i.now,
-        ))
-    });
-    match result {
-        Ok(timeline) => timeline,
-    }
+    sim::run_natively(&scenario).expect("the presets are valid scenarios")
 }
 
 #[test]

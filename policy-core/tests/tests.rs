@@ -4,6 +4,8 @@
 mod harness;
 // Every built-in peer preset over weeks of simulated mail.
 mod scenarios;
+// The simulation as a stepper: its refusals, the queue's backoff, the timeline's blocks.
+mod stepper;
 // The floor: DANE, MTA-STS, REQUIRETLS, TLS-Required: No, SASL and the operator profiles.
 mod floors;
 // Invariants over random policies, contexts, histories and outcome sequences.

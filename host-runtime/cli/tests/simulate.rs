@@ -97,3 +97,84 @@ fn json_gives_one_object_per_preset_with_totals_and_reasons() {
     );
     assert_eq!(objects[1]["summary"]["delivered_by_tier"]["modern-tls"], 8);
 }
+
+#[test]
+fn an_inverted_backoff_is_refused_with_a_clear_error_not_a_silent_default() {
+    let output = run(
+        &[
+            "simulate",
+            "--preset",
+            "modern",
+            "--minimal-backoff",
+            "600",
+            "--maximal-backoff",
+            "300",
+        ],
+        "",
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("maximal backoff (300 s) is below the minimal backoff (600 s)"),
+        "{stderr}"
+    );
+}
+
+fn json_of(args: &[&str]) -> serde_json::Value {
+    let out = stdout_of(args, "");
+    serde_json::from_str(out.trim()).expect("one JSON object")
+}
+
+#[test]
+fn json_reports_the_queue_backoff_and_an_attack_month_as_a_few_blocks() {
+    let month = json_of(&[
+        "simulate",
+        "--preset",
+        "stripping-attacker",
+        "--days",
+        "30",
+        "--engine",
+        "native",
+        "--json",
+    ]);
+    assert_eq!(
+        month["backoff"],
+        serde_json::json!({"minimal_secs": 300, "maximal_secs": 4000})
+    );
+    let tries = month["deliveries"].as_array().expect("deliveries").len();
+    let blocks = month["blocks"].as_array().expect("blocks");
+    assert!(
+        tries > 5000 && blocks.len() < 40,
+        "{tries} tries, {} blocks",
+        blocks.len()
+    );
+    let counted: u64 = blocks
+        .iter()
+        .map(|b| b["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(counted as usize, tries, "the blocks cover every try once");
+}
+
+#[test]
+fn a_longer_maximal_backoff_flag_means_fewer_tries_against_the_attacker() {
+    let args = |maximal: &'static str| {
+        [
+            "simulate",
+            "--preset",
+            "stripping-attacker",
+            "--days",
+            "30",
+            "--engine",
+            "native",
+            "--json",
+            "--maximal-backoff",
+            maximal,
+        ]
+    };
+    let postfix = json_of(&args("4000"));
+    let patient = json_of(&args("14400"));
+    let deferrals = |v: &serde_json::Value| v["summary"]["deferrals"].as_u64().expect("deferrals");
+    assert!(deferrals(&patient) * 2 < deferrals(&postfix));
+    assert_eq!(patient["backoff"]["maximal_secs"], 14400);
+    assert_eq!(patient["summary"]["cleartext_to_attacker"], 0);
+}

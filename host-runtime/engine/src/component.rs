@@ -136,6 +136,10 @@ fn wasm_error(error: &wasmtime::Error, doing: &'static str) -> LoadError {
 pub static EMBEDDED_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/policy_engine.wasm"));
 
+/// The tools component (`bindings/tools`: the engine and `tlsfallback:policy/tools`, the
+/// simulator, presets and history decoder), shipped for the playground; the host never runs it.
+pub static TOOLS_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_tools.wasm"));
+
 /// Bounds on one call into a component that is not trusted to behave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallLimits {

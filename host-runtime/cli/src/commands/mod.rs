@@ -40,7 +40,8 @@ pub(crate) enum Command {
     Peers(peers::PeersCommand),
     /// Start local peers and deliver to them twice with real sockets and handshakes.
     Demo(demo::DemoCommand),
-    /// Write the embedded policy component (.wasm) to a file, for jco, wasmtime-py or a C host.
+    /// Write the embedded policy component (.wasm) to a file, for jco, wasmtime-py or a C host
+    /// (--tools: the playground's tools component).
     ExportComponent(export_component::ExportComponentCommand),
     /// Operators' own policy components.
     Plugin(plugin::PluginCommand),

@@ -128,6 +128,7 @@ pub fn check(
     let options = SimulateOptions {
         days,
         messages_per_day: 4,
+        backoff: policy_core::sim::QueueBackoff::POSTFIX,
     };
     let mut plugin = Timed::new(PluginEngine::from_bytes(&bytes, config)?);
     let mut builtin = Timed::new(PolicyComponent::builtin()?);

@@ -6,10 +6,12 @@ use std::io::Write as _;
 use clap::Args;
 use serde_json::{Value, json};
 
-use policy_core::sim::{self, DAY, Delivery, Preset, Scenario, Summary, Timeline};
+use policy_core::sim::{
+    DAY, Delivery, Preset, QueueBackoff, Scenario, Simulation, Summary, Timeline, aggregate,
+};
 use policy_core::{Action, Outcome, Policy, Tier};
 
-use tlsfallback_engine::decider::{DecideError, DecisionEngine};
+use tlsfallback_engine::decider::DecisionEngine;
 use tlsfallback_engine::plugin::FailureEvent;
 
 use crate::flags::EngineArgs;
@@ -21,32 +23,15 @@ pub struct SimulateOptions {
     pub days: u32,
     /// New messages per day.
     pub messages_per_day: u32,
+    /// How the simulated queue spaces the tries of a deferred message.
+    pub backoff: QueueBackoff,
 }
 
-/// One line about each preset, for the timeline's headers.
-#[must_use]
-pub const fn describe(preset: Preset) -> &'static str {
-    match preset {
-        Preset::Modern => "TLS 1.3 with a valid certificate",
-        Preset::LegacyOnly => "speaks only TLS 1.0 with CBC-SHA1 suites",
-        Preset::NoStarttls => "offers no STARTTLS at all",
-        Preset::BrokenStarttls => "offers STARTTLS and answers it with 454",
-        Preset::FlakyNetwork => "a modern peer behind a network that resets 30% of attempts",
-        Preset::StrippingAttacker => {
-            "a modern peer; from day 3 an on-path attacker strips STARTTLS"
-        }
-        Preset::DaneProtected => {
-            "a modern peer with usable DANE TLSA records; from day 3 an attacker strips STARTTLS"
-        }
-        Preset::Upgrading => "speaks only TLS 1.0 until day 10, then TLS 1.3",
-    }
-}
-
-/// Runs one preset.
+/// Runs one preset, asking `engine` for every decision the simulation steps through.
 ///
 /// # Errors
 ///
-/// When the engine fails.
+/// When the scenario is refused or the engine fails.
 pub fn run(
     engine: &mut dyn DecisionEngine,
     policy: &Policy,
@@ -57,9 +42,11 @@ pub fn run(
     let scenario = Scenario {
         days: options.days,
         messages_per_day: options.messages_per_day,
+        backoff: options.backoff,
         ..Scenario::new(preset.peer(), *policy)
     };
-    let timeline = sim::run(&scenario, |input| {
+    let mut simulation = Simulation::new(&scenario)?;
+    while let Some(input) = simulation.request() {
         let decided = engine.decide(
             input.policy,
             input.context,
@@ -70,14 +57,15 @@ pub fn run(
         if let Some(failure) = &decided.plugin_failure {
             report(failure);
         }
-        Ok::<_, DecideError>(decided.decision)
-    })?;
-    Ok(timeline)
+        simulation.answer(decided.decision)?;
+    }
+    simulation.finish().map_err(|(error, _)| error.into())
 }
 
-/// The timeline as one JSON object: the totals and, per delivery try, when it started, the tiers
-/// and every decision's reason. The browser playground prints the same object for the same
-/// scenario (its tests compare the two).
+/// The timeline as one JSON object: the queue's backoff, the totals, per delivery try when it
+/// started, the tiers and every decision's reason, and the runs of tries that went the same way
+/// (`blocks`, as the playground draws them). The browser playground prints the same object for
+/// the same scenario (its tests compare the two).
 #[must_use]
 pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) -> Value {
     let s = &timeline.summary;
@@ -111,10 +99,18 @@ pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) ->
             })
         })
         .collect();
+    let blocks: Vec<Value> = aggregate(&timeline.deliveries)
+        .iter()
+        .map(|b| json!({"first": b.first, "count": b.count, "expired": b.expired}))
+        .collect();
     json!({
         "preset": preset.name(),
         "days": options.days,
         "messages_per_day": options.messages_per_day,
+        "backoff": {
+            "minimal_secs": options.backoff.minimal_secs,
+            "maximal_secs": options.backoff.maximal_secs,
+        },
         "summary": {
             "messages": s.messages,
             "delivered_by_tier": by_tier,
@@ -129,6 +125,7 @@ pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) ->
             "still_queued": s.still_queued,
         },
         "deliveries": deliveries,
+        "blocks": blocks,
     })
 }
 
@@ -141,7 +138,7 @@ pub fn render(preset: Preset, policy: &Policy, timeline: &Timeline, start: u64) 
         out,
         "== {}: {} (profile {})",
         preset.name(),
-        describe(preset),
+        preset.describe(),
         policy.profile.name()
     );
     let mut previous: Option<String> = None;
@@ -293,6 +290,17 @@ pub(crate) struct SimulateCommand {
     /// New messages per day.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1440))]
     pub(crate) messages_per_day: u32,
+    /// The simulated queue's shortest gap between two tries of a deferred message, in seconds
+    /// (Postfix `minimal_backoff_time`); the gap is the message's age in the queue, clamped
+    /// between this and --maximal-backoff, and never shorter than the engine's retry-after.
+    #[arg(long, value_name = "SECS", default_value_t = QueueBackoff::POSTFIX.minimal_secs,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub(crate) minimal_backoff: u64,
+    /// The simulated queue's longest gap between two tries of a deferred message, in seconds
+    /// (Postfix `maximal_backoff_time`).
+    #[arg(long, value_name = "SECS", default_value_t = QueueBackoff::POSTFIX.maximal_secs,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub(crate) maximal_backoff: u64,
     /// Print one JSON object per preset (totals, and each delivery try's tiers and reasons)
     /// instead of the timeline.
     #[arg(long)]
@@ -316,6 +324,10 @@ impl SimulateCommand {
         let options = SimulateOptions {
             days: self.days,
             messages_per_day: self.messages_per_day,
+            backoff: QueueBackoff {
+                minimal_secs: self.minimal_backoff,
+                maximal_secs: self.maximal_backoff,
+            },
         };
         let mut stdout = std::io::stdout().lock();
         for preset in presets {
