@@ -3,7 +3,7 @@ import { BEHAVIOURS, DAY, DEFAULT_START, OUTCOMES, PRESETS, TIERS, comparable, d
 import { DANE, MTA_STS, PEER_TIERS, PROFILES, defaultState, fromQuery, scenarioOf, toQuery } from './state.js';
 import { ComponentError, RUN_DEADLINE_MS, Simulator, transpileComponent } from './engines.js';
 import { drawTimeline, highlight, outcomeClass } from './timeline.js';
-import { HistoryDecodeError, decodeHistory, hex } from './history.js';
+import { hex, loadTools, readHistory } from './tools.js';
 
 const $ = (id) => document.getElementById(id);
 /** A JSON file of the build; a page served without its build says so instead of staying blank. */
@@ -20,6 +20,8 @@ async function buildFile(name) {
   return response.json();
 }
 const contract = await buildFile('kit/contract.json');
+/** The tools component: the engine's own history decoder (and simulator). */
+const { tools } = await loadTools(new URL('../vendor/tools/', import.meta.url), (url) => WebAssembly.compileStreaming(fetch(url)));
 const build = await buildFile('build.json');
 const simulator = new Simulator();
 
@@ -290,15 +292,12 @@ function historyTable(base64) {
   code.className = 'history-hex';
   code.textContent = `${hex(bytes)}  (${bytes.length} bytes)`;
   box.append(code);
-  let decoded;
-  try {
-    decoded = decodeHistory(bytes);
-  } catch (error) {
-    if (!(error instanceof HistoryDecodeError)) throw error;
-    box.append(Object.assign(document.createElement('p'), { className: 'error', textContent: `not a history this engine reads: ${error.message}` }));
+  const read = readHistory(tools, contract, bytes);
+  if (read.error !== undefined) {
+    box.append(Object.assign(document.createElement('p'), { className: 'error', textContent: `not a history this engine reads: ${read.error.message}` }));
     return box;
   }
-  const { memory, dance } = decoded;
+  const { memory, dance } = read.history;
   const when = (t) => (t === 0n ? 'never' : `${iso(t)} (${clock(Number(t))})`);
   const table = document.createElement('table');
   table.className = 'history-decoded';
@@ -310,7 +309,7 @@ function historyTable(base64) {
   row(body, 'pinned until', when(memory.pinnedUntil));
   row(body, 'last probe of the top tier', when(memory.lastProbeAt));
   row(body, 'transient failures in a row', String(memory.transientFailures));
-  row(body, 'delivery in progress', dance === null ? 'none'
+  row(body, 'delivery in progress', dance == null ? 'none'
     : `at ${dance.tier}, ${dance.attempts} attempt(s)${dance.reachedTop ? ', top tier tried' : ''}`);
   box.append(table);
   return box;

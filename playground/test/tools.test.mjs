@@ -60,6 +60,12 @@ function comparable(preset, scenario, t) {
 
 const presets = tools.presets();
 
+/** The whole run in full: the compact `run` and every one of its tries from `deliveries`. */
+function fullRun(scenario) {
+  const run = tools.run(scenario);
+  return { ...run, deliveries: tools.deliveries(scenario, 0, run.tries) };
+}
+
 test('the component lists the CLI\'s presets with the CLI\'s descriptions', () => {
   const headers = cli(['simulate', '--days', '1', '--engine', 'native']).split('\n').filter((l) => l.startsWith('== '));
   assert.deepEqual(presets.map((p) => p.name), headers.map((l) => /^== ([a-z-]+):/.exec(l)[1]));
@@ -71,7 +77,7 @@ test('the component lists the CLI\'s presets with the CLI\'s descriptions', () =
 for (const { name, peer } of presets) {
   test(`preset ${name}: the component's run is the CLI's simulation, tries, reasons, totals and blocks`, () => {
     const scenario = scenarioOf(peer);
-    const ours = comparable(name, scenario, tools.run(scenario));
+    const ours = comparable(name, scenario, fullRun(scenario));
     const theirs = JSON.parse(cli(['simulate', '--preset', name, '--days', '30', '--json']));
     assert.deepEqual(ours.summary, theirs.summary);
     assert.deepEqual(ours, theirs);
@@ -89,8 +95,22 @@ test('stepping the simulation resource with an engine gives the whole run\'s tim
   }
   const stepped = simulation.finish();
   assert.ok(decisions > 14 * 4);
-  assert.deepEqual(comparable('upgrading', scenario, stepped), comparable('upgrading', scenario, tools.run(scenario)));
+  assert.deepEqual(comparable('upgrading', scenario, stepped), comparable('upgrading', scenario, fullRun(scenario)));
   assert.throws(() => simulation.finish(), (e) => e.payload?.tag === 'not-waiting');
+});
+
+test('the compact run counts the tries and decisions it leaves out, and deliveries gives any range of them', () => {
+  const scenario = scenarioOf(presets.find((p) => p.name === 'stripping-attacker').peer, 20);
+  const run = tools.run(scenario);
+  assert.equal(run.deliveries, undefined);
+  const all = tools.deliveries(scenario, 0, run.tries);
+  assert.equal(all.length, run.tries);
+  assert.equal(all.reduce((n, d) => n + d.steps.length, 0), run.decisions);
+  assert.equal(run.blocks.reduce((n, b) => n + b.count, 0), run.tries);
+  assert.deepEqual(tools.deliveries(scenario, 7, 5), all.slice(7, 12));
+  // A range past the end is clamped to the run, not padded or refused.
+  assert.deepEqual(tools.deliveries(scenario, run.tries - 2, 1000), all.slice(-2));
+  assert.deepEqual(tools.deliveries(scenario, run.tries + 5, 3), []);
 });
 
 test('an inverted backoff is refused with its own error, not run with a default', () => {

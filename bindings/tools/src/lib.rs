@@ -91,10 +91,31 @@ impl wit::Guest for PolicyTools {
         backoff_to_wit(sim::QueueBackoff::POSTFIX)
     }
 
-    fn run(scenario: wit::Scenario) -> Result<wit::Timeline, wit::SimError> {
-        sim::run_natively(&scenario_from_wit(scenario))
-            .map(|timeline| timeline_to_wit(&timeline))
-            .map_err(sim_error_to_wit)
+    fn run(scenario: wit::Scenario) -> Result<wit::RunSummary, wit::SimError> {
+        let t = sim::run_natively(&scenario_from_wit(scenario)).map_err(sim_error_to_wit)?;
+        Ok(wit::RunSummary {
+            blocks: blocks_to_wit(&t.deliveries),
+            summary: summary_to_wit(&t.summary),
+            final_history: t.final_history.as_ref().map(|h| h.as_bytes().to_vec()),
+            tries: to_u32(t.deliveries.len()),
+            decisions: to_u32(t.deliveries.iter().map(|d| d.steps.len()).sum()),
+        })
+    }
+
+    fn deliveries(
+        scenario: wit::Scenario,
+        first: u32,
+        count: u32,
+    ) -> Result<Vec<wit::Delivery>, wit::SimError> {
+        let t = sim::run_natively(&scenario_from_wit(scenario)).map_err(sim_error_to_wit)?;
+        let first = usize::try_from(first).unwrap_or(usize::MAX);
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        Ok(t.deliveries
+            .iter()
+            .skip(first)
+            .take(count)
+            .map(delivery_to_wit)
+            .collect())
     }
 
     fn decode_history(blob: Vec<u8>) -> Result<wit::History, wit_engine::HistoryError> {
@@ -244,55 +265,62 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+fn delivery_to_wit(d: &sim::Delivery) -> wit::Delivery {
+    wit::Delivery {
+        message: d.message,
+        queued_at: d.queued_at,
+        started_at: d.started_at,
+        ended_at: d.ended_at,
+        attacker_active: d.attacker_active,
+        expired: d.expired,
+        first_tier: d.first_tier().map(wit_engine::Tier::from),
+        delivered_tier: d.delivered_tier().map(wit_engine::Tier::from),
+        steps: d
+            .steps
+            .iter()
+            .map(|step| wit::Step {
+                at: step.at,
+                decision: wit_engine::Decision::from(&step.decision),
+                outcome: step.outcome.map(outcome_to_wit),
+            })
+            .collect(),
+    }
+}
+
+fn blocks_to_wit(deliveries: &[sim::Delivery]) -> Vec<wit::Block> {
+    sim::aggregate(deliveries)
+        .iter()
+        .map(|b| wit::Block {
+            first: to_u32(b.first),
+            count: to_u32(b.count),
+            started_at: b.started_at,
+            ended_at: b.ended_at,
+            expired: to_u32(b.expired),
+        })
+        .collect()
+}
+
+fn summary_to_wit(s: &sim::Summary) -> wit::Summary {
+    wit::Summary {
+        messages: s.messages,
+        delivered_by_tier: s.delivered_by_tier.to_vec(),
+        deferrals: s.deferrals,
+        bounces: s.bounces,
+        expired: s.expired,
+        attempts: s.attempts,
+        failed_attempts: s.failed_attempts,
+        fallback_delay_secs: s.fallback_delay_secs,
+        cleartext_to_attacker: s.cleartext_to_attacker,
+        refused_to_attacker: s.refused_to_attacker,
+        still_queued: s.still_queued,
+    }
+}
+
 fn timeline_to_wit(t: &sim::Timeline) -> wit::Timeline {
-    let s = &t.summary;
     wit::Timeline {
-        deliveries: t
-            .deliveries
-            .iter()
-            .map(|d| wit::Delivery {
-                message: d.message,
-                queued_at: d.queued_at,
-                started_at: d.started_at,
-                ended_at: d.ended_at,
-                attacker_active: d.attacker_active,
-                expired: d.expired,
-                first_tier: d.first_tier().map(wit_engine::Tier::from),
-                delivered_tier: d.delivered_tier().map(wit_engine::Tier::from),
-                steps: d
-                    .steps
-                    .iter()
-                    .map(|step| wit::Step {
-                        at: step.at,
-                        decision: wit_engine::Decision::from(&step.decision),
-                        outcome: step.outcome.map(outcome_to_wit),
-                    })
-                    .collect(),
-            })
-            .collect(),
-        blocks: sim::aggregate(&t.deliveries)
-            .iter()
-            .map(|b| wit::Block {
-                first: to_u32(b.first),
-                count: to_u32(b.count),
-                started_at: b.started_at,
-                ended_at: b.ended_at,
-                expired: to_u32(b.expired),
-            })
-            .collect(),
-        summary: wit::Summary {
-            messages: s.messages,
-            delivered_by_tier: s.delivered_by_tier.to_vec(),
-            deferrals: s.deferrals,
-            bounces: s.bounces,
-            expired: s.expired,
-            attempts: s.attempts,
-            failed_attempts: s.failed_attempts,
-            fallback_delay_secs: s.fallback_delay_secs,
-            cleartext_to_attacker: s.cleartext_to_attacker,
-            refused_to_attacker: s.refused_to_attacker,
-            still_queued: s.still_queued,
-        },
+        deliveries: t.deliveries.iter().map(delivery_to_wit).collect(),
+        blocks: blocks_to_wit(&t.deliveries),
+        summary: summary_to_wit(&t.summary),
         final_history: t.final_history.as_ref().map(|h| h.as_bytes().to_vec()),
     }
 }
