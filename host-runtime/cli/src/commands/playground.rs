@@ -73,8 +73,9 @@ impl PlaygroundServer {
         if !root.join(BUILT_MARKER).is_file() {
             bail!(
                 "{} is not a built playground (no {BUILT_MARKER}): run scripts/playground, or \
-                 `npm ci && npm run build` in playground/ with TLSFALLBACK_WASM set to the file \
-                 `tlsfallback export-component` writes",
+                 `npm ci` at the repository root, then `npm run build` in playground/ with \
+                 TLSFALLBACK_WASM and TLSFALLBACK_TOOLS_WASM set to the files \
+                 `tlsfallback export-component` and `export-component --tools` write",
                 root.display()
             );
         }
