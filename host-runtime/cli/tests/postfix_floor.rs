@@ -319,9 +319,15 @@ struct DnsRelay {
 
 impl DnsRelay {
     fn start(target: SocketAddr) -> Self {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let address = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(address).unwrap();
+        // A free UDP port's TCP twin may be taken by another test: try another port then.
+        let (udp, address, tcp) = (0..64)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let address = udp.local_addr().ok()?;
+                let tcp = TcpListener::bind(address).ok()?;
+                Some((udp, address, tcp))
+            })
+            .expect("a loopback port free for both UDP and TCP");
         let delay_ms = Arc::new(AtomicU64::new(0));
         let down = Arc::new(AtomicBool::new(false));
         {
