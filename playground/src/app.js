@@ -1,6 +1,7 @@
 // The playground page: controls ⇄ state ⇄ URL, runs in the worker, results drawn per engine.
-import { BEHAVIOURS, DAY, DEFAULT_START, OUTCOMES, PRESETS, TIERS, comparable, deliveredTier } from './simulate.js';
-import { DANE, MTA_STS, PEER_TIERS, PROFILES, defaultState, fromQuery, scenarioOf, toQuery } from './state.js';
+import { createKit } from '../vendor/kit/core.js';
+import { DAY, DEFAULT_START, comparable, createModel, viewOf } from './model.js';
+import { defaultState, fromQuery, scenarioOf, toQuery } from './state.js';
 import { ComponentError, RUN_DEADLINE_MS, Simulator, transpileComponent } from './engines.js';
 import { drawTimeline, highlight, outcomeClass } from './timeline.js';
 import { hex, loadTools, readHistory } from './tools.js';
@@ -20,12 +21,14 @@ async function buildFile(name) {
   return response.json();
 }
 const contract = await buildFile('kit/contract.json');
-/** The tools component: the engine's own history decoder (and simulator). */
-const { tools } = await loadTools(new URL('../vendor/tools/', import.meta.url), (url) => WebAssembly.compileStreaming(fetch(url)));
+/** The tools component: the engine's own simulator, presets and history decoder. */
+const toolsComponent = await loadTools(new URL('../vendor/tools/', import.meta.url), (url) => WebAssembly.compileStreaming(fetch(url)));
+const { tools } = toolsComponent;
+const model = createModel({ tools, kit: createKit({ engine: toolsComponent.engine, contract }) });
 const build = await buildFile('build.json');
 const simulator = new Simulator();
 
-const initial = fromQuery(location.search, defaultState(contract.default_policy));
+const initial = fromQuery(model, location.search, defaultState(model, contract.default_policy));
 let state = initial.state;
 /** The loaded component, if any: {name, transpiled}. */
 let plugin = null;
@@ -41,19 +44,18 @@ function fillSelect(select, values, labels = {}) {
   select.replaceChildren(...values.map((value) => new Option(labels[value] ?? value, value)));
 }
 
-fillSelect($('preset'), [...Object.keys(PRESETS), 'custom'], { custom: 'custom peer' });
-fillSelect($('dane'), DANE);
-fillSelect($('mta-sts'), MTA_STS);
-fillSelect($('profile'), PROFILES);
-const OUTCOME_NAMES = Object.keys(OUTCOMES);
-for (const tier of PEER_TIERS) {
+fillSelect($('preset'), [...Object.keys(model.presets), 'custom'], { custom: 'custom peer' });
+fillSelect($('dane'), model.dane);
+fillSelect($('mta-sts'), model.mtaSts);
+fillSelect($('profile'), model.profiles);
+for (const tier of model.peerTiers) {
   const row = $('peer-table').tBodies[0].insertRow();
   row.insertCell().textContent = tier;
   for (const when of ['before', 'after']) {
     const select = document.createElement('select');
     select.id = `${when}-${tier}`;
     select.setAttribute('aria-label', `${tier} ${when === 'before' ? 'before the change' : 'from the change on'}`);
-    fillSelect(select, OUTCOME_NAMES);
+    fillSelect(select, model.outcomeNames);
     row.insertCell().append(select);
   }
 }
@@ -66,9 +68,9 @@ function showState() {
   const { peer, policy } = state;
   $('preset').value = state.preset;
   $('preset-description').textContent = state.preset === 'custom'
-    ? 'your own peer: choose what it does at each tier'
-    : PRESETS[state.preset].describe.replace('day N', `day ${peer.change?.day ?? 'N'}`);
-  for (const tier of PEER_TIERS) {
+    ? model.customDescription
+    : model.presets[state.preset].describe(peer.change?.day ?? 0);
+  for (const tier of model.peerTiers) {
     $(`before-${tier}`).value = peer.behaviour[tier];
     $(`after-${tier}`).value = (peer.change?.behaviour ?? peer.behaviour)[tier];
     $(`after-${tier}`).disabled = peer.change === null;
@@ -95,6 +97,8 @@ function showState() {
   $('days').value = state.days;
   $('per-day').value = state.messagesPerDay;
   $('lifetime').value = state.queueLifetimeDays;
+  $('min-backoff').value = state.backoff.minimalSecs;
+  $('max-backoff').value = state.backoff.maximalSecs;
   $('seed').value = state.seed;
   $('view-from').value = state.view?.from ?? 0;
   $('view-to').value = state.view?.to ?? state.days;
@@ -124,7 +128,7 @@ function readControls(changed) {
       // The preset's peer, and its DANE records (the DANE-protected one has them); the message's
       // context (MTA-STS, REQUIRETLS, TLS-Required: No, SASL) stays as you set it.
       const { context } = next.peer;
-      next.peer = PRESETS[next.preset].peer();
+      next.peer = model.presets[next.preset].peer();
       next.peer.context = { ...context, dane: next.peer.context.dane };
     }
     return next;
@@ -132,13 +136,13 @@ function readControls(changed) {
   const customising = ['change-enabled', 'attacker', 'resets'].includes(changed)
     || changed?.startsWith('before-') || changed?.startsWith('after-');
   if (customising) next.preset = 'custom';
-  for (const tier of PEER_TIERS) peer.behaviour[tier] = $(`before-${tier}`).value;
+  for (const tier of model.peerTiers) peer.behaviour[tier] = $(`before-${tier}`).value;
   if ($('change-enabled').checked) {
     const day = number('change-day', 0, 3650, problems);
-    const after = Object.fromEntries(PEER_TIERS.map((t) => [t, $(`after-${t}`).value]));
+    const after = Object.fromEntries(model.peerTiers.map((t) => [t, $(`after-${t}`).value]));
     peer.change = {
       day: day === null ? 3 : Math.floor(day),
-      behaviour: peer.change === null ? { ...BEHAVIOURS.modern } : after,
+      behaviour: peer.change === null ? model.presets.modern.peer().behaviour : after,
       attacker: $('attacker').checked,
     };
   } else {
@@ -163,6 +167,13 @@ function readControls(changed) {
   next.days = Math.floor(number('days', 1, 365, problems) ?? 1);
   next.messagesPerDay = Math.floor(number('per-day', 1, 96, problems) ?? 1);
   next.queueLifetimeDays = Math.floor(number('lifetime', 1, 30, problems) ?? 1);
+  const minimal = number('min-backoff', 1, 0xffffffff, problems);
+  const maximal = number('max-backoff', 1, 0xffffffff, problems);
+  if (minimal !== null && maximal !== null && maximal < minimal) {
+    problems.push(`maximal backoff: ${maximal} s is below the minimal backoff (${minimal} s)`);
+    $('max-backoff').setAttribute('aria-invalid', 'true');
+  }
+  next.backoff = { minimalSecs: Math.floor(minimal ?? 1), maximalSecs: Math.floor(maximal ?? 1) };
   next.seed = Math.floor(number('seed', 0, Number.MAX_SAFE_INTEGER, problems) ?? 0);
   showProblems(problems);
   return problems.length === 0 ? next : null;
@@ -178,18 +189,31 @@ function setStatus(text) {
 
 // --- Running -------------------------------------------------------------------------------------
 
-function engineSpecs() {
-  const specs = [{ label: 'built-in engine', kind: 'built-in', key: 'built-in' }];
-  if (plugin !== null) {
-    const { js, cores, key } = plugin.transpiled;
-    specs.push({ label: plugin.name, kind: 'plugin', key, js, cores });
+/** The components you loaded, as the simulation workers take them. */
+function pluginSpecs() {
+  if (plugin === null) return [];
+  const { js, cores, key } = plugin.transpiled;
+  return [{ label: plugin.name, kind: 'plugin', key, js, cores }];
+}
+
+/**
+ * The built-in engine's run, in the page: the tools component runs it whole inside itself (its
+ * own engine is policy-core's) and the page lifts only the tries it shows.
+ */
+function runBuiltIn(scenario) {
+  const started = performance.now();
+  try {
+    const run = model.runBuiltIn(scenario);
+    return { label: 'built-in engine', run, timing: { simulateMs: performance.now() - started } };
+  } catch (error) {
+    const refusal = error?.payload?.tag;
+    return { label: 'built-in engine', error: { message: refusal === undefined ? String(error?.message ?? error) : `the simulator refused the scenario: ${refusal}` } };
   }
-  return specs;
 }
 
 /** Writes the state into the address bar. */
 function writeUrl() {
-  history.replaceState(null, '', `?${toQuery(state)}`);
+  history.replaceState(null, '', `?${toQuery(model, state)}`);
 }
 
 async function run() {
@@ -200,19 +224,24 @@ async function run() {
   const scenario = scenarioOf(state);
   const started = performance.now();
   const deadline = Number($('deadline').value);
-  const outcome = await simulator.run(scenario, engineSpecs(),
+  const builtIn = runBuiltIn(scenario);
+  const outcome = await simulator.run(scenario, pluginSpecs(),
     Number.isFinite(deadline) && deadline > 0 ? deadline * 1000 : RUN_DEADLINE_MS);
-  if (id !== runCounter) return;
+  if (id !== runCounter) {
+    builtIn.run?.dispose();
+    return;
+  }
   const simulated = performance.now();
-  results = outcome.map((r, i) => ({ ...r, kind: i === 0 ? 'built-in' : 'plugin' }));
+  for (const old of results) old.run?.dispose?.();
+  results = [{ ...builtIn, kind: 'built-in' },
+    ...outcome.map((r) => ({ ...r, kind: 'plugin', ...(r.run === undefined ? {} : { run: viewOf(r.run) }) }))];
   lastScenario = scenario;
   render(scenario);
   const drawn = performance.now();
-  const decisions = results.reduce((n, r) => n + (r.run?.deliveries.reduce((m, d) => m + d.steps.length, 0) ?? 0), 0);
-  const builtIn = results[0].timing ?? {};
+  const decisions = results.reduce((n, r) => n + (r.run?.decisions ?? 0), 0);
   window.playground.timings = {
     decisions, simulateMs: simulated - started, drawMs: drawn - simulated,
-    engineInstantiateMs: builtIn.instantiateMs, engineSimulateMs: builtIn.simulateMs,
+    builtInDecisions: results[0].run?.decisions, builtInSimulateMs: builtIn.timing?.simulateMs,
   };
   setStatus(`${decisions} decisions in ${(simulated - started).toFixed(0)} ms, drawn in ${(drawn - simulated).toFixed(0)} ms`);
   document.body.dataset.state = 'done';
@@ -258,8 +287,8 @@ function summarise(tbody, run) {
   const delivered = s.deliveredByTier.reduce((a, b) => a + b, 0);
   tbody.replaceChildren();
   row(tbody, 'Messages queued', String(s.messages), 'messages');
-  [...TIERS].reverse().forEach((tier) => {
-    const count = s.deliveredByTier[TIERS.indexOf(tier)];
+  model.peerTiers.forEach((tier) => {
+    const count = s.deliveredByTier[model.tiers.indexOf(tier)];
     const share = delivered === 0 ? 0 : (100 * count) / delivered;
     const bar = document.createElement('span');
     bar.className = 'share';
@@ -316,7 +345,7 @@ function historyTable(base64) {
 }
 
 function showDetails(column, result, d, s) {
-  const delivery = result.run.deliveries[d];
+  const delivery = result.run.delivery(d);
   const step = delivery.steps[s];
   const { request, response } = step;
   const panel = column.querySelector('.details');
@@ -369,7 +398,7 @@ function showDetails(column, result, d, s) {
 
 function logList(list, run, select) {
   list.replaceChildren();
-  run.deliveries.forEach((delivery, d) => {
+  run.all().forEach((delivery, d) => {
     const item = document.createElement('li');
     item.append(`${clock(delivery.startedAt)} #${delivery.message}${delivery.attackerActive ? ' (attacker)' : ''}: `);
     delivery.steps.forEach((step, s) => {
@@ -384,7 +413,7 @@ function logList(list, run, select) {
       chip.addEventListener('click', () => select(d, s));
       item.append(chip);
     });
-    const tier = deliveredTier(delivery);
+    const tier = delivery.deliveredTier;
     item.append(tier === null ? (delivery.expired ? ' expired' : '') : ` delivered over ${tier}`);
     list.append(item);
   });
@@ -394,7 +423,7 @@ function logList(list, run, select) {
 function differingMessages(base, other) {
   const byMessage = (run) => {
     const out = new Map();
-    for (const d of run.deliveries) {
+    for (const d of run.all()) {
       out.set(d.message, `${out.get(d.message) ?? ''}|${d.steps.map((s) => s.response.reason).join()}`);
     }
     return out;
@@ -408,11 +437,13 @@ function differingMessages(base, other) {
 
 /** The try in `to` that matches try `d` of `from`: the same message's same try (1st, 2nd, …). */
 function counterpart(from, d, to) {
-  const { message } = from.deliveries[d];
+  const fromTries = from.all();
+  const toTries = to.all();
+  const { message } = fromTries[d];
   let nth = 0;
-  for (let i = 0; i < d; i++) if (from.deliveries[i].message === message) nth += 1;
-  for (let i = 0; i < to.deliveries.length; i++) {
-    if (to.deliveries[i].message === message && nth-- === 0) return i;
+  for (let i = 0; i < d; i++) if (fromTries[i].message === message) nth += 1;
+  for (let i = 0; i < toTries.length; i++) {
+    if (toTries[i].message === message && nth-- === 0) return i;
   }
   return null;
 }
@@ -453,12 +484,13 @@ function render(scenario) {
         if (other.result === result) continue;
         const match = counterpart(result.run, d, other.result.run);
         if (match !== null) {
-          showDetails(other.column, other.result, match, Math.min(s, other.result.run.deliveries[match].steps.length - 1));
+          showDetails(other.column, other.result, match, Math.min(s, other.result.run.delivery(match).steps.length - 1));
         }
       }
     };
     drawTimeline(column.querySelector('.timeline-box'), result.run, {
       start: scenario.start, days: scenario.days, attackerFrom, onSelect: select, outlined, view: state.view,
+      onZoom: (view) => changeView(view),
     });
     // The list of every try is built when first opened: thousands of rows nobody asked for
     // would double the drawing time of a long attack.
@@ -470,7 +502,6 @@ function render(scenario) {
       }
     });
   }
-  window.playground.results = results;
 }
 
 // --- Components you load -------------------------------------------------------------------------
@@ -572,7 +603,9 @@ $('versions').textContent = `policy component ${build.component_bytes} bytes (${
 window.playground = {
   /** The current state (read-only use). */
   get state() { return state; },
-  results,
+  get results() { return results; },
+  /** Every try of result `index`'s run (lifted from the component if not yet read). */
+  deliveries: (index) => results[index].run.all(),
   /** The comparison form of a run shown, as `tlsfallback simulate --json` prints it. */
   comparable: (preset, run) => comparable(preset, lastScenario, run),
 };

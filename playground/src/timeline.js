@@ -2,8 +2,10 @@
 // that ended without delivery; each attempt a dot coloured by its outcome, each try's attempts
 // joined by a line, so a step-down reads as a line going down. Every mark carries data-*
 // attributes (delivery, step, tier, outcome, reason) and is keyboard-focusable; `onSelect`
-// receives (deliveryIndex, stepIndex).
-import { DAY } from './simulate.js';
+// receives (deliveryIndex, stepIndex). When more tries fall in view than can be told apart, the
+// runs of tries that went the same way (the simulator's blocks) are drawn instead, one band per
+// run on the rows its tries touch; choosing one calls `onZoom` with a view of its days.
+import { DAY } from './model.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const ROWS = ['authenticated-tls', 'modern-tls', 'legacy-tls', 'cleartext', 'ended'];
@@ -17,6 +19,8 @@ const RIGHT = 16;
 const TOP = 14;
 const ROW_HEIGHT = 34;
 const BOTTOM = 30;
+/** Past this many tries in view, the timeline draws blocks instead of every attempt. */
+export const DENSE_TRIES = 1500;
 
 function el(name, attributes = {}, parent = null) {
   const node = document.createElementNS(SVG, name);
@@ -32,11 +36,11 @@ export function outcomeClass(outcome) {
 }
 
 /**
- * Draws `run` (from src/simulate.js) over `days` days from `start` into `container` (or the days
- * `view` asks for); the marks of messages in `outlined` (message numbers) are outlined.
+ * Draws `run` (src/model.js `pageRun`) over `days` days from `start` into `container` (or the
+ * days `view` asks for); the marks of messages in `outlined` (message numbers) are outlined.
  */
 export function drawTimeline(container, run, {
-  start, days, attackerFrom, onSelect, outlined = new Set(), view = null,
+  start, days, attackerFrom, onSelect, onZoom = () => {}, outlined = new Set(), view = null,
 }) {
   // The days shown: the whole run, or the part `view` ({from, to} in days) asks for.
   const from = view === null ? 0 : Math.max(0, Math.min(view.from, days));
@@ -80,6 +84,12 @@ export function drawTimeline(container, run, {
       : `day ${offset / DAY}`;
   }
 
+  const [firstInView, triesInView] = run.between(first, last);
+  if (triesInView > DENSE_TRIES) {
+    drawBlocks(svg, run, { first, last, start, x, y, onZoom, triesInView });
+    return svg;
+  }
+
   const marks = el('g', { class: 'marks' }, svg);
   // One listener for every mark (a year of an attacker is tens of thousands of them), and each
   // mark's tooltip made when the pointer first reaches it.
@@ -99,7 +109,7 @@ export function drawTimeline(container, run, {
   marks.addEventListener('pointerover', (event) => {
     const mark = markOf(event);
     if (!mark || mark.firstChild) return;
-    const delivery = run.deliveries[Number(mark.dataset.delivery)];
+    const delivery = run.delivery(Number(mark.dataset.delivery));
     const step = delivery.steps[Number(mark.dataset.step)];
     const r = step.response;
     el('title', {}, mark).textContent = `#${delivery.message} ${r.action}${r.tier ? ` ${r.tier}` : ''}`
@@ -107,7 +117,8 @@ export function drawTimeline(container, run, {
   });
   const lines = document.createDocumentFragment();
   const dots = document.createDocumentFragment();
-  run.deliveries.forEach((delivery, d) => {
+  run.range(firstInView, triesInView).forEach((delivery, k) => {
+    const d = firstInView + k;
     const points = [];
     delivery.steps.forEach((step, s) => {
       const { response } = step;
@@ -144,4 +155,77 @@ export function highlight(container, delivery, step) {
   for (const mark of container.querySelectorAll('.mark.selected')) mark.classList.remove('selected');
   const mark = container.querySelector(`.mark[data-delivery="${delivery}"][data-step="${step}"]`);
   if (mark !== null) mark.classList.add('selected');
+}
+
+/** The row of a step: its tier for an attempt, `ended` for a defer or bounce, none for done. */
+function rowOf(response) {
+  if (response.action === 'attempt') return response.tier;
+  return response.action === 'done' ? null : 'ended';
+}
+
+/**
+ * Draws the blocks in view: each a band from its first try's start to its last try's end on
+ * every row its tries touch (they all went the same way), coloured as its tries' marks would be.
+ */
+function drawBlocks(svg, run, { first, last, start, x, y, onZoom, triesInView }) {
+  const blocks = run.blocks.map((block, index) => ({ block, index }))
+    .filter(({ block }) => block.endedAt >= first && block.startedAt < last);
+  const note = el('text', { x: WIDTH - RIGHT, y: TOP - 3, class: 'blocks-note', 'text-anchor': 'end' }, svg);
+  note.textContent = `${triesInView} tries drawn as ${blocks.length} blocks of tries that went the same way: choose one to see its tries`;
+  const group = el('g', { class: 'blocks' }, svg);
+  // The days to show for a block: its own, or as many of its first tries as can be told apart.
+  const zoomOf = (block) => {
+    const shown = run.delivery(Math.min(block.first + DENSE_TRIES / 2, block.first + block.count) - 1);
+    const to = block.count > DENSE_TRIES / 2 ? shown.endedAt : block.endedAt;
+    return {
+      from: Math.floor((block.startedAt - start) / 3600) / 24,
+      to: Math.ceil((to + 1 - start) / 3600) / 24,
+    };
+  };
+  const blockOf = (event) => event.target.closest?.('.block');
+  const choose = (node) => onZoom(zoomOf(run.blocks[Number(node.dataset.block)]));
+  group.addEventListener('click', (event) => {
+    const node = blockOf(event);
+    if (node) choose(node);
+  });
+  group.addEventListener('keydown', (event) => {
+    const node = blockOf(event);
+    if (node && (event.key === 'Enter' || event.key === ' ')) {
+      event.preventDefault();
+      choose(node);
+    }
+  });
+  for (const { block, index } of blocks) {
+    const sample = run.delivery(block.first);
+    const left = x(Math.max(block.startedAt, first));
+    const width = Math.max(3, x(Math.min(block.endedAt, last)) - left);
+    const course = sample.steps.map((step) => (step.response.action === 'attempt'
+      ? `${step.response.tier} → ${step.outcome.outcome}` : `${step.response.action} (${step.response.reason})`)).join(', ');
+    const node = el('g', {
+      class: 'block', tabindex: 0, role: 'button', 'data-block': index, 'data-first': block.first, 'data-count': block.count,
+      'aria-label': `${block.count} tries like message #${sample.message}'s: ${course}`,
+    }, group);
+    el('title', {}, node).textContent = `${block.count} tries (${block.expired} expired) like #${sample.message}: ${course}`;
+    const rows = [];
+    for (const step of sample.steps) {
+      const row = rowOf(step.response);
+      if (row === null || rows.some((r) => r.row === row)) continue;
+      rows.push({ row, step });
+    }
+    if (rows.length > 1) {
+      // The space between its bands is the block's too: a click there opens it.
+      const ys = rows.map(({ row }) => y(row));
+      el('rect', { x: left, y: Math.min(...ys) - 6, width, height: Math.max(...ys) - Math.min(...ys) + 12, class: 'hit' }, node);
+    }
+    for (const { row, step } of rows) {
+      el('rect', {
+        x: left, y: y(row) - 6, width, height: 12, rx: 3,
+        class: `band ${outcomeClass(step.outcome)}${step.response.action === 'bounce' ? ' bounce' : ''}`,
+      }, node);
+    }
+    if (width > 36 && rows.length > 0) {
+      const label = el('text', { x: left + width / 2, y: y(rows[0].row) - 9, class: 'block-count', 'text-anchor': 'middle' }, node);
+      label.textContent = `×${block.count}`;
+    }
+  }
 }

@@ -6,16 +6,18 @@
 // {label, kind: 'plugin', key, js, cores: {name: Uint8Array}}} in, {id, result: {label, run,
 // timing} | {label, error}} out.
 import { createKit } from '../vendor/kit/core.js';
-import { simulate } from './simulate.js';
+import { createModel } from './model.js';
+import { loadTools } from './tools.js';
 
-const contract = fetch(new URL('../vendor/kit/contract.json', import.meta.url)).then((r) => r.json());
-/** Instantiated engines by key ('built-in' or the key of a component's load). */
+/** The tools component (policy-core's simulator and engine) and the page's model over it. */
+const ready = (async () => {
+  const contract = await fetch(new URL('../vendor/kit/contract.json', import.meta.url)).then((r) => r.json());
+  const exports = await loadTools(new URL('../vendor/tools/', import.meta.url), (url) => WebAssembly.compileStreaming(fetch(url)));
+  const kit = createKit({ engine: exports.engine, contract });
+  return { kit, model: createModel({ tools: exports.tools, kit }) };
+})();
+/** Instantiated components you loaded, by the key of their load. */
 const engines = new Map();
-
-async function instantiateBuiltIn() {
-  const { instantiate } = await import('../vendor/policy/policy_engine.js');
-  return instantiate(undefined, {});
-}
 
 async function instantiatePlugin({ js, cores }) {
   const url = URL.createObjectURL(new Blob([js], { type: 'text/javascript' }));
@@ -33,9 +35,8 @@ async function instantiatePlugin({ js, cores }) {
 async function engineFor(spec) {
   let engine = engines.get(spec.key);
   if (engine === undefined) {
-    const exports = spec.kind === 'built-in' ? await instantiateBuiltIn() : await instantiatePlugin(spec);
-    const kit = createKit({ engine: exports.engine, contract: await contract });
-    engine = new kit.PolicyEngine();
+    engine = (await instantiatePlugin(spec)).engine;
+    if (typeof engine?.Decider !== 'function') throw new Error('the component exports no engine interface with a Decider');
     engines.set(spec.key, engine);
   }
   return engine;
@@ -43,31 +44,47 @@ async function engineFor(spec) {
 
 function describeError(error, request) {
   const what = error instanceof WebAssembly.RuntimeError ? `the component trapped (${error.message})` : String(error?.message ?? error);
-  return { message: what, request };
+  return request === null ? { message: what } : { message: what, request };
 }
 
-/** Runs `scenario` with the engine `spec` names: {label, run, timing} or {label, error}. */
+/**
+ * Runs `scenario` with the engine `spec` names: {label, run, timing} or {label, error}. The
+ * built-in engine runs inside the tools component in one call; a component you loaded answers
+ * each request of the tools component's simulation, stepped here.
+ */
 async function runWith(spec, scenario) {
-  let engine;
   const started = performance.now();
+  let model;
+  let kit;
+  let engine = null;
   try {
-    engine = await engineFor(spec);
+    ({ model, kit } = await ready);
+    if (spec.kind !== 'built-in') engine = await engineFor(spec);
   } catch (error) {
     return { label: spec.label, error: { message: `could not instantiate: ${error?.message ?? error}` } };
   }
-  let current = null;
   const instantiated = performance.now();
+  let current = null;
   try {
-    const run = simulate(scenario, (request) => {
-      current = request;
-      return engine.decideJson(request);
-    });
+    let run;
+    if (engine === null) {
+      run = model.runBuiltIn(scenario);
+    } else {
+      const decider = new engine.Decider(kit.wire.policy(scenario.policy));
+      try {
+        run = model.runStepped(scenario, (request) => decider.decide(request.context, request.history, request.last, request.now),
+          (request) => { current = request; });
+      } finally {
+        // A trapped instance cannot drop its resource either; the instance is dropped below.
+        try { decider[Symbol.dispose]?.(); } catch { /* the error that ended the run is reported */ }
+      }
+    }
     const timing = { instantiateMs: instantiated - started, simulateMs: performance.now() - instantiated };
     return { label: spec.label, run, timing };
   } catch (error) {
     // A trapped instance must not be called again: the next run makes a fresh one.
-    engines.delete(spec.key);
-    return { label: spec.label, error: describeError(error, current) };
+    if (engine !== null) engines.delete(spec.key);
+    return { label: spec.label, error: describeError(error, current === null ? null : current()) };
   }
 }
 

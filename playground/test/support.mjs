@@ -26,6 +26,22 @@ export async function nodeEngine() {
   return new kit.PolicyEngine();
 }
 
+/**
+ * The page's model (src/model.js) in Node, over the tools component the page loads, with the kit
+ * bound to it; and the built-in policy component's engine, to step the simulation with.
+ */
+export async function nodeModel() {
+  const { loadTools } = await import('../src/tools.js');
+  const { createModel } = await import('../src/model.js');
+  const tools = await loadTools(new URL('../vendor/tools/', import.meta.url), (url) => WebAssembly.compile(readFileSync(url)));
+  const contract = JSON.parse(readFileSync(new URL('../vendor/kit/contract.json', import.meta.url), 'utf8'));
+  const kit = createKit({ engine: tools.engine, contract });
+  const { instantiate } = await import('../vendor/policy/policy_engine.js');
+  const dir = new URL('../vendor/policy/', import.meta.url);
+  const policy = await instantiate((name) => WebAssembly.compile(readFileSync(new URL(name, dir))), {});
+  return { model: createModel({ tools: tools.tools, kit }), kit, contract, policyEngine: policy.engine };
+}
+
 /** Runs the CLI with `args`, feeding `input`; returns stdout. */
 export function cli(args, input = '') {
   return execFileSync(CLI, args, { input, encoding: 'utf8', maxBuffer: 1 << 28 });

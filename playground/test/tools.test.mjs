@@ -128,3 +128,24 @@ test('the component decodes the history the engine wrote', () => {
   assert.throws(() => tools.decodeHistory(new Uint8Array([])), (e) => e.payload?.tag === 'empty');
   assert.throws(() => tools.decodeHistory(new Uint8Array([9])), (e) => e.payload?.tag === 'unsupported-version');
 });
+
+test('a simulated run kept in the component gives the same summary and tries as `run` and `deliveries`', () => {
+  const scenario = scenarioOf(presets.find((p) => p.name === 'stripping-attacker').peer, 20);
+  const kept = tools.SimulatedRun.start(scenario);
+  const run = tools.run(scenario);
+  assert.deepEqual(kept.summary(), run);
+  const all = tools.deliveries(scenario, 0, run.tries);
+  assert.deepEqual(kept.deliveries(0, run.tries), all);
+  assert.deepEqual(kept.deliveries(run.tries - 2, 1000), all.slice(-2));
+  // The tries overlapping a span: consecutive, from the first that ends in it to the last that starts in it.
+  const day = (n) => 1767225600n + BigInt(n * DAY);
+  const [first, count] = kept.triesBetween(day(4), day(5));
+  const expected = all.map((d, i) => [d, i]).filter(([d]) => d.endedAt >= day(4) && d.startedAt < day(5)).map(([, i]) => i);
+  assert.deepEqual([first, count], [expected[0], expected.length]);
+  assert.deepEqual(kept.triesBetween(day(40), day(41)), [run.tries, 0]);
+  // One latency per delivered message: queued to delivered.
+  const latencies = Array.from(kept.latencies());
+  assert.equal(latencies.length, run.summary.deliveredByTier.reduce((a, b) => a + b, 0));
+  assert.deepEqual(latencies, all.filter((d) => d.deliveredTier !== undefined).map((d) => d.endedAt - d.queuedAt));
+  kept[Symbol.dispose]();
+});

@@ -463,6 +463,14 @@ impl Delivery {
         }
     }
 
+    /// How long the message waited from being queued to being delivered, if this try delivered
+    /// it: the time a sender's user waits, fallback delays and queue backoff included.
+    #[must_use]
+    pub fn delivery_latency_secs(&self) -> Option<u64> {
+        self.delivered_tier()
+            .map(|_| self.ended_at.saturating_sub(self.queued_at))
+    }
+
     /// The first tier this try attempted.
     #[must_use]
     pub fn first_tier(&self) -> Option<Tier> {

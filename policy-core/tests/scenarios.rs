@@ -217,6 +217,26 @@ fn stripping_attacker_gets_no_cleartext_after_the_pin() {
 }
 
 #[test]
+fn a_delivered_try_reports_the_wait_from_queue_to_delivery_and_a_deferred_one_none() {
+    let timeline = simulate(Preset::LegacyOnly, 3);
+    let first = &timeline.deliveries[0];
+    // Queued, the modern attempt refused, the step-down delay, the legacy attempt: all waited.
+    assert_eq!(
+        first.delivery_latency_secs(),
+        Some(first.ended_at - first.queued_at)
+    );
+    assert!(first.delivery_latency_secs() >= Some(Policy::default().step_down_delay_secs.into()));
+    let attacked = simulate(Preset::StrippingAttacker, 5);
+    assert!(
+        attacked
+            .deliveries
+            .iter()
+            .filter(|d| d.attacker_active)
+            .all(|d| d.delivery_latency_secs().is_none())
+    );
+}
+
+#[test]
 fn stripped_pinned_peer_is_deferred_with_the_pin_as_reason_once_evidence_repeats() {
     let mut peer = Peer::new();
     peer.deliver(modern);

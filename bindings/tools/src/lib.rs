@@ -67,6 +67,7 @@ impl wit_engine::Guest for PolicyTools {
 
 impl wit::Guest for PolicyTools {
     type Simulation = Simulation;
+    type SimulatedRun = SimulatedRun;
 
     fn presets() -> Vec<wit::Preset> {
         sim::Preset::ALL
@@ -93,13 +94,7 @@ impl wit::Guest for PolicyTools {
 
     fn run(scenario: wit::Scenario) -> Result<wit::RunSummary, wit::SimError> {
         let t = sim::run_natively(&scenario_from_wit(scenario)).map_err(sim_error_to_wit)?;
-        Ok(wit::RunSummary {
-            blocks: blocks_to_wit(&t.deliveries),
-            summary: summary_to_wit(&t.summary),
-            final_history: t.final_history.as_ref().map(|h| h.as_bytes().to_vec()),
-            tries: to_u32(t.deliveries.len()),
-            decisions: to_u32(t.deliveries.iter().map(|d| d.steps.len()).sum()),
-        })
+        Ok(run_summary_to_wit(&t))
     }
 
     fn deliveries(
@@ -108,14 +103,7 @@ impl wit::Guest for PolicyTools {
         count: u32,
     ) -> Result<Vec<wit::Delivery>, wit::SimError> {
         let t = sim::run_natively(&scenario_from_wit(scenario)).map_err(sim_error_to_wit)?;
-        let first = usize::try_from(first).unwrap_or(usize::MAX);
-        let count = usize::try_from(count).unwrap_or(usize::MAX);
-        Ok(t.deliveries
-            .iter()
-            .skip(first)
-            .take(count)
-            .map(delivery_to_wit)
-            .collect())
+        Ok(deliveries_to_wit(&t.deliveries, first, count))
     }
 
     fn decode_history(blob: Vec<u8>) -> Result<wit::History, wit_engine::HistoryError> {
@@ -180,6 +168,62 @@ impl wit::GuestSimulation for Simulation {
             }
         }
     }
+}
+
+/// The `simulated-run` resource: a finished run of policy-core's own engine.
+struct SimulatedRun(sim::Timeline);
+
+impl wit::GuestSimulatedRun for SimulatedRun {
+    fn start(scenario: wit::Scenario) -> Result<wit::SimulatedRun, wit::SimError> {
+        let timeline = sim::run_natively(&scenario_from_wit(scenario)).map_err(sim_error_to_wit)?;
+        Ok(wit::SimulatedRun::new(Self(timeline)))
+    }
+
+    fn summary(&self) -> wit::RunSummary {
+        run_summary_to_wit(&self.0)
+    }
+
+    fn deliveries(&self, first: u32, count: u32) -> Vec<wit::Delivery> {
+        deliveries_to_wit(&self.0.deliveries, first, count)
+    }
+
+    fn tries_between(&self, since: u64, until: u64) -> (u32, u32) {
+        // One SMTP client: each try starts after the one before ended, so both ends are sorted.
+        let deliveries = &self.0.deliveries;
+        let first = deliveries.partition_point(|d| d.ended_at < since);
+        let end = deliveries.partition_point(|d| d.started_at < until);
+        (to_u32(first), to_u32(end.saturating_sub(first)))
+    }
+
+    fn latencies(&self) -> Vec<u64> {
+        self.0
+            .deliveries
+            .iter()
+            .filter_map(sim::Delivery::delivery_latency_secs)
+            .collect()
+    }
+}
+
+fn run_summary_to_wit(t: &sim::Timeline) -> wit::RunSummary {
+    wit::RunSummary {
+        blocks: blocks_to_wit(&t.deliveries),
+        summary: summary_to_wit(&t.summary),
+        final_history: t.final_history.as_ref().map(|h| h.as_bytes().to_vec()),
+        tries: to_u32(t.deliveries.len()),
+        decisions: to_u32(t.deliveries.iter().map(|d| d.steps.len()).sum()),
+    }
+}
+
+/// The tries from index `first`, at most `count` of them; a range past the end is clamped.
+fn deliveries_to_wit(deliveries: &[sim::Delivery], first: u32, count: u32) -> Vec<wit::Delivery> {
+    let first = usize::try_from(first).unwrap_or(usize::MAX);
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    deliveries
+        .iter()
+        .skip(first)
+        .take(count)
+        .map(delivery_to_wit)
+        .collect()
 }
 
 fn sim_error_to_wit(error: sim::SimError) -> wit::SimError {

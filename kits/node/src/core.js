@@ -290,6 +290,22 @@ function toLastWire(value, field) {
 
 // --- Outputs -----------------------------------------------------------------------------------
 
+/** The wire form of a WIT outcome: `{outcome}` and its detail (`version`, `code`, `alert`, `error`). */
+function wireOutcome(outcome) {
+  switch (outcome.tag) {
+    case 'success':
+      return outcome.val === undefined ? { outcome: 'success' } : { outcome: 'success', version: WIRE_VERSION[outcome.val] };
+    case 'starttls-rejected':
+      return { outcome: outcome.tag, code: outcome.val };
+    case 'tls-alert':
+      return { outcome: outcome.tag, alert: outcome.val };
+    case 'certificate-error':
+      return { outcome: outcome.tag, error: outcome.val };
+    default:
+      return { outcome: outcome.tag };
+  }
+}
+
 function reportNames(flags) {
   const names = [];
   for (const [key, name] of RPT_FLAGS) if (flags[key]) names.push(name);
@@ -555,7 +571,34 @@ export function createKit({ engine, contract }) {
     }
   }
 
-  return Object.freeze({ PolicyEngine, DEFAULT_POLICY, contract, INTERFACE: contract.interface });
+  /**
+   * The conversions between the WIT records a component takes and gives (as jco lifts them) and
+   * the `tlsfallback decide` wire format, for hosts that call a component's `Decider` themselves
+   * (the playground steps the tools component's simulation with any engine and shows each step
+   * as the CLI would print it).
+   */
+  const wire = Object.freeze({
+    /** The WIT policy for wire (snake_case) overrides of the contract's default policy. */
+    policy: (overrides) => applyPolicy(DEFAULT_POLICY, overrides, 'policy', true),
+    /** The WIT outcome of a wire outcome (`{outcome, version|code|alert|error}`). */
+    outcome: (value) => toOutcome(plainObject(value, 'outcome'), value.outcome, 'outcome', 'outcome', false),
+    /** The wire form (`{outcome, ...details}`) of a WIT outcome. */
+    outcomeOf: wireOutcome,
+    /** The wire `context` of a WIT delivery context, fields at their defaults left out. */
+    context: (context) => {
+      const out = {};
+      if (context.dane !== 'none') out.dane = context.dane;
+      if (context.mtaSts !== 'none') out.mta_sts = context.mtaSts;
+      if (context.requiretls) out.requiretls = true;
+      if (context.tlsRequiredNo) out.tls_required_no = true;
+      if (context.sasl) out.sasl = true;
+      return out;
+    },
+    /** The response `tlsfallback decide` writes for a WIT decision about `peer`. */
+    response: (peer, decision) => wireResponse(contract, peer, decision),
+  });
+
+  return Object.freeze({ PolicyEngine, DEFAULT_POLICY, contract, INTERFACE: contract.interface, wire });
 }
 
 /** Converts a typed decision's `tls` into `tls.connect` options for Node (no cipher strings:

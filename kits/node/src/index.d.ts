@@ -353,6 +353,20 @@ export interface Kit {
   DEFAULT_POLICY: Readonly<Policy>;
   contract: Readonly<Contract>;
   INTERFACE: string;
+  /** Conversions between the WIT records jco lifts and the wire format, for hosts that call a
+   * component's `Decider` themselves. WIT values are typed `unknown`: their shape is jco's. */
+  wire: {
+    /** The WIT policy for wire (snake_case) overrides of the contract's default policy. */
+    policy(overrides?: WirePolicy | null): Policy;
+    /** The WIT outcome of a wire outcome (`{outcome, version|code|alert|error}`). */
+    outcome(value: Omit<WireLast, 'tier'>): unknown;
+    /** The wire form of a WIT outcome. */
+    outcomeOf(outcome: unknown): Omit<WireLast, 'tier'>;
+    /** The wire context of a WIT delivery context, fields at their defaults left out. */
+    context(context: unknown): WireContext;
+    /** The response `tlsfallback decide` writes for a WIT decision about `peer`. */
+    response(peer: string, decision: unknown): WireResponse;
+  };
 }
 
 /** Binds the kit to a component's exported `engine` interface as jco transpiles it (the built-in
