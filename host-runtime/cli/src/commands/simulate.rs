@@ -129,8 +129,8 @@ pub fn to_json(preset: Preset, options: SimulateOptions, timeline: &Timeline) ->
     })
 }
 
-/// Renders a timeline for a terminal: one line per delivery try, runs of identical tries
-/// collapsed, then the totals.
+/// Renders a timeline for a terminal: one line per block of tries that went the same way
+/// ([`aggregate`], the blocks `--json` prints and the playground draws), then the totals.
 #[must_use]
 pub fn render(preset: Preset, policy: &Policy, timeline: &Timeline, start: u64) -> String {
     let mut out = String::new();
@@ -141,33 +141,24 @@ pub fn render(preset: Preset, policy: &Policy, timeline: &Timeline, start: u64) 
         preset.describe(),
         policy.profile.name()
     );
-    let mut previous: Option<String> = None;
-    let mut repeats = 0u32;
-    let mut last_repeat_at = 0u64;
-    for delivery in &timeline.deliveries {
-        let shape = describe_delivery(delivery);
-        if previous.as_deref() == Some(shape.as_str()) {
-            repeats += 1;
-            last_repeat_at = delivery.started_at;
-            continue;
-        }
-        flush_repeats(&mut out, repeats, last_repeat_at, start);
-        repeats = 0;
+    // The blocks the playground draws and `--json` prints: runs of tries that went the same way.
+    for block in aggregate(&timeline.deliveries) {
+        let delivery = &timeline.deliveries[block.first];
         let _ = writeln!(
             out,
             "  {}  #{:<3} {}",
             clock(delivery.started_at, start),
             delivery.message,
-            shape
+            describe_delivery(delivery)
         );
-        previous = Some(shape);
+        let last = &timeline.deliveries[block.first + block.count - 1];
+        flush_repeats(&mut out, block.count - 1, last.started_at, start);
     }
-    flush_repeats(&mut out, repeats, last_repeat_at, start);
     let _ = writeln!(out, "  {}", summarize(&timeline.summary));
     out
 }
 
-fn flush_repeats(out: &mut String, repeats: u32, until: u64, start: u64) {
+fn flush_repeats(out: &mut String, repeats: usize, until: u64, start: u64) {
     if repeats > 0 {
         let plural = if repeats == 1 { "try" } else { "tries" };
         let _ = writeln!(
