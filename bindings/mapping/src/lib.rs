@@ -26,7 +26,7 @@ pub use policy_core as __core;
 /// `Policy: From<wit::Policy>`, `DeliveryContext: From<wit::DeliveryContext>`,
 /// `AttemptReport: From<wit::AttemptReport>`, and `Decision: TryFrom<wit::Decision>`, which fails
 /// with [`HistoryError`](policy_core::HistoryError) when the history a component returned is
-/// longer than any engine writes. Every enum converts both ways by value.
+/// longer than any engine writes. Every enum, and `Outcome`, converts both ways by value.
 #[macro_export]
 macro_rules! wit_mapping {
     () => {
@@ -191,10 +191,10 @@ macro_rules! wit_mapping {
             }
         }
 
-        impl ::core::convert::From<&$crate::__core::AttemptReport> for wit::AttemptReport {
-            fn from(r: &$crate::__core::AttemptReport) -> Self {
+        impl ::core::convert::From<$crate::__core::Outcome> for wit::Outcome {
+            fn from(outcome: $crate::__core::Outcome) -> Self {
                 use $crate::__core::Outcome as O;
-                let outcome = match r.outcome {
+                match outcome {
                     O::Success { version } => wit::Outcome::Success(version.map(Into::into)),
                     O::ConnectFailed => wit::Outcome::ConnectFailed,
                     O::StarttlsNotOffered => wit::Outcome::StarttlsNotOffered,
@@ -205,18 +205,14 @@ macro_rules! wit_mapping {
                     O::ConnectionReset => wit::Outcome::ConnectionReset,
                     O::PostHandshakeFailure => wit::Outcome::PostHandshakeFailure,
                     O::PolicyLookupFailed => wit::Outcome::PolicyLookupFailed,
-                };
-                Self {
-                    tier: r.tier.into(),
-                    outcome,
                 }
             }
         }
 
-        impl ::core::convert::From<wit::AttemptReport> for $crate::__core::AttemptReport {
-            fn from(r: wit::AttemptReport) -> Self {
+        impl ::core::convert::From<wit::Outcome> for $crate::__core::Outcome {
+            fn from(outcome: wit::Outcome) -> Self {
                 use $crate::__core::Outcome as O;
-                let outcome = match r.outcome {
+                match outcome {
                     wit::Outcome::Success(version) => O::Success {
                         version: version.map(Into::into),
                     },
@@ -229,10 +225,24 @@ macro_rules! wit_mapping {
                     wit::Outcome::ConnectionReset => O::ConnectionReset,
                     wit::Outcome::PostHandshakeFailure => O::PostHandshakeFailure,
                     wit::Outcome::PolicyLookupFailed => O::PolicyLookupFailed,
-                };
+                }
+            }
+        }
+
+        impl ::core::convert::From<&$crate::__core::AttemptReport> for wit::AttemptReport {
+            fn from(r: &$crate::__core::AttemptReport) -> Self {
                 Self {
                     tier: r.tier.into(),
-                    outcome,
+                    outcome: r.outcome.into(),
+                }
+            }
+        }
+
+        impl ::core::convert::From<wit::AttemptReport> for $crate::__core::AttemptReport {
+            fn from(r: wit::AttemptReport) -> Self {
+                Self {
+                    tier: r.tier.into(),
+                    outcome: r.outcome.into(),
                 }
             }
         }

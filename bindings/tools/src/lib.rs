@@ -369,21 +369,12 @@ fn timeline_to_wit(t: &sim::Timeline) -> wit::Timeline {
     }
 }
 
-/// The WIT outcome of `outcome` (the shared mapping converts outcomes inside attempt reports).
 fn outcome_to_wit(outcome: policy_core::Outcome) -> wit_engine::Outcome {
-    let report = policy_core::AttemptReport {
-        tier: policy_core::Tier::Cleartext,
-        outcome,
-    };
-    wit_engine::AttemptReport::from(&report).outcome
+    outcome.into()
 }
 
 fn outcome_from_wit(outcome: wit_engine::Outcome) -> policy_core::Outcome {
-    let report = wit_engine::AttemptReport {
-        tier: wit_engine::Tier::Cleartext,
-        outcome,
-    };
-    policy_core::AttemptReport::from(report).outcome
+    outcome.into()
 }
 
 fn history_error_to_wit(error: policy_core::HistoryError) -> wit_engine::HistoryError {
