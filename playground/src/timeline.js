@@ -29,6 +29,25 @@ function el(name, attributes = {}, parent = null) {
   return node;
 }
 
+/**
+ * Calls `choose(node)` when a `selector` node inside `group` is clicked, or focused and given
+ * Enter or Space: one listener for all of them (a year of an attacker is tens of thousands).
+ */
+function onChoose(group, selector, choose) {
+  const nodeOf = (event) => event.target.closest?.(selector);
+  group.addEventListener('click', (event) => {
+    const node = nodeOf(event);
+    if (node) choose(node);
+  });
+  group.addEventListener('keydown', (event) => {
+    const node = nodeOf(event);
+    if (node && (event.key === 'Enter' || event.key === ' ')) {
+      event.preventDefault();
+      choose(node);
+    }
+  });
+}
+
 /** The class of an outcome's mark. */
 export function outcomeClass(outcome) {
   if (outcome === null) return 'final';
@@ -94,18 +113,7 @@ export function drawTimeline(container, run, {
   // One listener for every mark (a year of an attacker is tens of thousands of them), and each
   // mark's tooltip made when the pointer first reaches it.
   const markOf = (event) => event.target.closest?.('.mark');
-  const choose = (mark) => onSelect(Number(mark.dataset.delivery), Number(mark.dataset.step));
-  marks.addEventListener('click', (event) => {
-    const mark = markOf(event);
-    if (mark) choose(mark);
-  });
-  marks.addEventListener('keydown', (event) => {
-    const mark = markOf(event);
-    if (mark && (event.key === 'Enter' || event.key === ' ')) {
-      event.preventDefault();
-      choose(mark);
-    }
-  });
+  onChoose(marks, '.mark', (mark) => onSelect(Number(mark.dataset.delivery), Number(mark.dataset.step)));
   marks.addEventListener('pointerover', (event) => {
     const mark = markOf(event);
     if (!mark || mark.firstChild) return;
@@ -182,19 +190,7 @@ function drawBlocks(svg, run, { first, last, start, x, y, onZoom, triesInView })
       to: Math.ceil((to + 1 - start) / 3600) / 24,
     };
   };
-  const blockOf = (event) => event.target.closest?.('.block');
-  const choose = (node) => onZoom(zoomOf(run.blocks[Number(node.dataset.block)]));
-  group.addEventListener('click', (event) => {
-    const node = blockOf(event);
-    if (node) choose(node);
-  });
-  group.addEventListener('keydown', (event) => {
-    const node = blockOf(event);
-    if (node && (event.key === 'Enter' || event.key === ' ')) {
-      event.preventDefault();
-      choose(node);
-    }
-  });
+  onChoose(group, '.block', (node) => onZoom(zoomOf(run.blocks[Number(node.dataset.block)])));
   for (const { block, index } of blocks) {
     const sample = run.delivery(block.first);
     const left = x(Math.max(block.startedAt, first));
