@@ -69,6 +69,21 @@ fn the_mta_crate_knows_nothing_of_the_command_line_or_the_test_kit() {
 }
 
 /// The module of `file` under `src`: `postfix::daemon` for `src/postfix/daemon.rs`.
+#[test]
+fn the_mta_crate_returns_typed_errors_not_anyhow() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("host-runtime/mta/src"), &mut files);
+    assert!(!files.is_empty());
+    for file in files {
+        let code = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !code.contains("anyhow::") && !code.contains("anyhow!"),
+            "{} uses anyhow: each layer of tlsfallback-mta has its own error enum",
+            file.display()
+        );
+    }
+}
+
 fn module_of(src: &Path, file: &Path) -> Vec<String> {
     let relative = file.strip_prefix(src).unwrap().with_extension("");
     let mut parts: Vec<String> = relative

@@ -201,7 +201,9 @@ fn a_corrupt_history_row_is_shown_as_unreadable_and_healed_by_the_next_delivery(
             tlsfallback_mta::store::HistoryStore::open(&env.dir.path().join("peers.sqlite3"))
                 .unwrap();
         store
-            .update(&mx(&peer), 1, |_| Ok(((), vec![9, 9, 9])))
+            .update(&mx(&peer), 1, |_| {
+                Ok::<_, tlsfallback_mta::store::StoreError>(((), vec![9, 9, 9]))
+            })
             .unwrap();
     }
     assert!(env.peers(&["list"]).contains("UNREADABLE HISTORY"));

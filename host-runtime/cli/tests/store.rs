@@ -1,5 +1,5 @@
 use tlsfallback_mta::deciding;
-use tlsfallback_mta::store::HistoryStore;
+use tlsfallback_mta::store::{HistoryStore, StoreError};
 
 #[test]
 fn histories_round_trip_and_peers_can_be_forgotten() {
@@ -9,13 +9,13 @@ fn histories_round_trip_and_peers_can_be_forgotten() {
     store
         .update("mx.a.test", 10, |old| {
             assert!(old.is_none());
-            Ok(((), vec![1, 2, 3]))
+            Ok::<_, StoreError>(((), vec![1, 2, 3]))
         })
         .unwrap();
     store
         .update("mx.a.test", 20, |old| {
             assert_eq!(old, Some(&[1, 2, 3][..]));
-            Ok(((), vec![4]))
+            Ok::<_, StoreError>(((), vec![4]))
         })
         .unwrap();
     let row = store.get("mx.a.test").unwrap().unwrap();
@@ -29,7 +29,9 @@ fn histories_round_trip_and_peers_can_be_forgotten() {
 fn a_failed_step_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = HistoryStore::open(&dir.path().join("p.sqlite3")).unwrap();
-    store.update("mx", 1, |_| Ok(((), vec![7]))).unwrap();
+    store
+        .update("mx", 1, |_| Ok::<_, StoreError>(((), vec![7])))
+        .unwrap();
     let failed: anyhow::Result<()> = store.update("mx", 2, |_| anyhow::bail!("engine failed"));
     assert!(failed.is_err());
     assert_eq!(store.get("mx").unwrap().unwrap().history, vec![7]);
@@ -49,7 +51,7 @@ fn concurrent_updates_to_one_peer_lose_nothing() {
                     store
                         .update("mx", 1, |old| {
                             let n = old.map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()));
-                            Ok(((), (n + 1).to_le_bytes().to_vec()))
+                            Ok::<_, StoreError>(((), (n + 1).to_le_bytes().to_vec()))
                         })
                         .unwrap();
                 }

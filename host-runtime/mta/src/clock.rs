@@ -33,6 +33,21 @@ impl Clock for SystemClock {
 /// [`HostClock::from_env`] and nowhere else.
 pub const TEST_NOW_VAR: &str = "TLSFALLBACK_TEST_NOW";
 
+/// Why the clock cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClockError {
+    /// [`TEST_NOW_VAR`] is set but is not a number of seconds.
+    #[error(
+        "${} must be seconds since the Unix epoch, not {value:?}",
+        TEST_NOW_VAR
+    )]
+    BadTestNow {
+        /// The variable's value.
+        value: std::ffi::OsString,
+    },
+}
+
 /// The clock the binary runs on: the system's, or the simulated one [`TEST_NOW_VAR`] asks for.
 #[derive(Clone, Copy, Debug)]
 pub enum HostClock {
@@ -49,7 +64,7 @@ impl HostClock {
     ///
     /// When the variable is set but is not a number of seconds: a bad value is refused rather
     /// than silently replaced by the system time.
-    pub fn from_env() -> anyhow::Result<Self> {
+    pub fn from_env() -> Result<Self, ClockError> {
         let Some(value) = std::env::var_os(TEST_NOW_VAR) else {
             return Ok(Self::System(SystemClock));
         };
@@ -57,10 +72,8 @@ impl HostClock {
             .to_str()
             .and_then(|text| text.parse::<u64>().ok())
             .map(Self::Simulated)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "${TEST_NOW_VAR} must be seconds since the Unix epoch, not {value:?}"
-                )
+            .ok_or_else(|| ClockError::BadTestNow {
+                value: value.clone(),
             })
     }
 }

@@ -9,10 +9,22 @@
 //! the caller reports it.
 
 use policy_core::{AttemptReport, DeliveryContext, Policy};
-use tlsfallback_engine::decider::{Decided, DecisionEngine};
+use tlsfallback_engine::decider::{DecideError, Decided, DecisionEngine};
 
 use crate::facts;
-use crate::store::{Batch, HistoryStore, PendingApplied};
+use crate::store::{Batch, HistoryStore, PendingApplied, StoreError};
+
+/// Why no decision was made (or stored).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecidingError {
+    /// The history database (or the journal of pending updates) failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine gave no decision.
+    #[error(transparent)]
+    Engine(#[from] DecideError),
+}
 
 /// Asks `engine` for the next decision about `peer` with its stored history, and stores the
 /// history the decision carries, in one write transaction.
@@ -28,7 +40,7 @@ pub fn decide(
     context: &DeliveryContext,
     last: Option<&AttemptReport>,
     now: u64,
-) -> anyhow::Result<Decided> {
+) -> Result<Decided, DecidingError> {
     store.batch(|batch| decide_in(batch, engine, peer, policy, context, last, now))
 }
 
@@ -52,7 +64,7 @@ pub fn decide_in_delivery(
     last: &AttemptReport,
     own: &[u8],
     now: u64,
-) -> anyhow::Result<Decided> {
+) -> Result<Decided, DecidingError> {
     store.batch(|batch| {
         decide_with_own_dance(
             batch,
@@ -82,7 +94,7 @@ pub fn decide_in(
     context: &DeliveryContext,
     last: Option<&AttemptReport>,
     now: u64,
-) -> anyhow::Result<Decided> {
+) -> Result<Decided, DecidingError> {
     decide_with_own_dance(batch, engine, peer, policy, context, last, None, now)
 }
 
@@ -96,7 +108,7 @@ fn decide_with_own_dance(
     last: Option<&AttemptReport>,
     own: Option<&[u8]>,
     now: u64,
-) -> anyhow::Result<Decided> {
+) -> Result<Decided, DecidingError> {
     let recorded = facts::read(batch.connection(), peer)?;
     let mut facts = recorded;
     if let Some(report) = last {
@@ -113,7 +125,7 @@ fn decide_with_own_dance(
             .map_or(stored, |blob| Some(blob.as_bytes()));
         let decided = engine.decide_with_facts(policy, context, history, &facts, last, now)?;
         let blob = decided.decision.history.as_bytes().to_vec();
-        Ok((decided, blob))
+        Ok::<_, DecidingError>((decided, blob))
     })?;
     if facts != recorded {
         facts::write(batch.connection(), peer, &facts, now)?;
@@ -132,7 +144,7 @@ pub fn apply_pending(
     store: &mut HistoryStore,
     engine: &mut dyn DecisionEngine,
     report: &mut dyn FnMut(&str),
-) -> anyhow::Result<PendingApplied> {
+) -> Result<PendingApplied, DecidingError> {
     store.replay_pending(|batch, entry| {
         let replayed = decide_in(
             batch,

@@ -8,7 +8,7 @@ use policy_core::{
 };
 
 use crate::clock::Clock;
-use crate::deciding;
+use crate::deciding::{self, DecidingError};
 use crate::smtp::{self, Message, RecipientRefusal, Timeouts};
 use crate::store::{HistoryStore, PendingUpdate, journal_path};
 use crate::tls::TrustAnchors;
@@ -186,7 +186,7 @@ pub fn deliver(
     job: &DeliveryJob<'_>,
     log: &mut dyn FnMut(&AttemptLine),
     warn: &mut dyn FnMut(&str),
-) -> anyhow::Result<DeliveryResult> {
+) -> Result<DeliveryResult, DecidingError> {
     match deciding::apply_pending(store, engine, warn) {
         Ok(applied) => {
             if applied.applied > 0 || applied.skipped > 0 {

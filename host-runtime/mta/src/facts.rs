@@ -6,9 +6,10 @@
 //! (in `deciding`), never from a history blob: a policy plugin
 //! writes the blob, and a plugin that rewrites or empties it must not take the pin with it.
 
-use anyhow::Context as _;
 use policy_core::{PeerFacts, Tier};
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::store::StoreError;
 
 /// The table, created with the database.
 pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS peer_facts (
@@ -32,7 +33,7 @@ fn seconds(value: u64) -> i64 {
 /// # Errors
 ///
 /// A database error, or a row this host did not write (an unknown tier, a negative time).
-pub(crate) fn read(connection: &Connection, peer: &str) -> anyhow::Result<PeerFacts> {
+pub(crate) fn read(connection: &Connection, peer: &str) -> Result<PeerFacts, StoreError> {
     let row = connection
         .prepare_cached(
             "SELECT last_success_tier, last_success_at, seen_tls, pinned_until
@@ -47,21 +48,26 @@ pub(crate) fn read(connection: &Connection, peer: &str) -> anyhow::Result<PeerFa
             ))
         })
         .optional()
-        .with_context(|| format!("reading the recorded facts of {peer}"))?;
+        .map_err(|cause| StoreError::ReadFacts {
+            peer: peer.to_owned(),
+            cause,
+        })?;
     let Some((tier, last_success_at, seen_tls, pinned_until)) = row else {
         return Ok(PeerFacts::default());
     };
-    let unreadable = || format!("the recorded facts of {peer} are not ones this host writes");
+    let foreign = |detail: String| StoreError::ForeignFacts {
+        peer: peer.to_owned(),
+        detail,
+    };
     let last_success_tier = tier
-        .map(|name| {
-            Tier::from_name(&name).with_context(|| format!("{}: tier {name:?}", unreadable()))
-        })
+        .map(|name| Tier::from_name(&name).ok_or_else(|| foreign(format!("tier {name:?}"))))
         .transpose()?;
+    let time = |value: i64| u64::try_from(value).map_err(|e| foreign(e.to_string()));
     Ok(PeerFacts {
         last_success_tier,
-        last_success_at: u64::try_from(last_success_at).with_context(unreadable)?,
+        last_success_at: time(last_success_at)?,
         seen_tls,
-        pinned_until: u64::try_from(pinned_until).with_context(unreadable)?,
+        pinned_until: time(pinned_until)?,
     })
 }
 
@@ -75,7 +81,7 @@ pub(crate) fn write(
     peer: &str,
     facts: &PeerFacts,
     now: u64,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     connection
         .prepare_cached(
             "INSERT INTO peer_facts
@@ -96,7 +102,10 @@ pub(crate) fn write(
             seconds(facts.pinned_until),
             seconds(now),
         ])
-        .with_context(|| format!("recording the facts of {peer}"))?;
+        .map_err(|cause| StoreError::WriteFacts {
+            peer: peer.to_owned(),
+            cause,
+        })?;
     Ok(())
 }
 
@@ -105,7 +114,7 @@ pub(crate) fn write(
 /// # Errors
 ///
 /// A database error.
-pub(crate) fn forget(connection: &Connection, peer: &str) -> anyhow::Result<bool> {
+pub(crate) fn forget(connection: &Connection, peer: &str) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("DELETE FROM peer_facts WHERE peer = ?1")?
         .execute([peer])?

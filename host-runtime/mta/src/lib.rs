@@ -2,8 +2,9 @@
 //!
 //! The engine (`tlsfallback-engine`) only decides; this crate owns the clock, the network, TLS,
 //! DNS and storage, and feeds the engine's decisions their inputs. It must never depend on the
-//! command line (clap) or on the test kit (local peers, attacker, rigs); the CLI and embedders
-//! that want a ready delivery loop or the Postfix service depend on it.
+//! command line (clap), on the test kit (local peers, attacker, rigs) or on anyhow (each layer
+//! has its own error enum, as the engine's do); the CLI and embedders that want a ready delivery
+//! loop or the Postfix service depend on it.
 //!
 //! # Layout
 //!
@@ -20,6 +21,7 @@
 //! - [`fuzzing`]: the entry points of the fuzz targets over every parser of outside input.
 #![deny(unsafe_code)]
 
+mod causes;
 pub mod clock;
 pub mod deciding;
 pub mod delivery;

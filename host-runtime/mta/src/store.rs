@@ -10,10 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use policy_core::PeerFacts;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::causes::Causes;
 use crate::facts;
 
 mod pending;
@@ -32,6 +32,82 @@ pub struct PendingApplied {
     pub skipped: usize,
     /// Lines that were no entry (a write torn by a crash), dropped with the rest.
     pub unreadable: Vec<String>,
+}
+
+/// Why the history database failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The directory of the database cannot be created.
+    #[error("creating {}: {}", .dir.display(), Causes(.cause))]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The database file cannot be opened (or created).
+    #[error("opening the history database {}: {}", .path.display(), Causes(.cause))]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        cause: rusqlite::Error,
+    },
+    /// The file opened, but is not a database with (or where SQLite can create) the tables of
+    /// this host.
+    #[error("{} is not a usable tlsfallback database: {}", .path.display(), Causes(.cause))]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        cause: rusqlite::Error,
+    },
+    /// The journal of pending updates beside the database cannot be opened.
+    #[error("opening {}: {}", .path.display(), Causes(.cause))]
+    OpenJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The journal of pending updates cannot be emptied or given room for the next ones.
+    #[error("{}", Causes(.0))]
+    Journal(std::io::Error),
+    /// A query failed (a locked or damaged database, a full disk).
+    #[error("{}", Causes(.0))]
+    Sql(rusqlite::Error),
+    /// The facts recorded about a peer cannot be read.
+    #[error("reading the recorded facts of {peer}: {}", Causes(.cause))]
+    ReadFacts {
+        /// The peer.
+        peer: String,
+        /// SQLite's error.
+        cause: rusqlite::Error,
+    },
+    /// The facts recorded about a peer are not ones this host writes (an unknown tier, a
+    /// negative time).
+    #[error("the recorded facts of {peer} are not ones this host writes: {detail}")]
+    ForeignFacts {
+        /// The peer.
+        peer: String,
+        /// What is wrong in them.
+        detail: String,
+    },
+    /// The facts about a peer cannot be recorded.
+    #[error("recording the facts of {peer}: {}", Causes(.cause))]
+    WriteFacts {
+        /// The peer.
+        peer: String,
+        /// SQLite's error.
+        cause: rusqlite::Error,
+    },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(cause: rusqlite::Error) -> Self {
+        Self::Sql(cause)
+    }
 }
 
 /// The one spelling of a peer's key in the history, whoever writes or asks: lower case, and the
@@ -89,7 +165,7 @@ impl HistoryStore {
     /// # Errors
     ///
     /// When the file cannot be created or is not a tlsfallback database.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
     }
 
@@ -99,12 +175,17 @@ impl HistoryStore {
     /// # Errors
     ///
     /// When the file cannot be created or is not a tlsfallback database.
-    pub fn open_with_busy_timeout(path: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn open_with_busy_timeout(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|cause| StoreError::CreateDir {
+                dir: dir.to_owned(),
+                cause,
+            })?;
         }
-        let connection = Connection::open(path)
-            .with_context(|| format!("opening the history database {}", path.display()))?;
+        let connection = Connection::open(path).map_err(|cause| StoreError::Open {
+            path: path.to_owned(),
+            cause,
+        })?;
         connection.busy_timeout(busy_timeout)?;
         // The daemon runs the same dozen statements for every lookup: keep them all prepared.
         connection.set_prepared_statement_cache_capacity(64);
@@ -123,7 +204,10 @@ impl HistoryStore {
                 )?;
                 connection.execute_batch(facts::SCHEMA)
             })
-            .with_context(|| format!("{} is not a usable tlsfallback database", path.display()))?;
+            .map_err(|cause| StoreError::NotADatabase {
+                path: path.to_owned(),
+                cause,
+            })?;
         Ok(Self {
             connection,
             path: path.to_owned(),
@@ -148,13 +232,17 @@ impl HistoryStore {
     ///
     /// # Errors
     ///
-    /// A journal or database error, or the error of `step`.
-    pub fn replay_pending(
+    /// A journal or database error ([`StoreError`], into the caller's error type), or the error
+    /// of `step`.
+    pub fn replay_pending<E: From<StoreError>>(
         &mut self,
-        mut step: impl FnMut(&mut Batch<'_>, &PendingUpdate) -> anyhow::Result<()>,
-    ) -> anyhow::Result<PendingApplied> {
-        let mut journal = pending::Journal::open(&self.path)
-            .with_context(|| format!("opening {}", journal_path(&self.path).display()))?;
+        mut step: impl FnMut(&mut Batch<'_>, &PendingUpdate) -> Result<(), E>,
+    ) -> Result<PendingApplied, E> {
+        let mut journal =
+            pending::Journal::open(&self.path).map_err(|cause| StoreError::OpenJournal {
+                path: journal_path(&self.path),
+                cause,
+            })?;
         let (entries, unreadable) = journal.entries();
         let mut report = PendingApplied {
             unreadable,
@@ -168,8 +256,9 @@ impl HistoryStore {
                         .connection()
                         .prepare_cached(
                             "INSERT OR IGNORE INTO applied_pending_updates (id) VALUES (?1)",
-                        )?
-                        .execute([&entry.id])?
+                        )
+                        .and_then(|mut statement| statement.execute([&entry.id]))
+                        .map_err(StoreError::from)?
                         == 1;
                     if !fresh {
                         skipped += 1;
@@ -178,17 +267,18 @@ impl HistoryStore {
                     step(batch, entry)?;
                     applied += 1;
                 }
-                Ok((applied, skipped))
+                Ok::<_, E>((applied, skipped))
             })?;
             report.applied = applied;
             report.skipped = skipped;
-            journal.clear()?;
+            journal.clear().map_err(StoreError::Journal)?;
             // The ids only guard entries still in the journal: none are now.
             self.connection
-                .prepare_cached("DELETE FROM applied_pending_updates")?
-                .execute([])?;
+                .prepare_cached("DELETE FROM applied_pending_updates")
+                .and_then(|mut statement| statement.execute([]))
+                .map_err(StoreError::from)?;
         }
-        journal.reserve()?;
+        journal.reserve().map_err(StoreError::Journal)?;
         Ok(report)
     }
 
@@ -203,13 +293,13 @@ impl HistoryStore {
     ///
     /// # Errors
     ///
-    /// A database error, or the error of `step`.
-    pub fn update<T>(
+    /// A database error ([`StoreError`], into the caller's error type), or the error of `step`.
+    pub fn update<T, E: From<StoreError>>(
         &mut self,
         peer: &str,
         now: u64,
-        step: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(T, Vec<u8>)>,
-    ) -> anyhow::Result<T> {
+        step: impl FnOnce(Option<&[u8]>) -> Result<(T, Vec<u8>), E>,
+    ) -> Result<T, E> {
         self.batch(|batch| batch.update(peer, now, step))
     }
 
@@ -218,18 +308,19 @@ impl HistoryStore {
     ///
     /// # Errors
     ///
-    /// A database error, or the error of `work`.
-    pub fn batch<T>(
+    /// A database error ([`StoreError`], into the caller's error type), or the error of `work`.
+    pub fn batch<T, E: From<StoreError>>(
         &mut self,
-        work: impl FnOnce(&mut Batch<'_>) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+        work: impl FnOnce(&mut Batch<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut batch = Batch {
             tx: self
                 .connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?,
         };
         let value = work(&mut batch)?;
-        batch.tx.commit()?;
+        batch.tx.commit().map_err(StoreError::from)?;
         Ok(value)
     }
 
@@ -245,7 +336,7 @@ impl HistoryStore {
     /// # Errors
     ///
     /// A database error.
-    pub fn list(&self) -> anyhow::Result<Vec<PeerRow>> {
+    pub fn list(&self) -> Result<Vec<PeerRow>, StoreError> {
         let mut statement = self
             .connection
             .prepare("SELECT peer, history, updated_at FROM peers ORDER BY peer")?;
@@ -258,7 +349,7 @@ impl HistoryStore {
     /// # Errors
     ///
     /// A database error.
-    pub fn get(&self, peer: &str) -> anyhow::Result<Option<PeerRow>> {
+    pub fn get(&self, peer: &str) -> Result<Option<PeerRow>, StoreError> {
         Ok(self
             .connection
             .prepare_cached("SELECT peer, history, updated_at FROM peers WHERE peer = ?1")?
@@ -272,7 +363,7 @@ impl HistoryStore {
     /// # Errors
     ///
     /// A database error, or a row this host did not write.
-    pub fn facts(&self, peer: &str) -> anyhow::Result<PeerFacts> {
+    pub fn facts(&self, peer: &str) -> Result<PeerFacts, StoreError> {
         facts::read(&self.connection, peer)
     }
 
@@ -282,7 +373,7 @@ impl HistoryStore {
     /// # Errors
     ///
     /// A database error.
-    pub fn forget(&self, peer: &str) -> anyhow::Result<bool> {
+    pub fn forget(&self, peer: &str) -> Result<bool, StoreError> {
         let history = self
             .connection
             .prepare_cached("DELETE FROM peers WHERE peer = ?1")?
@@ -303,18 +394,18 @@ impl Batch<'_> {
     ///
     /// # Errors
     ///
-    /// A database error, or the error of `step`.
-    pub fn update<T>(
+    /// A database error ([`StoreError`], into the caller's error type), or the error of `step`.
+    pub fn update<T, E: From<StoreError>>(
         &mut self,
         peer: &str,
         now: u64,
-        step: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(T, Vec<u8>)>,
-    ) -> anyhow::Result<T> {
+        step: impl FnOnce(Option<&[u8]>) -> Result<(T, Vec<u8>), E>,
+    ) -> Result<T, E> {
         let stored: Option<Vec<u8>> = self
             .tx
-            .prepare_cached("SELECT history FROM peers WHERE peer = ?1")?
-            .query_row([peer], |row| row.get(0))
-            .optional()?;
+            .prepare_cached("SELECT history FROM peers WHERE peer = ?1")
+            .and_then(|mut statement| statement.query_row([peer], |row| row.get(0)).optional())
+            .map_err(StoreError::from)?;
         // An empty blob is what a fail-closed plugin decision keeps for a peer without history.
         let (value, history) = step(stored.as_deref().filter(|blob| !blob.is_empty()))?;
         if stored.as_deref() == Some(history.as_slice()) {
@@ -323,10 +414,11 @@ impl Batch<'_> {
             return Ok(value);
         }
         self.tx.prepare_cached("INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at")?
-        .execute(
+             ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at")
+        .and_then(|mut statement| statement.execute(
             params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
-        )?;
+        ))
+        .map_err(StoreError::from)?;
         Ok(value)
     }
 
@@ -344,4 +436,80 @@ fn row_to_peer(row: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRow> {
         history: row.get(1)?,
         updated_at: u64::try_from(updated_at).unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.sqlite3");
+        std::fs::write(&path, [0x5a; 4096]).unwrap();
+        let Err(error) = HistoryStore::open(&path) else {
+            panic!("{} opened as a database", path.display());
+        };
+        assert!(
+            matches!(&error, StoreError::NotADatabase { path: p, .. } if *p == path),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "{} is not a usable tlsfallback database: file is not a database",
+                path.display()
+            )),
+            "{message}"
+        );
+        // The cause is in the message, not behind it: a chain printer writes it once.
+        assert!(std::error::Error::source(&error).is_none());
+    }
+
+    #[test]
+    fn facts_this_host_does_not_write_are_refused_with_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HistoryStore::open(&dir.path().join("peers.sqlite3")).unwrap();
+        store
+            .connection()
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 INSERT INTO peer_facts VALUES ('mx.a.test', 'bogus', 0, 0, 0, 0);
+                 INSERT INTO peer_facts VALUES ('mx.b.test', NULL, -1, 0, 0, 0);",
+            )
+            .unwrap();
+        let error = store.facts("mx.a.test").unwrap_err();
+        assert!(
+            matches!(&error, StoreError::ForeignFacts { peer, .. } if peer == "mx.a.test"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "the recorded facts of mx.a.test are not ones this host writes: tier \"bogus\""
+        );
+        assert_eq!(
+            store.facts("mx.b.test").unwrap_err().to_string(),
+            "the recorded facts of mx.b.test are not ones this host writes: out of range \
+             integral type conversion attempted"
+        );
+    }
+
+    #[test]
+    fn a_failed_step_comes_back_as_the_callers_error_and_writes_nothing() {
+        #[derive(Debug, PartialEq)]
+        enum Caller {
+            Store,
+            Refused,
+        }
+        impl From<StoreError> for Caller {
+            fn from(_: StoreError) -> Self {
+                Self::Store
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(&dir.path().join("peers.sqlite3")).unwrap();
+        let refused = store.update("mx", 1, |_| Err::<((), Vec<u8>), _>(Caller::Refused));
+        assert_eq!(refused, Err(Caller::Refused));
+        assert_eq!(store.get("mx").unwrap(), None);
+    }
 }

@@ -485,7 +485,7 @@ fn deliver(args: &DeliverCommand) -> u8 {
             code
         }
         // The store or the engine failed: nothing was lost, the caller keeps the message.
-        Err(e) => fail(exit::TEMPFAIL, e),
+        Err(e) => fail(exit::TEMPFAIL, e.into()),
     }
 }
 
@@ -514,9 +514,10 @@ fn destinations_from_dns(args: &DeliverCommand) -> Result<Vec<Destination>, (u8,
     let temp = |e: anyhow::Error| (exit::TEMPFAIL, e);
     let policy_file = args.engine.policy_file().map_err(temp)?;
     let settings = args.dns.resolve_settings(&policy_file, args.port);
-    let resolver = DomainResolver::new(&settings, &args.store.path()).map_err(temp)?;
+    let resolver =
+        DomainResolver::new(&settings, &args.store.path()).map_err(|e| temp(e.into()))?;
     let now = tlsfallback_mta::clock::HostClock::from_env()
-        .map_err(temp)?
+        .map_err(|e| temp(e.into()))?
         .now();
     let resolution = resolver.resolve(&domain, now);
     let (found, skipped) = destinations(&resolution, args.port)

@@ -63,7 +63,8 @@ pub fn run(
             bound.postfix_table(map_name)
         );
         let _ = out.flush();
-    })
+    })?;
+    Ok(())
 }
 
 /// `tlsfallback postfix`.

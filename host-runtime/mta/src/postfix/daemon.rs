@@ -19,11 +19,30 @@ use super::follow::LogFollower;
 use super::log::{LogSource, Observed, Tracker};
 use super::policy::{reply_for, tls_policy};
 use super::socketmap::{Reply, Request};
-use super::state::{self, Attribution, ClientPid, Continuation};
-use crate::deciding;
-use crate::store::{Batch, HistoryStore};
+use super::state::{self, Attribution, ClientPid, Continuation, StateError};
+use crate::causes::Causes;
+use crate::deciding::{self, DecidingError};
+use crate::store::{Batch, HistoryStore, StoreError};
 use tlsfallback_engine::config::PolicyFile;
 use tlsfallback_engine::decider::{Decided, DecisionEngine};
+
+/// Why the daemon could not answer a lookup or take in the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The history database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The daemon's own tables failed (or hold what no daemon writes).
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// No decision was made (or stored).
+    #[error(transparent)]
+    Deciding(#[from] DecidingError),
+    /// The log cannot be read.
+    #[error("{}", Causes(.0))]
+    ReadLog(std::io::Error),
+}
 
 /// How the daemon behaves.
 #[derive(Clone, Debug)]
@@ -145,7 +164,7 @@ impl<'a> Daemon<'a> {
         policy: &'a PolicyFile,
         options: DaemonOptions,
         log: &'a mut dyn FnMut(&str),
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, DaemonError> {
         state::ensure_schema(store.connection())?;
         // A lookup commits a transaction (the history, the answer given): in WAL mode,
         // `synchronous = NORMAL` keeps every transaction atomic and survives a crash of the
@@ -154,7 +173,8 @@ impl<'a> Daemon<'a> {
         // every lookup Postfix makes.
         store
             .connection()
-            .pragma_update(None, "synchronous", "NORMAL")?;
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(StoreError::from)?;
         Ok(Self {
             engine,
             store,
@@ -238,7 +258,7 @@ impl<'a> Daemon<'a> {
         client: ClientPid,
         floor: Option<&FloorLookup>,
         now: u64,
-    ) -> anyhow::Result<(Reply, String)> {
+    ) -> Result<(Reply, String), DaemonError> {
         let policy = self.policy.policy_for(host_of(key));
         let plan = plan(
             &self.options,
@@ -255,6 +275,7 @@ impl<'a> Daemon<'a> {
                 if self.options.mode == AnswerMode::Dance {
                     self.store.batch(|batch| {
                         state::record_answer(batch.connection(), key, client, tier, now)
+                            .map_err(DaemonError::from)
                     })?;
                 }
                 (reply, tier, "floor", None)
@@ -285,7 +306,7 @@ impl<'a> Daemon<'a> {
                         (reply, tier, decision.reason.name(), failure)
                     };
                     state::record_answer(batch.connection(), key, client, answer.1, now)?;
-                    Ok(answer)
+                    Ok::<_, DaemonError>(answer)
                 })?
             }
         };
@@ -310,7 +331,7 @@ impl<'a> Daemon<'a> {
         position: Option<state::LogPosition>,
         tracker: &mut Tracker,
         now: u64,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), DaemonError> {
         let mut working = tracker.clone();
         let mut lines_out = Vec::new();
         let engine = &mut *self.engine;
@@ -339,7 +360,7 @@ impl<'a> Daemon<'a> {
             if let Some(position) = position {
                 state::save_log_state(batch.connection(), log_path, position, &working, now)?;
             }
-            Ok(())
+            Ok::<_, DaemonError>(())
         })?;
         *tracker = working;
         for line in lines_out {
@@ -353,7 +374,11 @@ impl<'a> Daemon<'a> {
     /// # Errors
     ///
     /// A database error, or saved state that does not parse.
-    pub fn resume_log(&self, path: &Path, forget: bool) -> anyhow::Result<(LogFollower, Tracker)> {
+    pub fn resume_log(
+        &self,
+        path: &Path,
+        forget: bool,
+    ) -> Result<(LogFollower, Tracker), DaemonError> {
         let key = path.display().to_string();
         if forget {
             state::forget_log_state(self.store.connection(), &key)?;
@@ -376,8 +401,8 @@ impl<'a> Daemon<'a> {
         follower: &mut LogFollower,
         tracker: &mut Tracker,
         now: u64,
-    ) -> anyhow::Result<bool> {
-        let chunk = follower.read()?;
+    ) -> Result<bool, DaemonError> {
+        let chunk = follower.read().map_err(DaemonError::ReadLog)?;
         for warning in &chunk.warnings {
             (self.log)(&format!("warning: {warning}"));
         }
@@ -400,7 +425,7 @@ fn requires_tls(
     key: &str,
     policy: &policy_core::Policy,
     now: u64,
-) -> anyhow::Result<bool> {
+) -> Result<bool, StoreError> {
     let facts = crate::facts::read(connection, key)?;
     let memory = policy_core::PeerMemory {
         pinned_until: facts.pinned_until,
@@ -456,7 +481,7 @@ fn plan(
     policy: &policy_core::Policy,
     floor: Option<&FloorLookup>,
     now: u64,
-) -> anyhow::Result<Plan> {
+) -> Result<Plan, StoreError> {
     if options.mode == AnswerMode::PolicyTable {
         return Ok(Plan::Reply(table_answer(options, key, floor), None));
     }
@@ -668,7 +693,7 @@ fn feed_outcome(
     observed: &Observed,
     now: u64,
     window: u64,
-) -> anyhow::Result<Option<String>> {
+) -> Result<Option<String>, DaemonError> {
     let (key, tier, how) = match state::attribute(
         batch.connection(),
         &observed.candidates,

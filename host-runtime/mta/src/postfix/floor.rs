@@ -21,7 +21,7 @@ use policy_core::{Dane, DeliveryContext, MtaSts};
 use crate::clock::{Clock, Deadline, Stopwatch, SystemClock};
 use crate::mta_sts::{Mode, StsResult};
 use crate::resolve::{DomainResolution, MxList};
-use crate::resolve::{DomainResolver, ResolveSettings};
+use crate::resolve::{DomainResolver, ResolveSettings, ResolverError};
 
 /// What a next-hop key names, for resolution.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -462,7 +462,7 @@ impl FloorService {
     /// # Errors
     ///
     /// A resolver that cannot be set up.
-    pub fn start(settings: FloorSettings) -> anyhow::Result<Self> {
+    pub fn start(settings: FloorSettings) -> Result<Self, ResolverError> {
         let mut resolvers = Vec::new();
         for _ in 0..settings.workers.max(1) {
             resolvers.push(DomainResolver::new(&settings.resolve, &settings.db)?);

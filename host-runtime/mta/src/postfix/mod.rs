@@ -29,5 +29,5 @@ pub mod server;
 pub mod socketmap;
 pub mod state;
 
-pub use daemon::{AnswerMode, Daemon, DaemonOptions};
-pub use server::{ListenAddress, serve};
+pub use daemon::{AnswerMode, Daemon, DaemonError, DaemonOptions};
+pub use server::{ListenAddress, ServeError, serve};

@@ -9,8 +9,38 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
 use super::connections::{self, Job};
-use super::daemon::{Daemon, LookupLines, prepare};
+use super::daemon::{Daemon, DaemonError, LookupLines, prepare};
+use crate::causes::Causes;
 use crate::clock::{Clock, Stopwatch};
+
+/// Why the service stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The address cannot be listened on.
+    #[error("listening on {address}: {cause}")]
+    Listen {
+        /// The address.
+        address: ListenAddress,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The socket (its address, a stale one in the way) or the listener's thread failed.
+    #[error("{}", Causes(.0))]
+    Io(std::io::Error),
+    /// The daemon could not resume the log.
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    /// The listener's thread is gone.
+    #[error("the listener stopped accepting connections")]
+    ListenerStopped,
+}
+
+impl From<std::io::Error> for ServeError {
+    fn from(cause: std::io::Error) -> Self {
+        Self::Io(cause)
+    }
+}
 
 /// Where Postfix connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +104,7 @@ pub fn serve(
     address: &ListenAddress,
     log_file: Option<(&Path, bool)>,
     ready: &mut dyn FnMut(&ListenAddress),
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let (jobs, inbox) = mpsc::channel::<Job>();
     let lookup_lines = Arc::new(LookupLines::default());
     let prepare: Option<connections::Prepare> = daemon.floors().map(|floors| {
@@ -89,8 +119,10 @@ pub fn serve(
     let idle = daemon.options.idle_timeout;
     let bound = match address {
         ListenAddress::Inet(text) => {
-            let listener = TcpListener::bind(text)
-                .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
+            let listener = TcpListener::bind(text).map_err(|cause| ServeError::Listen {
+                address: address.clone(),
+                cause,
+            })?;
             let bound = ListenAddress::Inet(listener.local_addr()?.to_string());
             connections::spawn_listener(listener, jobs, prepare.clone(), max_connections, idle)?;
             bound
@@ -102,8 +134,10 @@ pub fn serve(
             {
                 std::fs::remove_file(path)?;
             }
-            let listener = UnixListener::bind(path)
-                .map_err(|e| anyhow::anyhow!("listening on {address}: {e}"))?;
+            let listener = UnixListener::bind(path).map_err(|cause| ServeError::Listen {
+                address: address.clone(),
+                cause,
+            })?;
             connections::spawn_listener(listener, jobs, prepare.clone(), max_connections, idle)?;
             address.clone()
         }
@@ -151,7 +185,7 @@ pub fn serve(
             Ok(Job::Warning(warning)) => (daemon.log)(&format!("warning: {warning}")),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                anyhow::bail!("the listener stopped accepting connections")
+                return Err(ServeError::ListenerStopped);
             }
         }
     }

@@ -3,23 +3,63 @@
 //! very delivery used), per destination the dance in progress, and per followed log file its
 //! position and the half-read attempts.
 
-use anyhow::Context as _;
 use policy_core::Tier;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::log::Tracker;
+use crate::causes::Causes;
 
 /// How long an answer waits for the outcome of the delivery it was for, in seconds: longer than
 /// Postfix's own timeouts allow one delivery to take (every MX host's connect, greeting, TLS and
 /// data timeouts), shorter than a queue run.
 pub const ANSWER_TTL_SECS: u64 = 3600;
 
+/// Why the daemon's own tables failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The daemon's tables cannot be created.
+    #[error("creating the Postfix daemon's tables: {}", Causes(.0))]
+    Schema(rusqlite::Error),
+    /// A query failed (a locked or damaged database, a full disk).
+    #[error("{}", Causes(.0))]
+    Sql(rusqlite::Error),
+    /// A tier name no daemon writes.
+    #[error("unknown tier {name:?} stored for {key}")]
+    UnknownTier {
+        /// The stored name.
+        name: String,
+        /// The destination (or lookup key) it was stored for.
+        key: String,
+    },
+    /// The saved state of a followed log does not parse.
+    #[error(
+        "the saved state of the log {path} is unreadable; `tlsfallback postfix serve --forget-log-position` starts over: {}",
+        Causes(.cause)
+    )]
+    UnreadableLogState {
+        /// The log file.
+        path: String,
+        /// Why.
+        cause: serde_json::Error,
+    },
+    /// The state of a followed log cannot be written as JSON.
+    #[error("{}", Causes(.0))]
+    EncodeLogState(serde_json::Error),
+}
+
+impl From<rusqlite::Error> for StateError {
+    fn from(cause: rusqlite::Error) -> Self {
+        Self::Sql(cause)
+    }
+}
+
 /// Creates the daemon's tables if they are missing.
 ///
 /// # Errors
 ///
 /// A database error.
-pub fn ensure_schema(connection: &Connection) -> anyhow::Result<()> {
+pub fn ensure_schema(connection: &Connection) -> Result<(), StateError> {
     connection
         .execute_batch(
             // `postfix_destinations` held one answered tier per destination, which concurrent
@@ -52,7 +92,7 @@ pub fn ensure_schema(connection: &Connection) -> anyhow::Result<()> {
                  updated_at INTEGER NOT NULL
              ) STRICT;",
         )
-        .context("creating the Postfix daemon's tables")
+        .map_err(StateError::Schema)
 }
 
 fn to_sql(seconds: u64) -> i64 {
@@ -63,8 +103,11 @@ fn from_sql(seconds: i64) -> u64 {
     u64::try_from(seconds).unwrap_or(0)
 }
 
-fn stored_tier(name: &str, key: &str) -> anyhow::Result<Tier> {
-    Tier::from_name(name).with_context(|| format!("unknown tier {name:?} stored for {key}"))
+fn stored_tier(name: &str, key: &str) -> Result<Tier, StateError> {
+    Tier::from_name(name).ok_or_else(|| StateError::UnknownTier {
+        name: name.to_owned(),
+        key: key.to_owned(),
+    })
 }
 
 /// Who asked: the PID of the Postfix SMTP client process behind a socketmap connection, when the
@@ -87,7 +130,7 @@ pub fn record_answer(
     pid: ClientPid,
     tier: Option<Tier>,
     now: u64,
-) -> anyhow::Result<()> {
+) -> Result<(), StateError> {
     connection
         .prepare_cached("DELETE FROM postfix_answers WHERE answered_at < ?1")?
         .execute([to_sql(now.saturating_sub(ANSWER_TTL_SECS))])?;
@@ -156,7 +199,7 @@ pub fn attribute(
     pid: u32,
     queue_id: &str,
     now: u64,
-) -> anyhow::Result<Attribution> {
+) -> Result<Attribution, StateError> {
     let fresh_since = to_sql(now.saturating_sub(ANSWER_TTL_SECS));
     if pid > 0 {
         for key in candidates {
@@ -243,7 +286,7 @@ pub fn continuation(
     destination: &str,
     made_under: &str,
     now: u64,
-) -> anyhow::Result<Option<Continuation>> {
+) -> Result<Option<Continuation>, StateError> {
     let row = connection
         .prepare_cached(
             "SELECT tier, policy, made_under, made_at, until FROM postfix_dances
@@ -285,7 +328,7 @@ pub fn save_dance(
     connection: &Connection,
     destination: &str,
     dance: &Continuation,
-) -> anyhow::Result<()> {
+) -> Result<(), StateError> {
     connection
         .prepare_cached(
             "INSERT INTO postfix_dances (destination, tier, policy, made_under, made_at, until)
@@ -310,7 +353,7 @@ pub fn save_dance(
 /// # Errors
 ///
 /// A database error.
-pub fn end_dance(connection: &Connection, destination: &str) -> anyhow::Result<()> {
+pub fn end_dance(connection: &Connection, destination: &str) -> Result<(), StateError> {
     connection
         .prepare_cached("DELETE FROM postfix_dances WHERE destination = ?1")?
         .execute([destination])?;
@@ -334,7 +377,7 @@ pub struct LogPosition {
 pub fn log_state(
     connection: &Connection,
     path: &str,
-) -> anyhow::Result<Option<(LogPosition, Tracker)>> {
+) -> Result<Option<(LogPosition, Tracker)>, StateError> {
     let row = connection
         .prepare_cached("SELECT inode, offset, tracker FROM postfix_log WHERE path = ?1")?
         .query_row([path], |row| {
@@ -348,9 +391,11 @@ pub fn log_state(
     let Some((inode, offset, tracker)) = row else {
         return Ok(None);
     };
-    let tracker: Tracker = serde_json::from_str(&tracker).with_context(|| {
-        format!("the saved state of the log {path} is unreadable; `tlsfallback postfix serve --forget-log-position` starts over")
-    })?;
+    let tracker: Tracker =
+        serde_json::from_str(&tracker).map_err(|cause| StateError::UnreadableLogState {
+            path: path.to_owned(),
+            cause,
+        })?;
     Ok(Some((
         LogPosition {
             inode: from_sql(inode),
@@ -371,7 +416,7 @@ pub fn save_log_state(
     position: LogPosition,
     tracker: &Tracker,
     now: u64,
-) -> anyhow::Result<()> {
+) -> Result<(), StateError> {
     connection.prepare_cached("INSERT INTO postfix_log (path, inode, offset, tracker, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(path) DO UPDATE SET inode = excluded.inode, offset = excluded.offset,
              tracker = excluded.tracker, updated_at = excluded.updated_at")?
@@ -380,7 +425,7 @@ pub fn save_log_state(
             path,
             to_sql(position.inode),
             to_sql(position.offset),
-            serde_json::to_string(tracker)?,
+            serde_json::to_string(tracker).map_err(StateError::EncodeLogState)?,
             to_sql(now),
         ],
     )?;
@@ -392,9 +437,38 @@ pub fn save_log_state(
 /// # Errors
 ///
 /// A database error.
-pub fn forget_log_state(connection: &Connection, path: &str) -> anyhow::Result<()> {
+pub fn forget_log_state(connection: &Connection, path: &str) -> Result<(), StateError> {
     connection
         .prepare_cached("DELETE FROM postfix_log WHERE path = ?1")?
         .execute([path])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_saved_log_state_is_reported_with_the_way_out() {
+        let connection = Connection::open_in_memory().unwrap();
+        ensure_schema(&connection).unwrap();
+        connection
+            .execute(
+                "INSERT INTO postfix_log VALUES ('/var/log/mail.log', 1, 2, 'not json', 3)",
+                [],
+            )
+            .unwrap();
+        let error = log_state(&connection, "/var/log/mail.log").unwrap_err();
+        assert!(
+            matches!(&error, StateError::UnreadableLogState { path, .. } if path == "/var/log/mail.log"),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().starts_with(
+                "the saved state of the log /var/log/mail.log is unreadable; \
+                 `tlsfallback postfix serve --forget-log-position` starts over: expected"
+            ),
+            "{error}"
+        );
+    }
 }

@@ -7,8 +7,22 @@ use std::sync::Arc;
 
 use super::{DomainResolution, MxList, MxResolution, resolve_domain, resolve_host};
 use crate::delivery::{Destination, ResolvedFloor};
-use crate::dns::{DnsSettings, Resolver};
-use crate::mta_sts::{FetchSettings, Fetcher, HttpsNetwork, PolicyCache, StsResolver, StsResult};
+use crate::dns::{DnsError, DnsSettings, Resolver};
+use crate::mta_sts::{
+    CacheError, FetchSettings, Fetcher, HttpsNetwork, PolicyCache, StsResolver, StsResult,
+};
+
+/// Why the resolution of recipient domains cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolverError {
+    /// The DNS resolver (no async runtime, an unreadable trust anchor file).
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+    /// The MTA-STS policy cache in the history database.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
 
 /// Everything the resolution needs to be set up.
 #[derive(Clone, Debug)]
@@ -35,7 +49,7 @@ impl DomainResolver {
     /// # Errors
     ///
     /// The resolver (a bad trust anchor file) or the cache (an unreadable database).
-    pub fn new(settings: &ResolveSettings, db: &Path) -> anyhow::Result<Self> {
+    pub fn new(settings: &ResolveSettings, db: &Path) -> Result<Self, ResolverError> {
         let dns = Arc::new(Resolver::new(settings.dns.clone())?);
         let cache = PolicyCache::open(db)?;
         let txt_dns = Arc::clone(&dns);

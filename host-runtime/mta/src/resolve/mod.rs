@@ -20,7 +20,7 @@ use crate::tls::{TlsaRecord, usable_tlsa_records};
 
 mod domain;
 
-pub use domain::{DomainResolver, NoDestination, ResolveSettings, destinations};
+pub use domain::{DomainResolver, NoDestination, ResolveSettings, ResolverError, destinations};
 
 /// The DANE state of one MX host, with what led to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
