@@ -11,7 +11,7 @@
 use policy_core::{AttemptReport, DeliveryContext, Policy};
 use tlsfallback_engine::decider::{DecideError, Decided, DecisionEngine};
 
-use crate::facts;
+use crate::store::facts;
 use crate::store::{Batch, HistoryStore, PendingApplied, StoreError};
 
 /// Why no decision was made (or stored).

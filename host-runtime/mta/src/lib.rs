@@ -26,7 +26,6 @@ pub mod clock;
 pub mod deciding;
 pub mod delivery;
 pub mod dns;
-mod facts;
 pub mod fuzzing;
 pub mod mta_sts;
 pub mod postfix;

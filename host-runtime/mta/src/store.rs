@@ -14,8 +14,8 @@ use policy_core::PeerFacts;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::causes::Causes;
-use crate::facts;
 
+pub(crate) mod facts;
 mod pending;
 
 pub use pending::{PendingUpdate, journal_path};

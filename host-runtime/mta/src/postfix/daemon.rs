@@ -426,7 +426,7 @@ fn requires_tls(
     policy: &policy_core::Policy,
     now: u64,
 ) -> Result<bool, StoreError> {
-    let facts = crate::facts::read(connection, key)?;
+    let facts = crate::store::facts::read(connection, key)?;
     let memory = policy_core::PeerMemory {
         pinned_until: facts.pinned_until,
         ..policy_core::PeerMemory::default()

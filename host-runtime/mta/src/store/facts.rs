@@ -9,7 +9,7 @@
 use policy_core::{PeerFacts, Tier};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::StoreError;
+use super::StoreError;
 
 /// The table, created with the database.
 pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS peer_facts (
