@@ -1,4 +1,4 @@
-// Engines for the page: the built-in component, and components you load, transpiled by jco in a worker.
+// Components you load, for the page: transpiled by jco in a worker, then run in workers of their own.
 //
 // Transpiling runs jco's transpiler in its own worker (src/transpiler.js); the transpiled code
 // runs in the simulation workers (src/worker.js), one per engine, which this module terminates
@@ -126,11 +126,11 @@ export async function transpileComponent(bytes, name, deadlineMs = TRANSPILE_DEA
 }
 
 /**
- * Runs scenarios in workers, one per engine, so a component that never answers is stopped (its
- * worker terminated) without holding up the others.
+ * Runs scenarios in workers, one per component you load, so a component that never answers is
+ * stopped (its worker terminated) without holding up the others.
  */
 export class Simulator {
-  /** Workers by engine key (`spec.key`: 'built-in' or the key of a component's load). */
+  /** Workers by the key of a component's load (`spec.key`). */
   #workers = new Map();
   #next = 0;
 
@@ -180,7 +180,7 @@ export class Simulator {
   /** Stops the workers of components no longer loaded. */
   forget(keepKeys) {
     for (const [key, worker] of this.#workers) {
-      if (key !== 'built-in' && !keepKeys.includes(key)) {
+      if (!keepKeys.includes(key)) {
         worker.terminate();
         this.#workers.delete(key);
       }

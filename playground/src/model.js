@@ -249,15 +249,21 @@ export function createModel({ tools, kit }) {
 
   /**
    * Runs `scenario` stepped with any engine: `decide(request)` takes the simulation's WIT request
-   * and returns the engine's WIT decision (a component's `Decider.decide`). `onRequest(wire)` sees
-   * each request first, in wire form, so a failure can name the request it failed on.
+   * and returns the engine's WIT decision (a component's `Decider.decide`). An error thrown by
+   * `decide` comes out with `request`: the wire request it failed on, for the page to name.
    */
-  function runStepped(scenario, decide, onRequest = () => {}) {
+  function runStepped(scenario, decide) {
     const simulation = tools.Simulation.start(witScenario(scenario));
     try {
       for (let request = simulation.request(); request !== undefined; request = simulation.request()) {
-        onRequest(() => wireRequest(scenario, request));
-        simulation.answer(decide(request));
+        let decision;
+        try {
+          decision = decide(request);
+        } catch (error) {
+          if (error !== null && typeof error === 'object') error.request = wireRequest(scenario, request);
+          throw error;
+        }
+        simulation.answer(decision);
       }
       return pageRun(scenario, simulation.finish());
     } finally {

@@ -2,9 +2,10 @@
 //
 // A component you load runs here, not in the page: if it loops forever the page stays responsive
 // and terminates this worker when it misses its deadline (src/engines.js), and a trap only ends
-// the run that hit it. Messages: {id, scenario, engine: {label, kind: 'built-in', key} |
-// {label, kind: 'plugin', key, js, cores: {name: Uint8Array}}} in, {id, result: {label, run,
-// timing} | {label, error}} out.
+// the run that hit it. The built-in engine does not come here: it runs in the page, inside the
+// tools component (src/model.js `runBuiltIn`). Messages: {id, scenario, engine: {label, kind:
+// 'plugin', key, js, cores: {name: Uint8Array}}} in, {id, result: {label, run, timing} | {label,
+// error}} out.
 import { createKit } from '../vendor/kit/core.js';
 import { createModel } from './model.js';
 import { loadTools } from './tools.js';
@@ -48,43 +49,34 @@ function describeError(error, request) {
 }
 
 /**
- * Runs `scenario` with the engine `spec` names: {label, run, timing} or {label, error}. The
- * built-in engine runs inside the tools component in one call; a component you loaded answers
- * each request of the tools component's simulation, stepped here.
+ * Runs `scenario` with the component `spec` names, answering each request of the tools
+ * component's simulation: {label, run, timing} or {label, error}.
  */
 async function runWith(spec, scenario) {
   const started = performance.now();
   let model;
   let kit;
-  let engine = null;
+  let engine;
   try {
     ({ model, kit } = await ready);
-    if (spec.kind !== 'built-in') engine = await engineFor(spec);
+    engine = await engineFor(spec);
   } catch (error) {
     return { label: spec.label, error: { message: `could not instantiate: ${error?.message ?? error}` } };
   }
   const instantiated = performance.now();
-  let current = null;
+  let decider;
   try {
-    let run;
-    if (engine === null) {
-      run = model.runBuiltIn(scenario);
-    } else {
-      const decider = new engine.Decider(kit.wire.policy(scenario.policy));
-      try {
-        run = model.runStepped(scenario, (request) => decider.decide(request.context, request.history, request.last, request.now),
-          (request) => { current = request; });
-      } finally {
-        // A trapped instance cannot drop its resource either; the instance is dropped below.
-        try { decider[Symbol.dispose]?.(); } catch { /* the error that ended the run is reported */ }
-      }
-    }
+    decider = new engine.Decider(kit.wire.policy(scenario.policy));
+    const run = model.runStepped(scenario, (request) => decider.decide(request.context, request.history, request.last, request.now));
     const timing = { instantiateMs: instantiated - started, simulateMs: performance.now() - instantiated };
     return { label: spec.label, run, timing };
   } catch (error) {
     // A trapped instance must not be called again: the next run makes a fresh one.
-    if (engine !== null) engines.delete(spec.key);
-    return { label: spec.label, error: describeError(error, current === null ? null : current()) };
+    engines.delete(spec.key);
+    return { label: spec.label, error: describeError(error, error?.request ?? null) };
+  } finally {
+    // A trapped instance cannot drop its resource either; the instance is dropped above.
+    try { decider?.[Symbol.dispose]?.(); } catch { /* the error that ended the run is reported */ }
   }
 }
 
