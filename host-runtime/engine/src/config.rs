@@ -96,6 +96,15 @@ pub struct DnsSection {
     pub trust_anchor: Option<PathBuf>,
 }
 
+/// The `[tlsrpt]` table: where TLS-RPT (RFC 8460) results go; off when absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsRptSection {
+    /// The Unix datagram socket of `tlsrpt-collectd`, relative to the policy file;
+    /// `--tlsrpt-socket` overrides it.
+    pub socket: Option<PathBuf>,
+}
+
 /// The whole policy file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +121,9 @@ pub struct PolicyFile {
     /// How the host resolves the floor's inputs; command-line flags override each field.
     #[serde(default)]
     pub dns: DnsSection,
+    /// Where TLS-RPT results go; command-line flags override it.
+    #[serde(default)]
+    pub tlsrpt: TlsRptSection,
     /// The directory relative paths in the file are resolved against (the file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
