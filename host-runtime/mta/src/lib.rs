@@ -18,6 +18,7 @@
 //! - [`deciding`]: the one place where the store and the engine meet.
 //! - [`delivery`]: the loop decide → attempt → report, MX hosts in preference order.
 //! - [`postfix`]: the socketmap service for Postfix's `smtp_tls_policy_maps`, fed by its log.
+//! - [`tlsrpt`]: TLS-RPT results for sys4's `tlsrpt-collectd` (not yet wired into deliveries).
 //! - [`fuzzing`]: the entry points of the fuzz targets over every parser of outside input.
 #![deny(unsafe_code)]
 
@@ -33,3 +34,4 @@ pub mod resolve;
 pub mod smtp;
 pub mod store;
 pub mod tls;
+pub mod tlsrpt;

@@ -194,7 +194,11 @@ mod tests {
         let mut client = TlsRptClient::new(&dir.path().join("none.sock")).unwrap();
         let sent = client.send(&datagram("v=TLSRPTv1; rua=mailto:a@example.org"));
         assert!(matches!(sent, Sent::NoCollector(_)), "{sent:?}");
-        assert!(sent.problem(client.path()).unwrap().contains("no tlsrpt-collectd"));
+        assert!(
+            sent.problem(client.path())
+                .unwrap()
+                .contains("no tlsrpt-collectd")
+        );
         // A dead collectd's socket file refuses.
         let path = dir.path().join("dead.sock");
         drop(UnixDatagram::bind(&path).unwrap());
@@ -217,7 +221,11 @@ mod tests {
         }
         let counters = client.counters();
         assert!(counters.collector_full > 0, "{counters:?}");
-        assert_eq!(counters.sent + counters.collector_full, 2_000, "{counters:?}");
+        assert_eq!(
+            counters.sent + counters.collector_full,
+            2_000,
+            "{counters:?}"
+        );
     }
 
     #[test]

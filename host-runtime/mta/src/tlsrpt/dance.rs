@@ -43,25 +43,17 @@ impl DanceReport {
         }
     }
 
-    /// The result types named so far (what a dance stored between Postfix's attempts carries).
-    #[must_use]
-    pub const fn seen(&self) -> TlsRptResults {
-        self.seen
-    }
-
-    /// A dance resumed with what it had named before.
-    #[must_use]
-    pub const fn resumed(seen: TlsRptResults) -> Self {
-        Self { seen }
-    }
-
     /// Takes in one decision of the dance; once it ends the dance (anything but
     /// [`Action::Attempt`]), the attempt's final result, where `delivered_at` is the tier of
     /// the try the peer accepted the message on (`None` if none did). `None` also when the
     /// dance ended without any TLS-RPT event: no session got as far as TLS (every connection
     /// failed), as Postfix reports only MX hosts it could connect to.
     #[must_use]
-    pub fn observe(&mut self, decision: &Decision, delivered_at: Option<Tier>) -> Option<FinalResult> {
+    pub fn observe(
+        &mut self,
+        decision: &Decision,
+        delivered_at: Option<Tier>,
+    ) -> Option<FinalResult> {
         let this_step = decision.report;
         for result in this_step.iter() {
             self.seen.insert(result);
@@ -70,7 +62,11 @@ impl DanceReport {
             Action::Attempt { .. } => None,
             Action::Done => Some(self.delivered(delivered_at.unwrap_or(Tier::Cleartext))),
             Action::Defer { .. } | Action::Bounce { .. } => {
-                let named = if this_step.is_empty() { self.seen } else { self.with_policy_level(this_step) };
+                let named = if this_step.is_empty() {
+                    self.seen
+                } else {
+                    self.with_policy_level(this_step)
+                };
                 (!named.is_empty()).then_some(FinalResult::Failure(named))
             }
         }
@@ -127,7 +123,10 @@ mod tests {
             let decision = decide(&policy, context, history.as_deref(), last.as_ref(), 1_000);
             history = Some(decision.history.as_bytes().to_vec());
             let delivered = match last {
-                Some(AttemptReport { tier, outcome: Outcome::Success { .. } }) => Some(tier),
+                Some(AttemptReport {
+                    tier,
+                    outcome: Outcome::Success { .. },
+                }) => Some(tier),
                 _ => None,
             };
             if let Some(result) = report.observe(&decision, delivered) {
@@ -158,7 +157,10 @@ mod tests {
 
     #[test]
     fn cleartext_after_missing_starttls_is_a_starttls_failure() {
-        let got = dance(&DeliveryContext::default(), &[Outcome::StarttlsNotOffered, success()]);
+        let got = dance(
+            &DeliveryContext::default(),
+            &[Outcome::StarttlsNotOffered, success()],
+        );
         let mut expected = TlsRptResults::EMPTY;
         expected.insert(TlsRptResult::StarttlsNotSupported);
         assert_eq!(got, Some(FinalResult::Failure(expected)));
@@ -166,7 +168,10 @@ mod tests {
 
     #[test]
     fn a_connection_that_never_reached_tls_is_not_reported() {
-        assert_eq!(dance(&DeliveryContext::default(), &[Outcome::ConnectFailed]), None);
+        assert_eq!(
+            dance(&DeliveryContext::default(), &[Outcome::ConnectFailed]),
+            None
+        );
     }
 
     #[test]
@@ -177,7 +182,9 @@ mod tests {
         };
         let got = dance(
             &context,
-            &[Outcome::CertificateError(policy_core::CertificateError::NameMismatch)],
+            &[Outcome::CertificateError(
+                policy_core::CertificateError::NameMismatch,
+            )],
         );
         let Some(FinalResult::Failure(results)) = got else {
             panic!("{got:?}");

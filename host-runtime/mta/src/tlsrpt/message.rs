@@ -26,9 +26,14 @@ pub fn is_tlsrpt_report(message: &[u8]) -> bool {
         let Some(value) = header.strip_prefix("content-type:") else {
             return false;
         };
-        let value: String = value.chars().filter(|c| !c.is_whitespace() && *c != '"').collect();
+        let value: String = value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '"')
+            .collect();
         value.starts_with("multipart/report;")
-            && value.split(';').any(|parameter| parameter == "report-type=tlsrpt")
+            && value
+                .split(';')
+                .any(|parameter| parameter == "report-type=tlsrpt")
     })
 }
 
@@ -46,11 +51,15 @@ mod tests {
 
     #[test]
     fn ordinary_mail_is_not_a_report() {
-        assert!(!is_tlsrpt_report(b"Subject: hi\nContent-Type: text/plain\n\nbody"));
+        assert!(!is_tlsrpt_report(
+            b"Subject: hi\nContent-Type: text/plain\n\nbody"
+        ));
         assert!(!is_tlsrpt_report(
             b"Content-Type: multipart/report; report-type=delivery-status\n\nx"
         ));
         // In the body, it is not a header.
-        assert!(!is_tlsrpt_report(b"Subject: hi\n\nTLS-Report-Domain: example.net\n"));
+        assert!(!is_tlsrpt_report(
+            b"Subject: hi\n\nTLS-Report-Domain: example.net\n"
+        ));
     }
 }
