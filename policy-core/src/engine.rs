@@ -3,11 +3,11 @@
 use crate::UnixSeconds;
 use crate::context::{Dane, DeliveryContext, MtaSts};
 use crate::decision::{Action, Decision, EnhancedStatus, Reason, TlsRptResult, TlsRptResults};
-use crate::floor::{Bounds, floor, honours_sender_relaxation, verification_for};
+use crate::floor::{Bounds, floor, honours_sender_relaxation};
 use crate::history::{Dance, History};
 use crate::outcome::{AttemptReport, CertificateError, Outcome, TlsAlert};
 use crate::policy::{Policy, Profile};
-use crate::tier::{Tier, Verification};
+use crate::tier::Tier;
 
 /// The most attempts one delivery can ask for. The dance itself needs at most four (the
 /// remembered tier, a step up to the top, legacy TLS, cleartext); the limit also holds when a host
@@ -255,11 +255,9 @@ impl Step<'_> {
             CertificateError::NameMismatch => TlsRptResult::CertificateHostMismatch,
             CertificateError::DaneMismatch => TlsRptResult::ValidationFailure,
         });
-        let webpki_for_sts = matches!(self.context.mta_sts, MtaSts::Enforce)
-            && verification_for(self.context) == Verification::Webpki;
-        if webpki_for_sts && error != CertificateError::DaneMismatch {
-            self.report.insert(TlsRptResult::StsWebpkiInvalid);
-        }
+        // Not `sts-webpki-invalid` as well: RFC 8460 section 4.3.2.2 gives it to a policy
+        // that could not be authenticated (the host's policy fetch reports it), not to an MX
+        // certificate; a report counting both would tell the domain its policy server is broken.
         // Authenticated TLS is only attempted when the floor demands it: nothing to step down to.
         if self.context.requiretls {
             return self.end_bounce(Reason::RequiretlsUnsatisfiable);

@@ -84,6 +84,40 @@ impl DnsArgs {
     }
 }
 
+/// Where TLS-RPT results go (flags over the policy file's `[tlsrpt]`); off by default.
+#[derive(Debug, Args)]
+pub(crate) struct TlsRptArgs {
+    /// Report each delivery attempt's TLS-RPT result (RFC 8460) to the tlsrpt-collectd
+    /// listening on this Unix datagram socket, as Postfix's libtlsrpt does; never waits.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) tlsrpt_socket: Option<PathBuf>,
+    /// Keep TLS-RPT results in the history database for `tlsrpt preview`, with or without a
+    /// collectd.
+    #[arg(long)]
+    pub(crate) tlsrpt_ledger: bool,
+}
+
+/// TLS-RPT, resolved: on, and where the results go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TlsRptSettings {
+    /// The collectd socket (none: only the ledger).
+    pub(crate) socket: Option<PathBuf>,
+}
+
+impl TlsRptArgs {
+    /// `None` when TLS-RPT is off (no socket and no ledger anywhere).
+    pub(crate) fn settings(&self, file: &PolicyFile) -> Option<TlsRptSettings> {
+        let socket = self.tlsrpt_socket.clone().or_else(|| {
+            file.tlsrpt
+                .socket
+                .as_ref()
+                .map(|path| file.base_dir.join(path))
+        });
+        (socket.is_some() || self.tlsrpt_ledger || file.tlsrpt.ledger)
+            .then_some(TlsRptSettings { socket })
+    }
+}
+
 pub(crate) fn parse_dnssec(name: &str) -> Result<tlsfallback_mta::dns::DnssecMode, String> {
     tlsfallback_mta::dns::DnssecMode::from_name(name)
         .ok_or_else(|| format!("unknown DNSSEC mode {name:?}: validate, trust-ad or off"))

@@ -17,6 +17,8 @@ mod mx;
 mod resolver;
 // `deliver` with no policy flags through the rig's names: DANE, MTA-STS, stripping, insecure.
 mod resolved_delivery;
+// TLS-RPT: deliveries reported to sys4's real tlsrpt-collectd and reportd; `tlsrpt preview`.
+mod tlsrpt;
 // The DNSSEC rig (NSD, unbound, the SERVFAIL front): each kind of child zone answers as it says.
 mod dnssec_rig;
 // The SQLite history store: round trips, concurrent updates, corrupt rows.

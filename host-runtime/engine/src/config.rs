@@ -103,6 +103,10 @@ pub struct TlsRptSection {
     /// The Unix datagram socket of `tlsrpt-collectd`, relative to the policy file;
     /// `--tlsrpt-socket` overrides it.
     pub socket: Option<PathBuf>,
+    /// Keep results in the history database for `tlsrpt preview` even without a collectd
+    /// (they are always kept when a socket is set); `--tlsrpt-ledger` sets it.
+    #[serde(default)]
+    pub ledger: bool,
 }
 
 /// The whole policy file.

@@ -12,6 +12,9 @@ use crate::deciding::{self, DecidingError};
 use crate::smtp::{self, Message, RecipientRefusal, Timeouts};
 use crate::store::{HistoryStore, PendingUpdate, journal_path};
 use crate::tls::TrustAnchors;
+use crate::tlsrpt::dance::{DanceReport, FinalResult};
+use crate::tlsrpt::datagram::{PolicyType, ReportPolicy};
+use crate::tlsrpt::reporter::{Receiver, ReportTarget, TlsRptReporter, attempt_datagram};
 use tlsfallback_engine::config::PolicyFile;
 use tlsfallback_engine::decider::DecisionEngine;
 
@@ -40,6 +43,9 @@ pub struct ResolvedFloor {
     pub tlsa: Vec<crate::tls::TlsaRecord>,
     /// `dane=usable mta_sts=enforce policy_id=...`, for each attempt's log line.
     pub summary: String,
+    /// The policy TLS-RPT reports this MX's attempts under (DANE's TLSA records, the MTA-STS
+    /// policy, or none).
+    pub report_policy: ReportPolicy,
 }
 
 impl Destination {
@@ -75,6 +81,40 @@ impl Destination {
         }
     }
 
+    /// The policy TLS-RPT reports attempts at this MX under: the resolved one; for an MX the
+    /// caller named (`--mx`), DANE when the job has TLSA records, else MTA-STS when the job's
+    /// state has a policy, else none, all under the recipient domain `domain`.
+    #[must_use]
+    pub fn report_policy(&self, job: &DeliveryJob<'_>, domain: &str) -> ReportPolicy {
+        if let Some(floor) = &self.resolved {
+            return floor.report_policy.clone();
+        }
+        if !job.anchors.tlsa.is_empty() {
+            return ReportPolicy {
+                policy_type: PolicyType::Tlsa,
+                policy_domain: Some(self.host.clone()),
+                policy_strings: job
+                    .anchors
+                    .tlsa
+                    .iter()
+                    .map(|record| crate::resolve::TlsaText::of(record).0)
+                    .collect(),
+                mx_host_patterns: Vec::new(),
+            };
+        }
+        match job.context.mta_sts {
+            policy_core::MtaSts::Enforce
+            | policy_core::MtaSts::Testing
+            | policy_core::MtaSts::FetchFailed => ReportPolicy {
+                policy_type: PolicyType::Sts,
+                policy_domain: Some(domain.to_owned()),
+                policy_strings: Vec::new(),
+                mx_host_patterns: Vec::new(),
+            },
+            _ => ReportPolicy::no_policy_found(domain),
+        }
+    }
+
     /// The trust anchors of an attempt at this MX: the resolved TLSA records over the job's.
     #[must_use]
     pub fn anchors(&self, job: &TrustAnchors) -> TrustAnchors {
@@ -103,6 +143,9 @@ pub struct DeliveryJob<'a> {
     pub anchors: TrustAnchors,
     /// Network timeouts.
     pub timeouts: Timeouts,
+    /// The recipient domain's TLSRPT record, when its attempts are reported (none: TLS-RPT is
+    /// off, the domain publishes no record, or the message is itself a report).
+    pub tlsrpt: Option<ReportTarget>,
 }
 
 /// One line of the delivery log: an attempt and what came of it.
@@ -170,6 +213,16 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
     }
 }
 
+/// Where a delivery's account of itself goes.
+pub struct DeliveryOutputs<'a> {
+    /// One line per attempt.
+    pub log: &'a mut dyn FnMut(&AttemptLine),
+    /// What went wrong besides the delivery (the store, the reporter).
+    pub warn: &'a mut dyn FnMut(&str),
+    /// The TLS-RPT reporter, when results are reported (see [`DeliveryJob::tlsrpt`]).
+    pub tlsrpt: Option<&'a mut TlsRptReporter>,
+}
+
 /// Delivers one message. First applies the history updates earlier deliveries could not store
 /// (a failure there is only reported through `warn`: it must not hold up this message).
 ///
@@ -184,9 +237,13 @@ pub fn deliver(
     policy_file: &PolicyFile,
     clock: &mut dyn Clock,
     job: &DeliveryJob<'_>,
-    log: &mut dyn FnMut(&AttemptLine),
-    warn: &mut dyn FnMut(&str),
+    outputs: DeliveryOutputs<'_>,
 ) -> Result<DeliveryResult, DecidingError> {
+    let DeliveryOutputs {
+        log,
+        warn,
+        mut tlsrpt,
+    } = outputs;
     match deciding::apply_pending(store, engine, warn) {
         Ok(applied) => {
             if applied.applied > 0 || applied.skipped > 0 {
@@ -218,6 +275,12 @@ pub fn deliver(
         let mut refused: Vec<RecipientRefusal> = Vec::new();
         let mut own_history: Option<Vec<u8>> = None;
         let mut attempts = 0u8;
+        let mut dance = DanceReport::new();
+        let mut receiver = Receiver {
+            mx_host: Some(destination.host.clone()),
+            ip: Some(destination.address.ip().to_string()),
+            failure_reason: None,
+        };
         loop {
             let now = clock.now();
             // After the first step, this delivery's own dance goes with the shared memory.
@@ -252,13 +315,22 @@ pub fn deliver(
                 Err(error) => match last {
                     // The peer has the message: delivered, whatever the store says now.
                     Some(
-                        report @ AttemptReport {
+                        success @ AttemptReport {
                             tier,
                             outcome: Outcome::Success { .. },
                         },
                     ) if smtp_verdict.is_none() => {
+                        report(
+                            &mut tlsrpt,
+                            job,
+                            destination,
+                            Some(dance.delivered(tier)),
+                            &receiver,
+                            now,
+                            warn,
+                        );
                         let update =
-                            PendingUpdate::new(&destination.peer, policy, context, report, now);
+                            PendingUpdate::new(&destination.peer, policy, context, success, now);
                         let kept = update.and_then(|update| store.record_pending(&update));
                         let warning = match kept {
                             Ok(()) => format!(
@@ -285,9 +357,34 @@ pub fn deliver(
                 },
             };
             own_history = Some(decision.history.as_bytes().to_vec());
+            let delivered_at = match last {
+                Some(AttemptReport {
+                    tier,
+                    outcome: Outcome::Success { .. },
+                }) => Some(tier),
+                _ => None,
+            };
+            report(
+                &mut tlsrpt,
+                job,
+                destination,
+                dance.observe(&decision, delivered_at),
+                &receiver,
+                now,
+                warn,
+            );
             match decision.action {
                 // The built-in engine never asks for more; a plugin is not trusted not to.
                 Action::Attempt { .. } if attempts >= MAX_ATTEMPTS_PER_DELIVERY => {
+                    report(
+                        &mut tlsrpt,
+                        job,
+                        destination,
+                        dance.abandoned(),
+                        &receiver,
+                        now,
+                        warn,
+                    );
                     retry_after_secs = retry_after_secs.min(policy.retry_after_secs);
                     reasons.push(format!(
                         "{}: {} ({})",
@@ -340,6 +437,9 @@ pub fn deliver(
                         });
                     }
                     refused = result.refused_recipients;
+                    if !matches!(result.outcome, Outcome::Success { .. }) {
+                        receiver.failure_reason = Some(describe_outcome(&result.outcome));
+                    }
                     last = Some(AttemptReport {
                         tier,
                         outcome: result.outcome,
@@ -396,4 +496,27 @@ pub fn deliver(
         },
         reasons,
     })
+}
+
+/// Reports one attempt's final result at `destination`, once it is known (never per try), when
+/// the job's results are reported; what could not be sent or kept goes to `warn`.
+fn report(
+    tlsrpt: &mut Option<&mut TlsRptReporter>,
+    job: &DeliveryJob<'_>,
+    destination: &Destination,
+    final_result: Option<FinalResult>,
+    receiver: &Receiver,
+    now: u64,
+    warn: &mut dyn FnMut(&str),
+) {
+    let (Some(reporter), Some(target), Some(result)) =
+        (tlsrpt.as_deref_mut(), &job.tlsrpt, final_result)
+    else {
+        return;
+    };
+    let policy = destination.report_policy(job, &target.domain);
+    let datagram = attempt_datagram(target, &policy, result, receiver);
+    for problem in reporter.report(&datagram, now) {
+        warn(&format!("{}: {problem}", destination.peer));
+    }
 }

@@ -11,9 +11,11 @@ use policy_core::{History, Tier};
 use serde::Serialize;
 
 use tlsfallback_mta::delivery::{AttemptLine, DeliveryResult, Destination};
+use tlsfallback_mta::resolve::DomainResolver;
 use tlsfallback_mta::store::{HistoryStore, PeerRow};
+use tlsfallback_mta::tlsrpt::reporter::{ReportTarget, TlsRptReporter};
 
-use crate::flags::{DnsArgs, EngineArgs, StoreArgs, parse_dane, parse_mta_sts};
+use crate::flags::{DnsArgs, EngineArgs, StoreArgs, TlsRptArgs, parse_dane, parse_mta_sts};
 
 /// sendmail's exit codes (sysexits.h), which MTAs and scripts understand.
 pub mod exit {
@@ -290,6 +292,12 @@ pub(crate) struct DeliverCommand {
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) dns: DnsArgs,
+    #[command(flatten)]
+    pub(crate) tlsrpt: TlsRptArgs,
+    /// The recipient domain's TLSRPT record ("v=TLSRPTv1; rua=..."), instead of looking it up
+    /// at _smtp._tls.<domain> (for --mx runs and tests).
+    #[arg(long, value_name = "RECORD")]
+    pub(crate) tlsrpt_record: Option<String>,
     /// The envelope sender (empty for the null reverse path).
     #[arg(long)]
     pub(crate) from: String,
@@ -353,7 +361,7 @@ impl DeliverCommand {
 /// Delivers the message on stdin; the exit code tells the caller whether to keep it.
 fn deliver(args: &DeliverCommand) -> u8 {
     use std::io::Read as _;
-    use tlsfallback_mta::delivery::{DeliveryJob, deliver};
+    use tlsfallback_mta::delivery::{DeliveryJob, DeliveryOutputs, deliver};
     let fail = |code: u8, error: anyhow::Error| {
         eprintln!("tlsfallback: {error:#}");
         code
@@ -398,9 +406,13 @@ fn deliver(args: &DeliverCommand) -> u8 {
         }
     };
     let mut destinations = Vec::new();
+    let mut resolver = None;
     if args.mx.is_empty() {
         match destinations_from_dns(args) {
-            Ok(found) => destinations = found,
+            Ok((found, used)) => {
+                destinations = found;
+                resolver = Some(used);
+            }
             Err((code, error)) => return fail(code, error),
         }
     } else {
@@ -433,16 +445,37 @@ fn deliver(args: &DeliverCommand) -> u8 {
             ),
         );
     }
+    // A report about a failed delivery must not itself fail over TLS, nor be reported (the
+    // report loop RFC 8460 section 5.3 warns of).
+    let is_report = tlsfallback_mta::tlsrpt::message::is_tlsrpt_report(&data);
+    if is_report {
+        eprintln!(
+            "tlsfallback: the message is a TLS-RPT report: sent with TLS-Required: No, its \
+             delivery is not reported"
+        );
+    }
     let setup = (|| -> anyhow::Result<_> {
         let (policy_file, engine) = args.engine.resolve()?;
         let busy = std::time::Duration::from_millis(args.db_busy_timeout_ms);
         let store = HistoryStore::open_with_busy_timeout(&args.store.path(), busy)?;
         let clock = tlsfallback_mta::clock::HostClock::from_env()?;
-        Ok((policy_file, engine, store, clock))
+        let reporter = match args.tlsrpt.settings(&policy_file) {
+            Some(settings) if !is_report => Some(TlsRptReporter::new(
+                settings.socket.as_deref(),
+                &args.store.path(),
+                busy,
+            )?),
+            _ => None,
+        };
+        Ok((policy_file, engine, store, clock, reporter))
     })();
-    let (policy_file, mut engine, mut store, mut clock) = match setup {
+    let (policy_file, mut engine, mut store, mut clock, mut reporter) = match setup {
         Ok(parts) => parts,
         Err(e) => return fail(exit::TEMPFAIL, e),
+    };
+    let tlsrpt = match &reporter {
+        Some(_) => report_target(args, resolver.as_ref(), &policy_file),
+        None => None,
     };
     let job = DeliveryJob {
         message: tlsfallback_mta::smtp::Message {
@@ -455,7 +488,7 @@ fn deliver(args: &DeliverCommand) -> u8 {
             dane,
             mta_sts: args.mta_sts,
             requiretls: args.requiretls,
-            tls_required_no: args.tls_required_no,
+            tls_required_no: args.tls_required_no || is_report,
             sasl: args.sasl,
         },
         helo_name: args.helo.clone(),
@@ -467,6 +500,7 @@ fn deliver(args: &DeliverCommand) -> u8 {
             attempt: std::time::Duration::from_secs(args.attempt_timeout_secs),
             ..tlsfallback_mta::smtp::Timeouts::default()
         },
+        tlsrpt,
     };
     let mut log = |line: &AttemptLine| eprintln!("{}", format_attempt(line));
     let mut warn = |line: &str| eprintln!("tlsfallback: warning: {line}");
@@ -476,8 +510,11 @@ fn deliver(args: &DeliverCommand) -> u8 {
         &policy_file,
         &mut clock,
         &job,
-        &mut log,
-        &mut warn,
+        DeliveryOutputs {
+            log: &mut log,
+            warn: &mut warn,
+            tlsrpt: reporter.as_mut(),
+        },
     ) {
         Ok(result) => {
             let (summary, code) = summarize(&result);
@@ -505,11 +542,57 @@ fn recipient_domain(to: &[String]) -> Result<String, (u8, anyhow::Error)> {
     Ok(domain)
 }
 
+/// Where this delivery's TLS-RPT results go: the recipients' domain and its TLSRPT record
+/// (`--tlsrpt-record`, else looked up with `resolver`, else with a resolver made for it);
+/// `None`, said on stderr, when there is none.
+fn report_target(
+    args: &DeliverCommand,
+    resolver: Option<&DomainResolver>,
+    policy_file: &tlsfallback_engine::config::PolicyFile,
+) -> Option<ReportTarget> {
+    let domain = match recipient_domain(&args.to) {
+        Ok(domain) => tlsfallback_mta::store::peer_key(&domain),
+        Err((_, error)) => {
+            eprintln!("tlsfallback: TLS-RPT: not reported: {error:#}");
+            return None;
+        }
+    };
+    let record = match &args.tlsrpt_record {
+        Some(text) => tlsfallback_mta::tlsrpt::record::select(&[text.clone().into_bytes()])
+            .map_err(|error| format!("--tlsrpt-record: {error}")),
+        None => {
+            let made;
+            let resolver = match resolver {
+                Some(resolver) => Ok(resolver),
+                None => {
+                    let settings = args.dns.resolve_settings(policy_file, args.port);
+                    made = DomainResolver::new(&settings, &args.store.path());
+                    made.as_ref().map_err(ToString::to_string)
+                }
+            };
+            resolver.and_then(|resolver| {
+                resolver
+                    .tlsrpt_record(&domain)
+                    .map_err(|error| error.to_string())
+            })
+        }
+    };
+    match record {
+        Ok(record) => Some(ReportTarget { domain, record }),
+        Err(error) => {
+            eprintln!("tlsfallback: TLS-RPT: attempts to {domain} not reported: {error}");
+            None
+        }
+    }
+}
+
 /// The MX hosts of the recipients' domain with what the host resolved for each (DNSSEC, DANE,
-/// MTA-STS).
-fn destinations_from_dns(args: &DeliverCommand) -> Result<Vec<Destination>, (u8, anyhow::Error)> {
+/// MTA-STS), and the resolver (for the TLSRPT record).
+fn destinations_from_dns(
+    args: &DeliverCommand,
+) -> Result<(Vec<Destination>, DomainResolver), (u8, anyhow::Error)> {
     use tlsfallback_mta::clock::Clock as _;
-    use tlsfallback_mta::resolve::{DomainResolver, destinations};
+    use tlsfallback_mta::resolve::destinations;
     let domain = recipient_domain(&args.to)?;
     let temp = |e: anyhow::Error| (exit::TEMPFAIL, e);
     let policy_file = args.engine.policy_file().map_err(temp)?;
@@ -525,5 +608,5 @@ fn destinations_from_dns(args: &DeliverCommand) -> Result<Vec<Destination>, (u8,
     for line in skipped {
         eprintln!("tlsfallback: {line}");
     }
-    Ok(found)
+    Ok((found, resolver))
 }

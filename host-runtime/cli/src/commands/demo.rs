@@ -13,7 +13,7 @@ use crate::flags::EngineArgs;
 use tlsfallback_engine::config::{PolicyFile, PolicyOverrides};
 use tlsfallback_engine::decider::DecisionEngine;
 use tlsfallback_mta::clock::SystemClock;
-use tlsfallback_mta::delivery::{DeliveryJob, Destination, deliver};
+use tlsfallback_mta::delivery::{DeliveryJob, DeliveryOutputs, Destination, deliver};
 use tlsfallback_mta::smtp::{Message, Timeouts};
 use tlsfallback_mta::store::HistoryStore;
 use tlsfallback_mta::tls::TrustAnchors;
@@ -140,6 +140,7 @@ pub fn run(
                     attempt: std::time::Duration::from_secs(30),
                     ..Timeouts::default()
                 },
+                tlsrpt: None,
             };
             let mut log = |line: &tlsfallback_mta::delivery::AttemptLine| {
                 let _ = writeln!(out, "   {}", format_attempt(line));
@@ -151,8 +152,11 @@ pub fn run(
                 &policy_file,
                 &mut clock,
                 &job,
-                &mut log,
-                &mut warn,
+                DeliveryOutputs {
+                    log: &mut log,
+                    warn: &mut warn,
+                    tlsrpt: None,
+                },
             )?;
             writeln!(out, "   => {}", summarize(&result).0)?;
         }

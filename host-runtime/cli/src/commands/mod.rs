@@ -16,6 +16,7 @@ pub mod plugin;
 pub mod postfix;
 pub mod resolve;
 pub mod simulate;
+pub mod tlsrpt;
 
 /// A TLS fallback policy engine for mail transfer agents.
 #[derive(Debug, Parser)]
@@ -32,7 +33,7 @@ pub(crate) enum Command {
     /// Run the fallback dance over simulated time against built-in peer presets.
     Simulate(simulate::SimulateCommand),
     /// Deliver the message on stdin, with the dance, to the given MX hosts.
-    Deliver(deliver::DeliverCommand),
+    Deliver(Box<deliver::DeliverCommand>),
     /// Show what the host resolves for a recipient domain (MX, DNSSEC, DANE, MTA-STS) and the
     /// floor that follows for each MX host.
     Resolve(resolve::ResolveCommand),
@@ -47,6 +48,8 @@ pub(crate) enum Command {
     Plugin(plugin::PluginCommand),
     /// Postfix: the socketmap policy daemon for smtp_tls_policy_maps, and its main.cf lines.
     Postfix(postfix::PostfixCommand),
+    /// TLS-RPT (RFC 8460): the reports the kept delivery results make.
+    Tlsrpt(tlsrpt::TlsRptCommand),
     /// Serve the browser playground (built by scripts/playground) on 127.0.0.1 and print its URL.
     Playground(playground::PlaygroundCommand),
 }
@@ -67,6 +70,7 @@ impl Cli {
             Command::Plugin(command) => command.run(),
             Command::Postfix(command) => command.run(),
             Command::Playground(command) => command.run(),
+            Command::Tlsrpt(command) => command.run(),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -5,12 +5,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{DomainResolution, MxList, MxResolution, resolve_domain, resolve_host};
+use super::{DaneResolution, DomainResolution, MxList, MxResolution, resolve_domain, resolve_host};
 use crate::delivery::{Destination, ResolvedFloor};
 use crate::dns::{DnsError, DnsSettings, Resolver};
 use crate::mta_sts::{
     CacheError, FetchSettings, Fetcher, HttpsNetwork, PolicyCache, StsResolver, StsResult,
 };
+use crate::tlsrpt::datagram::{PolicyType, ReportPolicy};
+use crate::tlsrpt::record::{self, RecordError};
 
 /// Why the resolution of recipient domains cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +99,52 @@ impl DomainResolver {
         })
     }
 
+    /// The TLSRPT record `domain` publishes at `_smtp._tls.<domain>` (RFC 8460 section 3),
+    /// chosen as Postfix chooses it.
+    ///
+    /// # Errors
+    ///
+    /// The lookup failed, or no single valid record is published ([`TlsRptLookupError`]).
+    pub fn tlsrpt_record(&self, domain: &str) -> Result<String, TlsRptLookupError> {
+        let name = format!("_smtp._tls.{}", domain.trim_end_matches('.'));
+        let answer = self
+            .dns
+            .txt(&name)
+            .map_err(|error| TlsRptLookupError::Dns {
+                name: name.clone(),
+                error: error.to_string(),
+            })?;
+        record::select(&answer.records).map_err(|error| TlsRptLookupError::Record { name, error })
+    }
+
     /// The DNS resolver (for its cache statistics).
     #[must_use]
     pub fn dns(&self) -> &Resolver {
         &self.dns
     }
+}
+
+/// Why a domain's TLSRPT record is not known.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsRptLookupError {
+    /// The TXT lookup failed.
+    #[error("looking up the TLSRPT record at {name}: {error}")]
+    Dns {
+        /// The name looked up.
+        name: String,
+        /// What failed.
+        error: String,
+    },
+    /// No usable record (none, several, or malformed).
+    #[error("the TLSRPT record at {name}: {error}")]
+    Record {
+        /// The name looked up.
+        name: String,
+        /// What is wrong.
+        #[source]
+        error: RecordError,
+    },
 }
 
 /// Why a resolution gives no MX host to try, and the sendmail exit code that goes with it.
@@ -188,6 +231,43 @@ fn destination(mx: &MxResolution, ip: IpAddr, port: u16, sts: &StsResult) -> Des
             mta_sts: context.mta_sts,
             tlsa: mx.tlsa.clone(),
             summary: mx.summary(Some(sts)),
+            report_policy: report_policy(mx, sts),
         }),
     )
+}
+
+/// The policy TLS-RPT reports attempts at `mx` under: DANE when it applies (usable or not:
+/// RFC 7672 takes precedence over MTA-STS), else the domain's MTA-STS policy when one applies
+/// or could not be fetched (Postfix's `policy_type=sts` with `policy_failure`), else none.
+#[must_use]
+pub fn report_policy(mx: &MxResolution, sts: &StsResult) -> ReportPolicy {
+    let tlsa = |records: &[super::TlsaText], domain: &str| ReportPolicy {
+        policy_type: PolicyType::Tlsa,
+        policy_domain: Some(domain.to_owned()),
+        policy_strings: records.iter().map(|record| record.0.clone()).collect(),
+        mx_host_patterns: Vec::new(),
+    };
+    match &mx.dane {
+        DaneResolution::Usable {
+            records,
+            base_domain,
+        } => return tlsa(records, base_domain),
+        DaneResolution::Unusable { records } => return tlsa(records, &mx.host),
+        _ => {}
+    }
+    match sts.tls_rpt_policy() {
+        Some(policy) => ReportPolicy {
+            policy_type: PolicyType::Sts,
+            policy_domain: Some(policy.policy_domain),
+            policy_strings: policy.policy_string,
+            mx_host_patterns: policy.mx_host,
+        },
+        None if sts.failure.is_some() => ReportPolicy {
+            policy_type: PolicyType::Sts,
+            policy_domain: Some(sts.domain.clone()),
+            policy_strings: Vec::new(),
+            mx_host_patterns: Vec::new(),
+        },
+        None => ReportPolicy::no_policy_found(&sts.domain),
+    }
 }

@@ -20,7 +20,10 @@ use crate::tls::{TlsaRecord, usable_tlsa_records};
 
 mod domain;
 
-pub use domain::{DomainResolver, NoDestination, ResolveSettings, ResolverError, destinations};
+pub use domain::{
+    DomainResolver, NoDestination, ResolveSettings, ResolverError, TlsRptLookupError, destinations,
+    report_policy,
+};
 
 /// The DANE state of one MX host, with what led to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -61,7 +64,9 @@ pub enum DaneResolution {
 pub struct TlsaText(pub String);
 
 impl TlsaText {
-    fn of(record: &TlsaRecord) -> Self {
+    /// The record's presentation text.
+    #[must_use]
+    pub fn of(record: &TlsaRecord) -> Self {
         let hex: String = record.data.iter().map(|b| format!("{b:02x}")).collect();
         Self(format!(
             "{} {} {} {hex}",

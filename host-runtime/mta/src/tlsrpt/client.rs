@@ -164,7 +164,7 @@ mod tests {
             domain: "example.org".to_owned(),
             record: record.to_owned(),
             policies: vec![PolicyResult {
-                policy: ReportPolicy::none(),
+                policy: ReportPolicy::no_policy_found("example.org"),
                 failures: Vec::new(),
                 failed: false,
             }],

@@ -72,7 +72,17 @@ impl DanceReport {
         }
     }
 
-    fn delivered(&self, tier: Tier) -> FinalResult {
+    /// The final result of a dance that ended without a last decision: the attempt limit
+    /// stopped it (`None` if it named nothing).
+    #[must_use]
+    pub fn abandoned(&self) -> Option<FinalResult> {
+        (!self.seen.is_empty()).then_some(FinalResult::Failure(self.seen))
+    }
+
+    /// The final result of a dance whose peer accepted the message at `tier` when no further
+    /// decision could be taken (the history store failed after the delivery).
+    #[must_use]
+    pub fn delivered(&self, tier: Tier) -> FinalResult {
         let policy_level = self.with_policy_level(TlsRptResults::EMPTY);
         if tier.uses_tls() {
             return if policy_level.is_empty() {

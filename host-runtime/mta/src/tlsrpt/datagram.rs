@@ -80,12 +80,13 @@ pub struct ReportPolicy {
 }
 
 impl ReportPolicy {
-    /// `no-policy-found`.
+    /// `no-policy-found` for the recipient domain `domain` (RFC 8460 requires a
+    /// `policy-domain` even here; Postfix sends the domain too).
     #[must_use]
-    pub const fn none() -> Self {
+    pub fn no_policy_found(domain: &str) -> Self {
         Self {
             policy_type: PolicyType::NoPolicyFound,
-            policy_domain: None,
+            policy_domain: Some(domain.to_owned()),
             policy_strings: Vec::new(),
             mx_host_patterns: Vec::new(),
         }
@@ -190,6 +191,153 @@ impl Datagram {
     }
 }
 
+/// Why a stored datagram cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not JSON of the datagram's shape (a missing key, a wrong type).
+    #[error("not a TLS-RPT datagram: {0}")]
+    Shape(#[from] serde_json::Error),
+    /// A protocol version other than libtlsrpt's `"1"`.
+    #[error("datagram protocol version {0:?}, not \"1\"")]
+    Version(String),
+    /// A `policy-type` number libtlsrpt does not define.
+    #[error("unknown policy type {0}")]
+    PolicyType(u8),
+    /// A failure code libtlsrpt does not define.
+    #[error("unknown failure code {0}")]
+    FailureCode(u16),
+    /// `t` differs from the number of failure details.
+    #[error("the datagram counts {counted} failure(s) but details {listed}")]
+    FailureCount {
+        /// `t`.
+        counted: usize,
+        /// The length of `failure-details`.
+        listed: usize,
+    },
+    /// `f` is neither 0 nor 1.
+    #[error("final result {0}, not 0 or 1")]
+    FinalResult(u8),
+}
+
+/// The datagram's JSON shape, for reading back what [`Datagram::encode`] wrote.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireDatagram {
+    dpv: String,
+    d: String,
+    pr: String,
+    #[serde(default)]
+    policies: Vec<WirePolicy>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WirePolicy {
+    #[serde(rename = "policy-type")]
+    policy_type: u8,
+    #[serde(rename = "policy-domain")]
+    policy_domain: Option<String>,
+    #[serde(rename = "policy-string", default)]
+    policy_strings: Vec<String>,
+    #[serde(rename = "mx-host", default)]
+    mx_host_patterns: Vec<String>,
+    #[serde(rename = "failure-details", default)]
+    failures: Vec<WireFailure>,
+    t: usize,
+    f: u8,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireFailure {
+    c: u16,
+    s: Option<String>,
+    n: Option<String>,
+    h: Option<String>,
+    r: Option<String>,
+    a: Option<String>,
+    f: Option<String>,
+}
+
+impl PolicyType {
+    /// The policy type libtlsrpt numbers `code`.
+    #[must_use]
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Tlsa),
+            2 => Some(Self::Sts),
+            9 => Some(Self::NoPolicyFound),
+            _ => None,
+        }
+    }
+}
+
+/// The result type libtlsrpt numbers `code` (the inverse of [`failure_code`]).
+#[must_use]
+pub fn result_of_code(code: u16) -> Option<TlsRptResult> {
+    TlsRptResult::ALL
+        .into_iter()
+        .find(|result| failure_code(*result) == code)
+}
+
+impl Datagram {
+    /// Reads back a datagram [`encode`](Self::encode) wrote (the host keeps its own for
+    /// `tlsrpt preview`); strict: anything libtlsrpt would not write is refused.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with the text ([`DecodeError`]).
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let wire: WireDatagram = serde_json::from_str(text)?;
+        if wire.dpv != "1" {
+            return Err(DecodeError::Version(wire.dpv));
+        }
+        let mut policies = Vec::with_capacity(wire.policies.len());
+        for policy in wire.policies {
+            if policy.t != policy.failures.len() {
+                return Err(DecodeError::FailureCount {
+                    counted: policy.t,
+                    listed: policy.failures.len(),
+                });
+            }
+            let failed = match policy.f {
+                0 => false,
+                1 => true,
+                other => return Err(DecodeError::FinalResult(other)),
+            };
+            let mut failures = Vec::with_capacity(policy.failures.len());
+            for failure in policy.failures {
+                failures.push(FailureDetail {
+                    result: result_of_code(failure.c).ok_or(DecodeError::FailureCode(failure.c))?,
+                    sending_mta_ip: failure.s,
+                    receiving_mx_hostname: failure.n,
+                    receiving_mx_helo: failure.h,
+                    receiving_ip: failure.r,
+                    additional_information: failure.a,
+                    failure_reason_code: failure.f,
+                });
+            }
+            policies.push(PolicyResult {
+                policy: ReportPolicy {
+                    policy_type: PolicyType::from_code(policy.policy_type)
+                        .ok_or(DecodeError::PolicyType(policy.policy_type))?,
+                    policy_domain: policy.policy_domain,
+                    policy_strings: policy.policy_strings,
+                    mx_host_patterns: policy.mx_host_patterns,
+                },
+                failures,
+                failed,
+            });
+        }
+        Ok(Self {
+            domain: wire.d,
+            record: wire.pr,
+            policies,
+        })
+    }
+}
+
 /// `"key": "value"` (libtlsrpt's `write_first_attribute`).
 fn first_attribute(out: &mut String, key: &str, value: &str) {
     out.push('"');
@@ -287,12 +435,12 @@ mod tests {
     }
 
     #[test]
-    fn a_success_without_policy_has_no_lists() {
+    fn a_success_without_policy_has_its_domain_and_no_lists() {
         let datagram = Datagram {
             domain: "example.org".to_owned(),
             record: "v=TLSRPTv1;rua=https://r.example.org/".to_owned(),
             policies: vec![PolicyResult {
-                policy: ReportPolicy::none(),
+                policy: ReportPolicy::no_policy_found("example.org"),
                 failures: Vec::new(),
                 failed: false,
             }],
@@ -300,7 +448,7 @@ mod tests {
         assert_eq!(
             datagram.encode(),
             "{\"dpv\": \"1\",\"d\": \"example.org\",\"pr\": \"v=TLSRPTv1;rua=https://r.example.org/\",\
-             \"policies\":[{\"policy-type\":9,\"t\":0,\"f\":0}]}"
+             \"policies\":[{\"policy-type\":9,\"policy-domain\": \"example.org\",\"t\":0,\"f\":0}]}"
         );
     }
 
@@ -333,5 +481,59 @@ mod tests {
         assert_eq!(parsed["policies"][0]["failure-details"][0]["c"], 303);
         assert_eq!(parsed["policies"][0]["f"], 1);
         assert!(datagram.encode().contains("\\u0001e\\u007ff é"));
+        assert_eq!(Datagram::decode(&datagram.encode()).unwrap(), datagram);
+    }
+
+    #[test]
+    fn a_datagram_reads_back_as_written() {
+        let datagram = Datagram {
+            domain: "example.net".to_owned(),
+            record: "v=TLSRPTv1; rua=mailto:r@example.net".to_owned(),
+            policies: vec![
+                PolicyResult {
+                    policy: ReportPolicy::no_policy_found("example.org"),
+                    failures: Vec::new(),
+                    failed: false,
+                },
+                PolicyResult {
+                    policy: ReportPolicy {
+                        policy_type: PolicyType::Tlsa,
+                        policy_domain: Some("mx.example.net".to_owned()),
+                        policy_strings: vec!["3 1 1 aa".to_owned()],
+                        mx_host_patterns: Vec::new(),
+                    },
+                    failures: vec![failure(TlsRptResult::DaneRequired)],
+                    failed: true,
+                },
+            ],
+        };
+        assert_eq!(Datagram::decode(&datagram.encode()).unwrap(), datagram);
+    }
+
+    #[test]
+    fn a_datagram_libtlsrpt_would_not_write_is_refused() {
+        for (text, why) in [
+            ("{}", "missing field"),
+            ("{\"dpv\": \"2\",\"d\": \"a\",\"pr\": \"b\"}", "version"),
+            (
+                "{\"dpv\": \"1\",\"d\": \"a\",\"pr\": \"b\",\"policies\":[{\"policy-type\":3,\"t\":0,\"f\":0}]}",
+                "policy type",
+            ),
+            (
+                "{\"dpv\": \"1\",\"d\": \"a\",\"pr\": \"b\",\"policies\":[{\"policy-type\":9,\"t\":1,\"f\":1}]}",
+                "counts",
+            ),
+            (
+                "{\"dpv\": \"1\",\"d\": \"a\",\"pr\": \"b\",\"policies\":[{\"policy-type\":9,\"failure-details\":[{\"c\":999}],\"t\":1,\"f\":1}]}",
+                "failure code",
+            ),
+            (
+                "{\"dpv\": \"1\",\"d\": \"a\",\"pr\": \"b\",\"policies\":[{\"policy-type\":9,\"t\":0,\"f\":2}]}",
+                "final result",
+            ),
+        ] {
+            let error = Datagram::decode(text).unwrap_err().to_string();
+            assert!(error.contains(why), "{text}: {error}");
+        }
     }
 }

@@ -4,9 +4,11 @@
 //! ports and stopped (by pid) when dropped. [`resolv`] runs a program (Postfix) whose libc
 //! resolver asks the rig instead of the machine's. [`mta_sts_resolver`] runs
 //! postfix-mta-sts-resolver, the daemon `postfix serve --mode policy-table` is compared with, over
-//! the rig.
+//! the rig. [`tlsrpt_reporter`] runs sys4's tlsrpt-collectd and tlsrpt-reportd, the reporter
+//! Postfix's libtlsrpt reports to.
 
 pub mod dnssec;
 pub mod https;
 pub mod mta_sts_resolver;
 pub mod resolv;
+pub mod tlsrpt_reporter;

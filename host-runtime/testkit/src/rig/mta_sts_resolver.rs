@@ -327,7 +327,7 @@ impl Drop for MtaStsResolverDaemon {
 
 /// A shell that kills the daemon's process group when its stdin (a pipe from this process)
 /// closes: when this process ends without dropping the daemon.
-fn start_watchdog(daemon: &Child) -> Result<(Child, ChildStdin), ResolverDaemonError> {
+pub(crate) fn start_watchdog(daemon: &Child) -> Result<(Child, ChildStdin), ResolverDaemonError> {
     let mut watchdog = Command::new("sh")
         .arg("-c")
         .arg("read -r _; kill -KILL -- \"-$0\" 2>/dev/null")
