@@ -402,3 +402,83 @@ fn each_attempt_reaches_the_real_reporter_and_its_report_matches_the_preview() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(collectd.received(), cases.len(), "{}", collectd.log());
 }
+
+/// `deliver --mx` to a modern local peer, reporting to `socket` under `record`; the exit code,
+/// stderr and the preview of the day for `tlsrpt.test`.
+fn deliver_reporting_to(socket: &std::path::Path, record: &str) -> (i32, String, Vec<Value>) {
+    let peer = LocalPeer::start(PeerKind::Modern, identity()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("peers.sqlite3");
+    let mx = format!("127.0.0.1:{}", peer.address.port());
+    let output = crate::util::run(
+        &[
+            "deliver",
+            "--from",
+            "a@example.test",
+            "--to",
+            "postmaster@tlsrpt.test",
+            "--mx",
+            &mx,
+            "--db",
+            db.to_str().unwrap(),
+            "--tlsrpt-socket",
+            socket.to_str().unwrap(),
+            "--tlsrpt-record",
+            record,
+        ],
+        MESSAGE,
+    );
+    assert_eq!(peer.messages().len(), 1, "the message was delivered");
+    let preview = crate::util::run(&["tlsrpt", "preview", "--db", db.to_str().unwrap()], "");
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        serde_json::from_slice(&preview.stdout).unwrap(),
+    )
+}
+
+const RECORD: &str = "v=TLSRPTv1; rua=mailto:tlsrpt@tlsrpt.test";
+
+#[test]
+fn an_absent_collectd_costs_the_delivery_nothing_and_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, log, preview) = deliver_reporting_to(&dir.path().join("no-collectd.sock"), RECORD);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("TLS-RPT result dropped: no tlsrpt-collectd listens at"),
+        "{log}"
+    );
+    // Not lost: the ledger still has it.
+    assert_eq!(counts(only_policy(&preview[0])), (1, 0), "{preview:#?}");
+}
+
+#[test]
+fn a_collectd_that_stopped_reading_never_holds_up_a_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stuck.sock");
+    let stuck = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    // Fill its queue to the brim: the next datagram would have to wait.
+    let filler = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    while filler.send_to(&[0u8; 2048], &path).is_ok() {}
+    let (code, log, preview) = deliver_reporting_to(&path, RECORD);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("is not keeping up"), "{log}");
+    assert_eq!(counts(only_policy(&preview[0])), (1, 0), "{preview:#?}");
+    drop(stuck);
+}
+
+#[test]
+fn a_datagram_over_the_collectd_limit_is_dropped_not_truncated() {
+    let collectd = tempfile::tempdir().unwrap();
+    let path = collectd.path().join("collectd.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    // A record as a hostile domain could publish it: far over libtlsrpt's 65,000-byte buffer.
+    let record = format!("{RECORD}; x={}", "a".repeat(70_000));
+    let (code, log, _) = deliver_reporting_to(&path, &record);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("over the limit of 65000"), "{log}");
+    let mut buffer = [0u8; 1024];
+    assert!(listener.recv(&mut buffer).is_err(), "nothing was sent");
+}
