@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use tlsfallback_engine::config::PolicyFile;
 use tlsfallback_engine::decider::NativeEngine;
-use tlsfallback_mta::postfix::floor::{Floor, FloorLookup, FloorSource, ResolvedFloor, Target};
+use tlsfallback_mta::postfix::floor::{
+    DestinationReport, Floor, FloorLookup, FloorSource, ResolvedFloor, Target,
+};
 use tlsfallback_mta::postfix::log::Tracker;
 use tlsfallback_mta::postfix::socketmap::Reply;
 use tlsfallback_mta::postfix::{Daemon, DaemonOptions};
@@ -18,14 +20,14 @@ const MODERN: &str = "encrypt protocols=>=TLSv1.2 ciphers=high";
 const LEGACY: &str = "encrypt protocols=>=TLSv1:<=TLSv1.2 ciphers=low";
 
 /// Runs `scene` against a daemon over the database at `db` with `policy`; returns the daemon's
-/// log lines.
+/// log lines. `tlsrpt`: the daemon reports TLS-RPT, to this collectd socket if given.
 fn with_daemon(
     db: &std::path::Path,
     policy: &str,
     time: &Rc<Cell<u64>>,
     scene: impl FnOnce(&mut Scene<'_>),
 ) -> Vec<String> {
-    run_daemon(db, policy, time, None, scene)
+    run_daemon(db, policy, time, None, None, scene)
 }
 
 /// As [`with_daemon`], with the next hops' floors from `floors` when given.
@@ -34,6 +36,7 @@ fn run_daemon(
     policy: &str,
     time: &Rc<Cell<u64>>,
     floors: Option<Arc<dyn FloorSource>>,
+    tlsrpt: Option<Option<&std::path::Path>>,
     scene: impl FnOnce(&mut Scene<'_>),
 ) -> Vec<String> {
     let policy = PolicyFile::parse(policy).unwrap();
@@ -50,6 +53,11 @@ fn run_daemon(
     .unwrap();
     if let Some(floors) = floors {
         daemon = daemon.with_floors(floors);
+    }
+    if let Some(socket) = tlsrpt {
+        let client =
+            socket.map(|path| tlsfallback_mta::tlsrpt::client::TlsRptClient::new(path).unwrap());
+        daemon = daemon.with_tlsrpt(client);
     }
     scene(&mut Scene {
         daemon,
@@ -347,6 +355,19 @@ impl FixedFloors {
                 floor,
                 tlsrpt: None,
                 policy_id: None,
+                report: None,
+            }),
+        );
+    }
+
+    fn set_with_report(&self, key: &str, floor: Floor, report: DestinationReport) {
+        self.0.lock().unwrap().insert(
+            Target::of(key),
+            Arc::new(ResolvedFloor {
+                floor,
+                tlsrpt: None,
+                policy_id: None,
+                report: Some(report),
             }),
         );
     }
@@ -380,6 +401,7 @@ fn with_floors(
         policy,
         time,
         Some(Arc::clone(floors) as Arc<dyn FloorSource>),
+        None,
         scene,
     )
 }
@@ -505,4 +527,143 @@ fn an_unknown_floor_is_answered_temp_and_nothing_is_decided() {
             .unwrap()
             .is_none()
     );
+}
+
+/// The datagrams a collectd at `socket` has received so far, parsed.
+fn received(socket: &std::os::unix::net::UnixDatagram) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut buffer = vec![0u8; 65_536];
+    while let Ok(n) = socket.recv(&mut buffer) {
+        out.push(serde_json::from_slice(&buffer[..n]).unwrap());
+    }
+    out
+}
+
+#[test]
+fn postfix_dances_read_from_the_log_are_reported_once_each_when_they_end() {
+    use tlsfallback_mta::tlsrpt::datagram::{PolicyType, ReportPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite3");
+    let socket_path = dir.path().join("collectd.sock");
+    let collectd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    collectd.set_nonblocking(true).unwrap();
+    let time = Rc::new(Cell::new(START));
+    let floors = Arc::new(FixedFloors::default());
+    let record = "v=TLSRPTv1; rua=mailto:tlsrpt@some.example";
+    let sts = ReportPolicy {
+        policy_type: PolicyType::Sts,
+        policy_domain: Some(DOMAIN.to_owned()),
+        policy_strings: vec!["version: STSv1".to_owned(), "mode: testing".to_owned()],
+        mx_host_patterns: vec!["mx.some.example".to_owned()],
+    };
+    floors.set_with_report(
+        DOMAIN,
+        open_floor(),
+        DestinationReport {
+            domain: DOMAIN.to_owned(),
+            record: Ok(record.to_owned()),
+            policies: vec![("mx.some.example".to_owned(), sts.clone())],
+        },
+    );
+    // A domain without a TLSRPT record: its dances are not reported.
+    floors.set_with_report(
+        "quiet.example",
+        open_floor(),
+        DestinationReport {
+            domain: "quiet.example".to_owned(),
+            record: Err("no TLSRPT record (v=TLSRPTv1)".to_owned()),
+            policies: Vec::new(),
+        },
+    );
+    let mut after_first_failure = Vec::new();
+    run_daemon(
+        &db,
+        "[policy]\nstep_down_delay_secs = 0\n",
+        &time,
+        Some(Arc::clone(&floors) as Arc<dyn FloorSource>),
+        Some(Some(&socket_path)),
+        |s| {
+            // A legacy-only MX: modern refused, legacy delivered. One attempt, one success.
+            assert_eq!(s.lookup(DOMAIN, Some(101)), MODERN);
+            s.log(&domain_attempt(101, "AAA", false));
+            after_first_failure = received(&collectd);
+            assert_eq!(s.lookup(DOMAIN, Some(102)), LEGACY);
+            s.log(&domain_attempt(102, "BBB", true));
+            // The quiet domain's dance ends too, unreported.
+            assert_eq!(s.lookup("quiet.example", Some(103)), MODERN);
+            s.log(&attempt(103, 25, "CCC", "u@quiet.example", true));
+        },
+    );
+    assert!(
+        after_first_failure.is_empty(),
+        "a step the dance recovers from is not reported: {after_first_failure:?}"
+    );
+    let datagrams = received(&collectd);
+    assert_eq!(datagrams.len(), 1, "{datagrams:#?}");
+    let datagram = &datagrams[0];
+    assert_eq!(datagram["d"], DOMAIN);
+    assert_eq!(datagram["pr"], record);
+    assert_eq!(datagram["policies"][0]["policy-type"], 2);
+    assert_eq!(datagram["policies"][0]["mx-host"][0], "mx.some.example");
+    assert_eq!(datagram["policies"][0]["f"], 0);
+    // The ledger has the same result, for `tlsrpt preview`.
+    let ledger =
+        tlsfallback_mta::tlsrpt::ledger::ResultLedger::open(&db, std::time::Duration::from_secs(5))
+            .unwrap();
+    let kept = ledger
+        .day(&tlsfallback_mta::tlsrpt::ledger::utc_day(START), None)
+        .unwrap();
+    assert_eq!(kept.len(), 1, "{kept:#?}");
+    assert_eq!(kept[0].policies[0].policy, sts);
+    assert!(!kept[0].policies[0].failed);
+}
+
+#[test]
+fn a_postfix_dance_that_ends_deferred_is_one_failure_with_the_mx_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite3");
+    let time = Rc::new(Cell::new(START));
+    let floors = Arc::new(FixedFloors::default());
+    floors.set_with_report(
+        DOMAIN,
+        Floor::StsEnforce {
+            patterns: vec!["mx.some.example".to_owned()],
+        },
+        DestinationReport {
+            domain: DOMAIN.to_owned(),
+            record: Ok("v=TLSRPTv1; rua=mailto:tlsrpt@some.example".to_owned()),
+            policies: Vec::new(),
+        },
+    );
+    run_daemon(
+        &db,
+        "",
+        &time,
+        Some(Arc::clone(&floors) as Arc<dyn FloorSource>),
+        Some(None),
+        |s| {
+            s.lookup(DOMAIN, Some(101));
+            let at = "Dec  1 12:00:00 sender postfix/smtp[101]:";
+            s.log(&[
+                format!("{at} server certificate verification failed for mx.some.example[192.0.2.1]:25: num=62:hostname mismatch"),
+                format!("{at} Untrusted TLS connection established to mx.some.example[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"),
+                format!("{at} AAA: to=<u@some.example>, relay=mx.some.example[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=4.7.5, status=deferred (Server certificate not verified)"),
+            ]);
+        },
+    );
+    let ledger =
+        tlsfallback_mta::tlsrpt::ledger::ResultLedger::open(&db, std::time::Duration::from_secs(5))
+            .unwrap();
+    let kept = ledger
+        .day(&tlsfallback_mta::tlsrpt::ledger::utc_day(START), None)
+        .unwrap();
+    assert_eq!(kept.len(), 1, "{kept:#?}");
+    let result = &kept[0].policies[0];
+    assert!(result.failed);
+    let failure = &result.failures[0];
+    assert_eq!(
+        failure.receiving_mx_hostname.as_deref(),
+        Some("mx.some.example")
+    );
+    assert_eq!(failure.receiving_ip.as_deref(), Some("192.0.2.1"));
 }

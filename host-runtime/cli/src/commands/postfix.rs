@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use tlsfallback_mta::clock::Clock;
 use tlsfallback_mta::store::HistoryStore;
@@ -10,7 +11,7 @@ use tlsfallback_mta::store::HistoryStore;
 use tlsfallback_mta::postfix::policy::LOW_CIPHERLIST;
 use tlsfallback_mta::postfix::{Daemon, ListenAddress, serve};
 
-use crate::flags::{DnsArgs, EngineArgs, SocketmapArgs, StoreArgs};
+use crate::flags::{DnsArgs, EngineArgs, SocketmapArgs, StoreArgs, TlsRptArgs};
 
 /// The `main.cf` lines that hand Postfix's TLS policy to the daemon at `address`.
 #[must_use]
@@ -143,6 +144,10 @@ pub(crate) struct PostfixServeArgs {
     /// policy_string, policy_failure) to the answers; Postfix 3.9 and older refuse them.
     #[arg(long)]
     pub(crate) tlsrpt: bool,
+    /// The daemon's own TLS-RPT reports, from the log (for a Postfix without libtlsrpt; with
+    /// it, use --tlsrpt and let Postfix report).
+    #[command(flatten)]
+    pub(crate) tlsrpt_report: TlsRptArgs,
 }
 
 fn parse_mode(text: &str) -> Result<tlsfallback_mta::postfix::AnswerMode, String> {
@@ -213,6 +218,16 @@ fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
         tlsrpt: args.tlsrpt,
         ..DaemonOptions::default()
     };
+    let reporting = args.tlsrpt_report.settings(&policy_file);
+    if reporting.is_some() && args.no_resolve {
+        anyhow::bail!(
+            "--tlsrpt-socket and --tlsrpt-ledger need the resolver (the TLSRPT record and the \
+             policies come with each floor): drop --no-resolve"
+        );
+    }
+    if reporting.is_some() && args.log.is_none() {
+        anyhow::bail!("--tlsrpt-socket and --tlsrpt-ledger report from Postfix's log: pass --log");
+    }
     let floors = if args.no_resolve {
         None
     } else {
@@ -223,6 +238,7 @@ fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
         settings.budget = std::time::Duration::from_millis(args.resolve_budget_ms);
         settings.workers = args.resolve_workers;
         settings.refresh_after = std::time::Duration::from_secs(args.refresh_secs);
+        settings.tlsrpt_records = reporting.is_some();
         Some(std::sync::Arc::new(
             tlsfallback_mta::postfix::floor::FloorService::start(settings)?,
         ))
@@ -231,6 +247,15 @@ fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
     let mut daemon = Daemon::new(engine.as_mut(), store, &policy_file, options, &mut log)?;
     if let Some(floors) = floors {
         daemon = daemon.with_floors(floors);
+    }
+    if let Some(reporting) = reporting {
+        let client = reporting
+            .socket
+            .as_deref()
+            .map(tlsfallback_mta::tlsrpt::client::TlsRptClient::new)
+            .transpose()
+            .context("making the TLS-RPT datagram socket")?;
+        daemon = daemon.with_tlsrpt(client);
     }
     let log_file = args
         .log

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use policy_core::{Action, AttemptReport, DeliveryContext, Tier};
+use policy_core::{Action, AttemptReport, DeliveryContext, Outcome, Tier, TlsRptResults};
 
 use super::connections::Prepared;
 use super::floor::{Floor, FloorLookup, FloorSource, ResolvedFloor, Target};
@@ -23,6 +23,10 @@ use super::state::{self, Attribution, ClientPid, Continuation, StateError};
 use crate::causes::Causes;
 use crate::deciding::{self, DecidingError};
 use crate::store::{Batch, HistoryStore, StoreError};
+use crate::tlsrpt::client::TlsRptClient;
+use crate::tlsrpt::dance::DanceReport;
+use crate::tlsrpt::datagram::{Datagram, ReportPolicy};
+use crate::tlsrpt::reporter::{Receiver, ReportTarget, attempt_datagram};
 use tlsfallback_engine::config::PolicyFile;
 use tlsfallback_engine::decider::{Decided, DecisionEngine};
 
@@ -139,6 +143,9 @@ pub struct Daemon<'a> {
     pub(super) options: DaemonOptions,
     pub(super) log: &'a mut dyn FnMut(&str),
     pub(super) floors: Option<Arc<dyn FloorSource>>,
+    /// Set when the daemon reports TLS-RPT from the log: the collectd client, if a socket is
+    /// configured (the ledger is in the history database either way).
+    pub(super) tlsrpt: Option<Option<TlsRptClient>>,
 }
 
 /// What a lookup does, once the floor is known.
@@ -182,7 +189,20 @@ impl<'a> Daemon<'a> {
             options,
             log,
             floors: None,
+            tlsrpt: None,
         })
+    }
+
+    /// Reports each finished dance Postfix's log shows to TLS-RPT (RFC 8460): into the ledger
+    /// of the history database (`tlsrpt preview`), and to the collectd `client` when given.
+    /// Needs the floors ([`with_floors`](Self::with_floors) with
+    /// [`FloorSettings::tlsrpt_records`](super::floor::FloorSettings)): the TLSRPT record and
+    /// the policies come with them. For a Postfix that does not report itself (no libtlsrpt,
+    /// or `smtp_tlsrpt_enable = no`), or each attempt is reported twice.
+    #[must_use]
+    pub fn with_tlsrpt(mut self, client: Option<TlsRptClient>) -> Self {
+        self.tlsrpt = Some(client);
+        self
     }
 
     /// Resolves each next hop's floor with `floors` (without it, no DNS is asked and every next
@@ -340,10 +360,12 @@ impl<'a> Daemon<'a> {
         let options = &self.options;
         let source = &self.options.log_source;
         let floors = self.floors.as_deref();
+        let reporting = self.tlsrpt.is_some();
+        let mut datagrams = Vec::new();
         self.store.batch(|batch| {
             for line in lines {
-                if let Some(observed) = working.feed_from(source, line)
-                    && let Some(out) = feed_outcome(
+                if let Some(observed) = working.feed_from(source, line) {
+                    let fed = feed_outcome(
                         batch,
                         engine,
                         policy_file,
@@ -352,9 +374,10 @@ impl<'a> Daemon<'a> {
                         &observed,
                         now,
                         window,
-                    )?
-                {
-                    lines_out.push(out);
+                        reporting,
+                    )?;
+                    lines_out.extend(fed.line);
+                    datagrams.extend(fed.datagram);
                 }
             }
             if let Some(position) = position {
@@ -365,6 +388,15 @@ impl<'a> Daemon<'a> {
         *tracker = working;
         for line in lines_out {
             (self.log)(&line);
+        }
+        // Sent once the results are committed with the log position (a crash in between loses
+        // the datagram, never repeats it; the ledger has it either way).
+        if let Some(Some(client)) = &mut self.tlsrpt {
+            for datagram in &datagrams {
+                if let Some(problem) = client.send(datagram).problem(client.path()) {
+                    (self.log)(&format!("tlsrpt destination={} {problem}", datagram.domain));
+                }
+            }
         }
         Ok(())
     }
@@ -533,7 +565,7 @@ fn fingerprint(policy: &policy_core::Policy, context: &DeliveryContext, extras: 
 /// fails DANE verification as merely untrusted ("Untrusted TLS connection established", "Server
 /// certificate not verified"), but under a `dane-only` answer (usable TLSA records) that is a
 /// DANE mismatch, which TLS-RPT reports apart (`tlsa-invalid`).
-fn under_floor(outcome: policy_core::Outcome, context: &DeliveryContext) -> policy_core::Outcome {
+fn under_floor(outcome: Outcome, context: &DeliveryContext) -> Outcome {
     use policy_core::{CertificateError, Outcome};
     match outcome {
         Outcome::CertificateError(CertificateError::Untrusted | CertificateError::NameMismatch)
@@ -684,6 +716,16 @@ fn lookup_line(
 /// The outcome of one observed attempt, given to the engine for the destination and tier that
 /// this daemon answered the very process that made it; the log line saying so.
 #[allow(clippy::too_many_arguments)]
+/// What one outcome from the log led to.
+#[derive(Default)]
+struct Fed {
+    /// The daemon's log line about it.
+    line: Option<String>,
+    /// The TLS-RPT datagram of the dance it ended (kept in the ledger already), to send.
+    datagram: Option<Datagram>,
+}
+
+#[allow(clippy::too_many_arguments)] // The batch's parts, each borrowed apart.
 fn feed_outcome(
     batch: &mut Batch<'_>,
     engine: &mut dyn DecisionEngine,
@@ -693,7 +735,8 @@ fn feed_outcome(
     observed: &Observed,
     now: u64,
     window: u64,
-) -> Result<Option<String>, DaemonError> {
+    reporting: bool,
+) -> Result<Fed, DaemonError> {
     let (key, tier, how) = match state::attribute(
         batch.connection(),
         &observed.candidates,
@@ -704,7 +747,7 @@ fn feed_outcome(
         Attribution::Exact { destination, tier } => (destination, tier, "process"),
         Attribution::Unambiguous { destination, tier } => (destination, tier, "destination"),
         Attribution::Ambiguous { destination } => {
-            return Ok(Some(log_line(&[
+            return Ok(Fed::line(log_line(&[
                 ("outcome", &destination),
                 ("queue_id", &observed.queue_id),
                 ("pid", &observed.pid.to_string()),
@@ -715,7 +758,7 @@ fn feed_outcome(
                 ("postfix", &observed.detail),
             ])));
         }
-        Attribution::Unanswered => return Ok(None),
+        Attribution::Unanswered => return Ok(Fed::default()),
     };
     let report = AttemptReport {
         tier,
@@ -723,9 +766,8 @@ fn feed_outcome(
     };
     let policy = policy_file.policy_for(host_of(&key));
     // The outcome is judged under the floor the lookup was answered with (the one cached now).
-    let floor = floors
-        .and_then(|floors| floors.peek(&Target::of(&key)))
-        .map(FloorLookup::Known);
+    let known = floors.and_then(|floors| floors.peek(&Target::of(&key)));
+    let floor = known.clone().map(FloorLookup::Known);
     let (context, extras) = match plan(
         options,
         batch.connection(),
@@ -745,6 +787,20 @@ fn feed_outcome(
         decision,
         plugin_failure: failure,
     } = deciding::decide_in(batch, engine, &key, &policy, &context, Some(&report), now)?;
+    let datagram = if reporting {
+        report_dance(
+            batch,
+            &key,
+            known.as_deref(),
+            observed,
+            &report,
+            &decision,
+            now,
+            window,
+        )?
+    } else {
+        None
+    };
     let next = match decision.action {
         Action::Attempt { tier, tls, .. } => {
             let text = match with_extras(Reply::Found(tls_policy(tls.as_ref())), &extras) {
@@ -783,7 +839,75 @@ fn feed_outcome(
     if let Some(failure) = failure {
         line.push_str(&format!(" plugin-failure={:?}", failure.to_string()));
     }
-    Ok(Some(line))
+    Ok(Fed {
+        line: Some(line),
+        datagram,
+    })
+}
+
+impl Fed {
+    fn line(line: String) -> Self {
+        Self {
+            line: Some(line),
+            datagram: None,
+        }
+    }
+}
+
+/// Takes one step of the dance at `key` into its TLS-RPT account; when the step ends the
+/// dance, its final result for the recipient domain: kept in the ledger (in this batch) and
+/// returned to be sent. Nothing for a destination whose floor says no TLSRPT record applies
+/// (a next hop that is not a recipient domain, or a domain without a record).
+#[allow(clippy::too_many_arguments)] // One step's facts, all needed for its datagram.
+fn report_dance(
+    batch: &mut Batch<'_>,
+    key: &str,
+    floor: Option<&ResolvedFloor>,
+    observed: &Observed,
+    report: &AttemptReport,
+    decision: &policy_core::Decision,
+    now: u64,
+    window: u64,
+) -> Result<Option<Datagram>, DaemonError> {
+    let connection = batch.connection();
+    let mut dance = DanceReport::resume(state::dance_results(connection, key, now)?);
+    let delivered_at = matches!(report.outcome, Outcome::Success { .. }).then_some(report.tier);
+    let Some(result) = dance.observe(decision, delivered_at) else {
+        let seen = match decision.action {
+            Action::Attempt { .. } => dance.seen(),
+            _ => TlsRptResults::EMPTY,
+        };
+        state::save_dance_results(connection, key, seen, now.saturating_add(window))?;
+        return Ok(None);
+    };
+    state::save_dance_results(connection, key, TlsRptResults::EMPTY, now)?;
+    let Some(destination) = floor.and_then(|floor| floor.report.as_ref()) else {
+        return Ok(None);
+    };
+    let Ok(record) = &destination.record else {
+        return Ok(None);
+    };
+    let (host, ip) = observed
+        .relay
+        .clone()
+        .map_or((None, None), |(host, ip)| (Some(host), Some(ip)));
+    let policy = host.as_deref().map_or_else(
+        || ReportPolicy::no_policy_found(&destination.domain),
+        |host| destination.policy_for(host),
+    );
+    let receiver = Receiver {
+        mx_host: host,
+        ip,
+        failure_reason: (!matches!(report.outcome, Outcome::Success { .. }))
+            .then(|| crate::delivery::describe_outcome(&report.outcome)),
+    };
+    let target = ReportTarget {
+        domain: destination.domain.clone(),
+        record: record.clone(),
+    };
+    let datagram = attempt_datagram(&target, &policy, result, &receiver);
+    crate::tlsrpt::ledger::record_in(connection, &datagram, now).map_err(StoreError::from)?;
+    Ok(Some(datagram))
 }
 
 /// The host of a destination key (what `[[destination]]` entries of the policy file match).

@@ -22,6 +22,7 @@ use crate::clock::{Clock, Deadline, Stopwatch, SystemClock};
 use crate::mta_sts::{Mode, StsResult};
 use crate::resolve::{DomainResolution, MxList};
 use crate::resolve::{DomainResolver, ResolveSettings, ResolverError};
+use crate::tlsrpt::datagram::ReportPolicy;
 
 /// What a next-hop key names, for resolution.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -260,6 +261,58 @@ pub struct ResolvedFloor {
     pub tlsrpt: Option<String>,
     /// The MTA-STS policy id, for the log.
     pub policy_id: Option<String>,
+    /// What the daemon's own TLS-RPT reports of this destination need (when it reports, for
+    /// a recipient domain): its TLSRPT record and the policy of each MX host.
+    pub report: Option<DestinationReport>,
+}
+
+/// A recipient domain's TLS-RPT facts, resolved with its floor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationReport {
+    /// The recipient domain.
+    pub domain: String,
+    /// Its TLSRPT record, or why there is none to report to.
+    pub record: Result<String, String>,
+    /// The policy attempts at each MX host are reported under.
+    pub policies: Vec<(String, ReportPolicy)>,
+}
+
+impl DestinationReport {
+    /// What `resolution` says, with the TLSRPT record `record`.
+    #[must_use]
+    pub fn of(resolution: &DomainResolution, record: Result<String, String>) -> Self {
+        let policies = match &resolution.mx {
+            MxList::Hosts { hosts, .. } => hosts
+                .iter()
+                .map(|mx| {
+                    (
+                        mx.host.clone(),
+                        crate::resolve::report_policy(mx, &resolution.mta_sts),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            domain: resolution.domain.clone(),
+            record,
+            policies,
+        }
+    }
+
+    /// The policy of the MX host `host` (as the log names it); `no-policy-found` for a host
+    /// the resolution did not list.
+    #[must_use]
+    pub fn policy_for(&self, host: &str) -> ReportPolicy {
+        let host = crate::store::peer_key(host);
+        self.policies
+            .iter()
+            .find(|(mx, _)| *mx == host)
+            .map_or_else(
+                || ReportPolicy::no_policy_found(&self.domain),
+                |(_, policy)| policy.clone(),
+            )
+    }
 }
 
 impl ResolvedFloor {
@@ -278,6 +331,7 @@ impl ResolvedFloor {
             floor,
             tlsrpt,
             policy_id: resolution.mta_sts.policy_id.clone(),
+            report: None,
         }
     }
 
@@ -288,6 +342,7 @@ impl ResolvedFloor {
             floor: Floor::Unknown { why: why.into() },
             tlsrpt: None,
             policy_id: None,
+            report: None,
         }
     }
 }
@@ -381,6 +436,9 @@ pub struct FloorSettings {
     pub keep_warm_for: Duration,
     /// How often idle workers look for floors due for a refresh.
     pub sweep_every: Duration,
+    /// Whether a recipient domain's TLSRPT record is looked up with its floor (when the daemon
+    /// reports TLS-RPT itself).
+    pub tlsrpt_records: bool,
 }
 
 impl FloorSettings {
@@ -399,6 +457,7 @@ impl FloorSettings {
             max_queued: 1024,
             keep_warm_for: Duration::from_secs(24 * 3600),
             sweep_every: Duration::from_secs(30),
+            tlsrpt_records: false,
         }
     }
 }
@@ -658,7 +717,7 @@ fn work(shared: &Shared, resolver: &DomainResolver) {
                 }
             }
         };
-        let resolved = Arc::new(resolve(resolver, &target));
+        let resolved = Arc::new(resolve(resolver, &target, settings.tlsrpt_records));
         shared
             .resolutions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -705,11 +764,18 @@ fn work(shared: &Shared, resolver: &DomainResolver) {
     }
 }
 
-fn resolve(resolver: &DomainResolver, target: &Target) -> ResolvedFloor {
+fn resolve(resolver: &DomainResolver, target: &Target, tlsrpt_records: bool) -> ResolvedFloor {
     match target {
         Target::Domain { domain, port } => {
             let resolution = resolver.resolve_at(domain, *port, SystemClock.now());
-            ResolvedFloor::of(&resolution, true)
+            let mut floor = ResolvedFloor::of(&resolution, true);
+            if tlsrpt_records {
+                let record = resolver
+                    .tlsrpt_record(domain)
+                    .map_err(|error| error.to_string());
+                floor.report = Some(DestinationReport::of(&resolution, record));
+            }
+            floor
         }
         Target::Host { host, port } => {
             let resolution = resolver.resolve_host(host, *port, SystemClock.now());

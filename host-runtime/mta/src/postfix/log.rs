@@ -66,6 +66,9 @@ pub struct Observed {
     pub queue_id: String,
     /// The status line's own words (`status=… (…)`).
     pub detail: String,
+    /// The server the attempt was made to, as Postfix names it (`host`, `addr` of
+    /// `host[addr]:port`), for TLS-RPT's failure details.
+    pub relay: Option<(String, String)>,
 }
 
 /// What one SMTP client process has said since its last status line. Only what the outcome is
@@ -333,12 +336,17 @@ impl<'a> StatusLine<'a> {
             candidates.extend(with_port);
         }
         candidates.extend(relay_keys(endpoint));
+        let relay = endpoint.split_once('[').and_then(|(host, rest)| {
+            let (addr, _) = rest.split_once(']')?;
+            Some((host.to_owned(), addr.to_owned()))
+        });
         Some(Observed {
             pid,
             candidates,
             outcome,
             queue_id: self.queue_id.to_owned(),
             detail: format!("status={} ({})", self.status, self.detail),
+            relay,
         })
     }
 

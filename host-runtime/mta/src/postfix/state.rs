@@ -3,7 +3,7 @@
 //! very delivery used), per destination the dance in progress, and per followed log file its
 //! position and the half-read attempts.
 
-use policy_core::Tier;
+use policy_core::{Tier, TlsRptResults};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::log::Tracker;
@@ -84,6 +84,11 @@ pub fn ensure_schema(connection: &Connection) -> Result<(), StateError> {
                  made_at INTEGER NOT NULL,
                  until INTEGER NOT NULL
              ) STRICT;
+             CREATE TABLE IF NOT EXISTS postfix_tlsrpt_dances (
+                 destination TEXT PRIMARY KEY NOT NULL,
+                 seen INTEGER NOT NULL CHECK (seen >= 0 AND seen < 65536),
+                 until INTEGER NOT NULL
+             ) STRICT;
              CREATE TABLE IF NOT EXISTS postfix_log (
                  path TEXT PRIMARY KEY NOT NULL,
                  inode INTEGER NOT NULL,
@@ -92,6 +97,7 @@ pub fn ensure_schema(connection: &Connection) -> Result<(), StateError> {
                  updated_at INTEGER NOT NULL
              ) STRICT;",
         )
+        .and_then(|()| crate::tlsrpt::ledger::ensure_schema(connection))
         .map_err(StateError::Schema)
 }
 
@@ -357,6 +363,59 @@ pub fn end_dance(connection: &Connection, destination: &str) -> Result<(), State
     connection
         .prepare_cached("DELETE FROM postfix_dances WHERE destination = ?1")?
         .execute([destination])?;
+    Ok(())
+}
+
+/// The TLS-RPT result types the dance in progress for `destination` named so far (none when
+/// no dance stands at `now`), kept apart from [`Continuation`] so that they outlive nothing:
+/// saved with each step, gone when the dance ends or lapses.
+///
+/// # Errors
+///
+/// A database error.
+pub fn dance_results(
+    connection: &Connection,
+    destination: &str,
+    now: u64,
+) -> Result<TlsRptResults, StateError> {
+    let row = connection
+        .prepare_cached("SELECT seen, until FROM postfix_tlsrpt_dances WHERE destination = ?1")?
+        .query_row([destination], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?;
+    Ok(match row {
+        Some((seen, until)) if now <= from_sql(until) => {
+            TlsRptResults::from_bits(u16::try_from(seen).unwrap_or(0))
+        }
+        _ => TlsRptResults::EMPTY,
+    })
+}
+
+/// Saves what the dance in progress for `destination` named, until `until`; an empty set ends
+/// it.
+///
+/// # Errors
+///
+/// A database error.
+pub fn save_dance_results(
+    connection: &Connection,
+    destination: &str,
+    seen: TlsRptResults,
+    until: u64,
+) -> Result<(), StateError> {
+    if seen.is_empty() {
+        connection
+            .prepare_cached("DELETE FROM postfix_tlsrpt_dances WHERE destination = ?1")?
+            .execute([destination])?;
+        return Ok(());
+    }
+    connection
+        .prepare_cached(
+            "INSERT INTO postfix_tlsrpt_dances (destination, seen, until) VALUES (?1, ?2, ?3)
+             ON CONFLICT(destination) DO UPDATE SET seen = excluded.seen, until = excluded.until",
+        )?
+        .execute(params![destination, i64::from(seen.bits()), to_sql(until)])?;
     Ok(())
 }
 

@@ -43,6 +43,19 @@ impl DanceReport {
         }
     }
 
+    /// A dance that named `seen` in its earlier steps (the Postfix service keeps them between
+    /// Postfix's delivery attempts).
+    #[must_use]
+    pub const fn resume(seen: TlsRptResults) -> Self {
+        Self { seen }
+    }
+
+    /// What the dance named so far.
+    #[must_use]
+    pub const fn seen(&self) -> TlsRptResults {
+        self.seen
+    }
+
     /// Takes in one decision of the dance; once it ends the dance (anything but
     /// [`Action::Attempt`]), the attempt's final result, where `delivered_at` is the tier of
     /// the try the peer accepted the message on (`None` if none did). `None` also when the

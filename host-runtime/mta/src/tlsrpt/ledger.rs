@@ -67,7 +67,7 @@ impl ResultLedger {
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
-        connection.execute_batch(SCHEMA).map_err(wrap)?;
+        ensure_schema(&connection).map_err(wrap)?;
         Ok(Self {
             connection,
             path: name,
@@ -80,21 +80,7 @@ impl ResultLedger {
     ///
     /// A database error.
     pub fn record(&self, datagram: &Datagram, now: u64) -> Result<(), LedgerError> {
-        self.connection
-            .prepare_cached(
-                "INSERT INTO tlsrpt_results (day, domain, datagram, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    utc_day(now),
-                    datagram.domain,
-                    datagram.encode(),
-                    i64::try_from(now).unwrap_or(i64::MAX)
-                ])
-            })
-            .map_err(|cause| self.error(cause))?;
-        Ok(())
+        record_in(&self.connection, datagram, now).map_err(|cause| self.error(cause))
     }
 
     /// The datagrams kept for `day` (`YYYY-MM-DD`), for `domain` only when given, in the order
@@ -153,6 +139,36 @@ impl ResultLedger {
             cause,
         }
     }
+}
+
+/// Creates the ledger's table in the database of `connection` if it is missing.
+///
+/// # Errors
+///
+/// A database error.
+pub fn ensure_schema(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(SCHEMA)
+}
+
+/// Keeps `datagram` through `connection` (inside the caller's transaction, so that the
+/// Postfix service keeps it with the log position that produced it: exactly once).
+///
+/// # Errors
+///
+/// A database error.
+pub fn record_in(connection: &Connection, datagram: &Datagram, now: u64) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO tlsrpt_results (day, domain, datagram, recorded_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            utc_day(now),
+            datagram.domain,
+            datagram.encode(),
+            i64::try_from(now).unwrap_or(i64::MAX)
+        ])?;
+    Ok(())
 }
 
 /// The UTC day (`YYYY-MM-DD`) of `now` (Unix seconds), the day TLS-RPT reports cover.
