@@ -32,7 +32,7 @@ pub struct Target {
 }
 
 /// Every target.
-pub const TARGETS: [Target; 8] = [
+pub const TARGETS: [Target; 10] = [
     Target {
         name: "history",
         run: history,
@@ -64,6 +64,14 @@ pub const TARGETS: [Target; 8] = [
     Target {
         name: "mta_sts_txt",
         run: mta_sts_txt,
+    },
+    Target {
+        name: "tlsrpt_record",
+        run: tlsrpt_record,
+    },
+    Target {
+        name: "tlsrpt_datagram",
+        run: tlsrpt_datagram,
     },
 ];
 
@@ -280,4 +288,56 @@ pub fn mta_sts_txt(data: &[u8]) {
             .count();
         assert_eq!(candidates, 1);
     }
+}
+
+/// A recipient domain's `_smtp._tls` TXT records, one per line (`tlsrpt::record::select`):
+/// a record chosen is the only one starting `v=TLSRPTv1` then `;`, is text without control
+/// characters, and names a `mailto:` or `https://` rua.
+pub fn tlsrpt_record(data: &[u8]) {
+    let records: Vec<Vec<u8>> = data.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    let Ok(record) = crate::tlsrpt::record::select(&records) else {
+        return;
+    };
+    let candidates = records
+        .iter()
+        .filter(|r| {
+            r.strip_prefix(b"v=TLSRPTv1")
+                .is_some_and(|rest| rest.iter().find(|b| **b != b' ') == Some(&b';'))
+        })
+        .count();
+    assert_eq!(candidates, 1);
+    assert!(!record.chars().any(char::is_control));
+    assert!(record.contains("mailto:") || record.contains("https://"));
+    assert!(records.iter().any(|r| r.as_slice() == record.as_bytes()));
+}
+
+/// A datagram as the ledger keeps it (`tlsrpt::datagram::Datagram::decode`, the persisted
+/// format `tlsrpt preview` reads back): one that decodes encodes to JSON that decodes to the
+/// same datagram, and renders into a report with as many sessions as it holds.
+pub fn tlsrpt_datagram(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(datagram) = crate::tlsrpt::datagram::Datagram::decode(text) else {
+        return;
+    };
+    let encoded = datagram.encode();
+    assert_eq!(
+        crate::tlsrpt::datagram::Datagram::decode(&encoded).ok().as_ref(),
+        Some(&datagram)
+    );
+    let reporter = crate::tlsrpt::preview::Reporter {
+        organization_name: "fuzz".to_owned(),
+        contact_info: "fuzz@example.org".to_owned(),
+    };
+    let reports = crate::tlsrpt::preview::reports("2026-12-01", &[datagram.clone()], &reporter);
+    let sessions: u64 = reports
+        .iter()
+        .flat_map(|report| &report.policies)
+        .map(|policy| {
+            policy.summary.total_successful_session_count
+                + policy.summary.total_failure_session_count
+        })
+        .sum();
+    assert_eq!(sessions, datagram.policies.len() as u64);
 }
