@@ -220,6 +220,13 @@ def main() -> None:
     ]
     rows += resolution_rows(out, m)
     rows.append(versus_resolver_row(out))
+    rows.append(("16", "TLS-RPT per delivery attempt (benches/tlsrpt.rs): build and encode the "
+                 "datagram (an MTA-STS failure); send it to a collectd socket / with no collectd; "
+                 "the whole report with the ledger row in a database file",
+                 f"{duration(m['tlsrpt/build and encode a datagram'])}; "
+                 f"{duration(m['tlsrpt/send to a collectd socket'])} / "
+                 f"{duration(m['tlsrpt/send with no collectd'])}; "
+                 f"{duration(m['tlsrpt/report (ledger row in a database file)'])}", "—", ""))
     print("# Benchmarks\n")
     print("The latest run of `scripts/bench` (written by it; do not edit by hand). Decide cases, "
           "in order: " + ", ".join(f"`{c}`" for c in CASES) + " (the jco rows have the first "

@@ -70,10 +70,15 @@ fn world() -> &'static World {
         );
         let matching = tlsa_3_1_1(&identity().certificate);
         let wrong = "3 1 1 0000000000000000000000000000000000000000000000000000000000000000";
+        // Each domain publishes a TLSRPT record: only the daemon started with --tlsrpt-socket
+        // looks it up.
         let mx = |label: &str, signing: Signing| {
             ChildZone::new(label, signing)
                 .record("@ IN MX 10 mx")
                 .record("mx IN A 127.0.0.1")
+                .record(format!(
+                    "_smtp._tls IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@{label}.test\""
+                ))
         };
         let tlsa = |peer: &LocalPeer, data: &str| {
             format!("_{}._tcp.mx IN TLSA {data}", peer.address.port())
@@ -176,6 +181,11 @@ struct Scene {
 
 impl Scene {
     fn start(routes: &[(&str, u16)]) -> Self {
+        Self::start_with(routes, &[])
+    }
+
+    /// As [`start`](Self::start), the daemon given `extra` flags too.
+    fn start_with(routes: &[(&str, u16)], extra: &[&str]) -> Self {
         let world = world();
         let state = tempfile::tempdir().unwrap();
         let db = state.path().join("history.sqlite3");
@@ -186,26 +196,24 @@ impl Scene {
         let daemon_log = state.path().join("maillog-link");
         let unbound = world.rig.unbound_addr().to_string();
         let sts_port = world.policies.port().to_string();
-        let daemon = Daemon::start(
-            &db,
-            Some(&daemon_log),
-            &[
-                "--dns-server",
-                &unbound,
-                "--dnssec",
-                "trust-ad",
-                // Generous: a cold resolution on a loaded 2-core machine must not turn into a
-                // TEMP these tests did not ask for (they assert answers, not speed).
-                "--resolve-budget-ms",
-                "8000",
-                "--mta-sts-ca-file",
-                world.policies.ca_file().to_str().unwrap(),
-                "--mta-sts-port",
-                &sts_port,
-                "--policy",
-                policy.to_str().unwrap(),
-            ],
-        );
+        let mut args = vec![
+            "--dns-server",
+            &unbound,
+            "--dnssec",
+            "trust-ad",
+            // Generous: a cold resolution on a loaded 2-core machine must not turn into a
+            // TEMP these tests did not ask for (they assert answers, not speed).
+            "--resolve-budget-ms",
+            "8000",
+            "--mta-sts-ca-file",
+            world.policies.ca_file().to_str().unwrap(),
+            "--mta-sts-port",
+            &sts_port,
+            "--policy",
+            policy.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let daemon = Daemon::start(&db, Some(&daemon_log), &args);
         let sender = dane_sender(routes, &Policy::Ours(&daemon.address()));
         std::os::unix::fs::symlink(sender.root().join("maillog"), &daemon_log).unwrap();
         Self {
@@ -581,4 +589,95 @@ fn stripping_proxy_in_front_of_a_pinned_destination_gets_zero_cleartext_messages
     assert_eq!(received.len(), 1, "{received:?}");
     assert!(received[0].tls.is_some());
     assert!(String::from_utf8_lossy(&received[0].data).contains(&before));
+}
+
+/// A Postfix without libtlsrpt (Debian's 3.7) behind our map: the daemon reports what its log
+/// shows to the real tlsrpt-collectd, one final result per dance, and the real fetcher sees the
+/// day's counts per policy.
+#[test]
+fn the_daemon_reports_postfix_dances_to_the_real_tlsrpt_collectd() {
+    use tlsfallback_testkit::rig::tlsrpt_reporter::{Collectd, fetch};
+    let world = world();
+    let dir = tempfile::tempdir().unwrap();
+    let mut collectd = Collectd::start(dir.path()).expect("tlsrpt-collectd starts");
+    let socket = collectd.socket().to_str().unwrap().to_owned();
+    let legacy = world.legacy.address.port();
+    let mismatch = world.mismatch.address.port();
+    let Scene { sender, daemon, .. } = &Scene::start_with(
+        &[("legacy.test", legacy), ("mismatch.test", mismatch)],
+        &["--tlsrpt-socket", &socket],
+    );
+    // The legacy dance: modern refused, deferred; Postfix's retry at legacy TLS delivers. One
+    // attempt, one success: the refused step was recovered from.
+    send(sender, "user@legacy.test", &subject("reported legacy"));
+    nth_status(sender, "user@legacy.test", 1);
+    daemon.wait_for(&[
+        &outcome_of(&format!("legacy.test:{legacy}")),
+        "next=\"attempt legacy-tls\"",
+    ]);
+    sender.command("postqueue", &["-f"], "");
+    assert!(nth_status(sender, "user@legacy.test", 2).contains("status=sent"));
+    daemon.wait_for(&[
+        &outcome_of(&format!("legacy.test:{legacy}")),
+        "tier=legacy-tls",
+        "next=done",
+    ]);
+    // The DANE mismatch: dane-only, the TLSA record matches nothing, deferred: a failure.
+    send(sender, "user@mismatch.test", &subject("reported mismatch"));
+    nth_status(sender, "user@mismatch.test", 1);
+    daemon.wait_for(&[
+        &outcome_of(&format!("mismatch.test:{mismatch}")),
+        "next=defer",
+    ]);
+    collectd.wait_received(2).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(collectd.received(), 2, "{}", collectd.log());
+    assert!(
+        !daemon
+            .lines()
+            .iter()
+            .any(|l| l.contains("TLS-RPT result dropped")),
+        "{:#?}",
+        daemon.lines()
+    );
+    collectd.roll_over().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let yesterday = tlsfallback_mta::tlsrpt::ledger::utc_day(now - 86_400);
+    let counts = |domain: &str| -> (serde_json::Value, serde_json::Value) {
+        let details: serde_json::Value =
+            serde_json::from_str(&fetch(collectd.storage(), &yesterday, domain).unwrap()).unwrap();
+        let record = format!("v=TLSRPTv1; rua=mailto:tlsrpt@{domain}");
+        let policies = details["policies"][record.as_str()]
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(policies.len(), 1, "{details:#}");
+        let (policy, counts) = policies.into_iter().next().unwrap();
+        (serde_json::from_str(&policy).unwrap(), counts)
+    };
+    let (policy, tally) = counts("legacy.test");
+    assert_eq!(policy["policy-type"], 9, "{policy}");
+    assert_eq!(
+        (tally["cntrtotal"].as_u64(), tally["cntrfailure"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let (policy, tally) = counts("mismatch.test");
+    assert_eq!(policy["policy-type"], 1, "{policy}");
+    assert_eq!(
+        (tally["cntrtotal"].as_u64(), tally["cntrfailure"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let failures: Vec<serde_json::Value> = tally["failures"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|failure| serde_json::from_str(failure).unwrap())
+        .collect();
+    assert_eq!(failures.len(), 1, "{tally:#}");
+    assert_eq!(failures[0]["c"], 205, "validation-failure: {tally:#}");
+    assert_eq!(failures[0]["n"], "mx.mismatch.test", "{tally:#}");
+    assert_eq!(failures[0]["r"], "127.0.0.1", "{tally:#}");
 }

@@ -307,7 +307,9 @@ pub fn tlsrpt_record(data: &[u8]) {
         .count();
     assert_eq!(candidates, 1);
     assert!(!record.chars().any(char::is_control));
-    assert!(record.contains("mailto:") || record.contains("https://"));
+    // URI schemes are case-insensitive (RFC 3986 section 3.1): `mailTo:` counts.
+    let lower = record.to_ascii_lowercase();
+    assert!(lower.contains("mailto:") || lower.contains("https://"));
     assert!(records.iter().any(|r| r.as_slice() == record.as_bytes()));
 }
 
@@ -323,7 +325,9 @@ pub fn tlsrpt_datagram(data: &[u8]) {
     };
     let encoded = datagram.encode();
     assert_eq!(
-        crate::tlsrpt::datagram::Datagram::decode(&encoded).ok().as_ref(),
+        crate::tlsrpt::datagram::Datagram::decode(&encoded)
+            .ok()
+            .as_ref(),
         Some(&datagram)
     );
     let reporter = crate::tlsrpt::preview::Reporter {

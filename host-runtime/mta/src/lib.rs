@@ -18,7 +18,8 @@
 //! - [`deciding`]: the one place where the store and the engine meet.
 //! - [`delivery`]: the loop decide → attempt → report, MX hosts in preference order.
 //! - [`postfix`]: the socketmap service for Postfix's `smtp_tls_policy_maps`, fed by its log.
-//! - [`tlsrpt`]: TLS-RPT results for sys4's `tlsrpt-collectd` (not yet wired into deliveries).
+//! - [`tlsrpt`]: TLS-RPT (RFC 8460): each attempt's final result to sys4's `tlsrpt-collectd`, the ledger,
+//!   `tlsrpt preview`.
 //! - [`fuzzing`]: the entry points of the fuzz targets over every parser of outside input.
 #![deny(unsafe_code)]
 
