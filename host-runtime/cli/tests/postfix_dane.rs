@@ -641,10 +641,7 @@ fn the_daemon_reports_postfix_dances_to_the_real_tlsrpt_collectd() {
         daemon.lines()
     );
     collectd.roll_over().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = tlsfallback_mta::clock::Clock::now(&tlsfallback_mta::clock::SystemClock);
     let yesterday = tlsfallback_mta::tlsrpt::ledger::utc_day(now - 86_400);
     let counts = |domain: &str| -> (serde_json::Value, serde_json::Value) {
         let details: serde_json::Value =

@@ -334,7 +334,8 @@ pub fn tlsrpt_datagram(data: &[u8]) {
         organization_name: "fuzz".to_owned(),
         contact_info: "fuzz@example.org".to_owned(),
     };
-    let reports = crate::tlsrpt::preview::reports("2026-12-01", &[datagram.clone()], &reporter);
+    let reports =
+        crate::tlsrpt::preview::reports("2026-12-01", std::slice::from_ref(&datagram), &reporter);
     let sessions: u64 = reports
         .iter()
         .flat_map(|report| &report.policies)
