@@ -58,6 +58,7 @@ mod engine;
 mod facts;
 mod floor;
 mod history;
+mod merge;
 mod outcome;
 mod policy;
 mod tier;
@@ -74,6 +75,7 @@ pub use history::{
     Dance, HISTORY_FORMAT_VERSION, History, HistoryBlob, HistoryError, MAX_HISTORY_LEN, PeerMemory,
     with_dance_of,
 };
+pub use merge::merge_blobs;
 pub use outcome::{AttemptReport, CertificateError, Outcome, TlsAlert};
 pub use policy::{Policy, Profile};
 pub use tier::{CipherPolicy, Tier, TlsParameters, TlsVersion, Verification};

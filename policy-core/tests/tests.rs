@@ -12,3 +12,5 @@ mod floors;
 mod properties;
 // Version-1 history blobs that must keep decoding, and unreadable blobs.
 mod history;
+// The fleet merge: its laws, the floor it never lowers, and nodes converging.
+mod merge;
