@@ -2,17 +2,15 @@
 //! 64-byte bound, and nodes that exchange copies in any order (duplicated, dropped) converging.
 
 use policy_core::{
-    Action, AttemptReport, Dane, DeliveryContext, History, MtaSts, Outcome, PeerMemory, Policy,
-    Profile, Tier, TlsAlert, decide, floor, merge_blobs,
+    Action, AttemptReport, DeliveryContext, History, Outcome, PeerMemory, Policy, Profile, Tier,
+    TlsAlert, decide, floor, merge_blobs,
 };
 use proptest::prelude::*;
 
+use crate::properties::{context, tier};
+
 const CASES: u32 = 10_000;
 const T0: u64 = 1_700_000_000;
-
-fn tier() -> impl Strategy<Value = Tier> {
-    prop::sample::select(Tier::STRONGEST_FIRST.to_vec())
-}
 
 /// Times from a small set, so that merges often meet equal times (ties are where merges go
 /// wrong), and from the whole range.
@@ -125,25 +123,6 @@ fn policy() -> impl Strategy<Value = Policy> {
                 allow_cleartext,
                 pin_duration_secs,
                 ..Policy::default()
-            },
-        )
-}
-
-fn context() -> impl Strategy<Value = DeliveryContext> {
-    (
-        prop::sample::select(Dane::ALL.to_vec()),
-        prop::sample::select(MtaSts::ALL.to_vec()),
-        any::<bool>(),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(dane, mta_sts, requiretls, tls_required_no, sasl)| DeliveryContext {
-                dane,
-                mta_sts,
-                requiretls,
-                tls_required_no,
-                sasl,
             },
         )
 }

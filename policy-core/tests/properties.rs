@@ -4,7 +4,7 @@ use policy_core::{
 };
 use proptest::prelude::*;
 
-fn tier() -> impl Strategy<Value = Tier> {
+pub(crate) fn tier() -> impl Strategy<Value = Tier> {
     prop::sample::select(Tier::STRONGEST_FIRST.to_vec())
 }
 
@@ -33,7 +33,7 @@ fn policy() -> impl Strategy<Value = Policy> {
         )
 }
 
-fn context() -> impl Strategy<Value = DeliveryContext> {
+pub(crate) fn context() -> impl Strategy<Value = DeliveryContext> {
     (
         prop::sample::select(Dane::ALL.to_vec()),
         prop::sample::select(MtaSts::ALL.to_vec()),

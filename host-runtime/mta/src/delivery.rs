@@ -97,7 +97,7 @@ impl Destination {
                     .anchors
                     .tlsa
                     .iter()
-                    .map(|record| crate::resolve::TlsaText::of(record).0)
+                    .map(crate::tls::TlsaRecord::presentation)
                     .collect(),
                 mx_host_patterns: Vec::new(),
             };

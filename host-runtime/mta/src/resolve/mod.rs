@@ -67,11 +67,7 @@ impl TlsaText {
     /// The record's presentation text.
     #[must_use]
     pub fn of(record: &TlsaRecord) -> Self {
-        let hex: String = record.data.iter().map(|b| format!("{b:02x}")).collect();
-        Self(format!(
-            "{} {} {} {hex}",
-            record.usage, record.selector, record.matching_type
-        ))
+        Self(record.presentation())
     }
 }
 

@@ -44,6 +44,17 @@ pub struct TlsaRecord {
 }
 
 impl TlsaRecord {
+    /// The record in presentation format, `USAGE SELECTOR MTYPE HEX` (what the log, the JSON and
+    /// TLS-RPT policy strings show).
+    #[must_use]
+    pub fn presentation(&self) -> String {
+        let hex: String = self.data.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{} {} {} {hex}",
+            self.usage, self.selector, self.matching_type
+        )
+    }
+
     /// Parses `USAGE SELECTOR MTYPE HEX` (the presentation format's fields).
     ///
     /// # Errors
