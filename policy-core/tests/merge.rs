@@ -32,27 +32,15 @@ fn any_memory() -> impl Strategy<Value = PeerMemory> {
         time(),
         prop_oneof![3 => 0u8..4, 1 => any::<u8>()],
     )
-        .prop_map(
-            |(
-                start_tier,
-                last_success_tier,
-                last_success_at,
-                seen_tls,
-                pinned_until,
-                last_probe_at,
-                transient_failures,
-            )| {
-                PeerMemory {
-                    start_tier,
-                    last_success_tier,
-                    last_success_at,
-                    seen_tls,
-                    pinned_until,
-                    last_probe_at,
-                    transient_failures,
-                }
-            },
-        )
+        .prop_map(|fields| PeerMemory {
+            start_tier: fields.0,
+            last_success_tier: fields.1,
+            last_success_at: fields.2,
+            seen_tls: fields.3,
+            pinned_until: fields.4,
+            last_probe_at: fields.5,
+            transient_failures: fields.6,
+        })
 }
 
 fn outcome() -> impl Strategy<Value = Outcome> {
@@ -259,40 +247,48 @@ fn attempt_tier(action: &Action) -> Option<Tier> {
     }
 }
 
+/// Node A's memory after one delivery that starts, then meets `outcomes` at their tiers.
+fn node_a_after(policy: &Policy, outcomes: &[(Tier, Outcome)], now: &mut u64) -> PeerMemory {
+    let start = (Tier::ModernTls, Outcome::Success { version: None }, true, 0);
+    let events: Vec<_> = core::iter::once(start)
+        .chain(
+            outcomes
+                .iter()
+                .map(|&(tier, outcome)| (tier, outcome, false, 1)),
+        )
+        .collect();
+    live(policy, PeerMemory::default(), &events, now)
+}
+
+/// Node B's history once it has merged node A's shared copy into its own empty memory.
+fn node_b_with(a: &PeerMemory) -> policy_core::HistoryBlob {
+    History {
+        memory: PeerMemory::default().merge(a),
+        dance: None,
+    }
+    .encode()
+}
+
 /// Node A learns a legacy-only peer; node B, reading the shared copy, starts its first delivery
 /// at legacy TLS instead of paying the failed modern handshake again.
 #[test]
 fn a_legacy_only_peer_learned_by_one_node_costs_the_others_nothing() {
     let policy = Policy::default();
-    let context = DeliveryContext::default();
     let mut now = T0;
-    let a = live(
+    let a = node_a_after(
         &policy,
-        PeerMemory::default(),
         &[
-            (Tier::ModernTls, Outcome::Success { version: None }, true, 0),
             (
                 Tier::ModernTls,
                 Outcome::TlsAlert(TlsAlert::ProtocolVersion),
-                false,
-                1,
             ),
-            (
-                Tier::LegacyTls,
-                Outcome::Success { version: None },
-                false,
-                1,
-            ),
+            (Tier::LegacyTls, Outcome::Success { version: None }),
         ],
         &mut now,
     );
     assert_eq!(a.start_tier, Some(Tier::LegacyTls));
-    let b = PeerMemory::default().merge(&a);
-    let blob = History {
-        memory: b,
-        dance: None,
-    }
-    .encode();
+    let blob = node_b_with(&a);
+    let context = DeliveryContext::default();
     let first = decide(&policy, &context, Some(blob.as_bytes()), None, now + 60);
     assert_eq!(
         attempt_tier(&first.action),
@@ -308,29 +304,15 @@ fn a_legacy_only_peer_learned_by_one_node_costs_the_others_nothing() {
 fn a_pin_set_by_one_node_stops_a_stripping_attack_on_another() {
     let policy = Policy::default();
     assert!(policy.pin_duration_secs > 0);
-    let context = DeliveryContext::default();
     let mut now = T0;
-    let a = live(
+    let a = node_a_after(
         &policy,
-        PeerMemory::default(),
-        &[
-            (Tier::ModernTls, Outcome::Success { version: None }, true, 0),
-            (
-                Tier::ModernTls,
-                Outcome::Success { version: None },
-                false,
-                1,
-            ),
-        ],
+        &[(Tier::ModernTls, Outcome::Success { version: None })],
         &mut now,
     );
     assert!(a.pinned_until > now);
-    let b = PeerMemory::default().merge(&a);
-    let mut blob = History {
-        memory: b,
-        dance: None,
-    }
-    .encode();
+    let mut blob = node_b_with(&a);
+    let context = DeliveryContext::default();
     let mut report = None;
     for _ in 0..policy_core::MAX_ATTEMPTS_PER_DELIVERY + 1 {
         now += 1;
