@@ -14,7 +14,7 @@
 //! | `seen_tls` | or | once any node saw TLS, a missing STARTTLS is suspicious everywhere |
 //! | `last_success_at`, `last_probe_at` | max | the fleet's latest success and latest probe |
 //! | `last_success_tier` | max | proof of the strongest tier any node saw outranks the rest |
-//! | `start_tier`, `transient_failures` | from the side with the higher proof; equal proof: the higher start and the larger count | |
+//! | `start_tier`, `transient_failures` | from the side with the higher proof; equal proof: the higher start and the larger count | a start tier forged evidence taught a node that proved less is dropped |
 //!
 //! Unauthenticated evidence never walks a peer below what another node proved. A node that was
 //! walked down by a forged alert has a start tier but no proof below the other node's proof. That
@@ -40,7 +40,7 @@ use crate::tier::Tier;
 
 impl PeerMemory {
     /// The join of two memories of one peer: the least memory that knows everything either knows
-    /// (see the [module documentation](self) for the order). Commutative, associative and
+    /// (the order is in `docs/policy.md`, "Merging histories across a fleet"). Commutative, associative and
     /// idempotent; `a.merge(&b)` is never below `a` or `b`, and never has a weaker pin, proof or
     /// `seen_tls` than either.
     #[must_use]
