@@ -25,8 +25,7 @@
 //! summed, so a copy applied twice (say, after a timeout that did write) counts once.
 //!
 //! The dance is not merged. It belongs to one delivery on one node, so a shared copy carries no
-//! dance ([`History::shared`]), and a node keeps its own dance beside the merged memory
-//! ([`merge_blobs`]).
+//! dance, and a node keeps its own dance beside the merged memory ([`merge_blobs`]).
 //!
 //! The cost of this order is that a peer which really lost its stronger tier keeps the fleet's
 //! older, stronger proof until the shared copy expires. Each node then spends the threshold of
@@ -79,18 +78,6 @@ fn higher_start(a: Option<Tier>, b: Option<Tier>) -> Option<Tier> {
     match (a, b) {
         (None, _) | (_, None) => None,
         (Some(a), Some(b)) => Some(a.max(b)),
-    }
-}
-
-impl History {
-    /// The copy of this history a node shares with the fleet: its memory, without the dance of
-    /// the delivery in progress here.
-    #[must_use]
-    pub const fn shared(&self) -> Self {
-        Self {
-            memory: self.memory,
-            dance: None,
-        }
     }
 }
 
