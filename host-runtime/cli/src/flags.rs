@@ -118,6 +118,87 @@ impl TlsRptArgs {
     }
 }
 
+/// The fleet's shared histories in Redis (flags over the policy file's `[fleet]`); off by
+/// default.
+#[derive(Debug, Args)]
+pub(crate) struct FleetArgs {
+    /// Share peer histories with the other nodes of a fleet through this Redis (or Valkey):
+    /// redis://[USER:PASSWORD@]HOST:PORT[/DB], or rediss:// for TLS. Decisions still come from
+    /// local history when it is slow or down.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TLSFALLBACK_FLEET",
+        hide_env_values = true
+    )]
+    pub(crate) fleet: Option<String>,
+    /// The --fleet URL is a node of a Redis Cluster.
+    #[arg(long)]
+    pub(crate) fleet_cluster: bool,
+    /// A PEM file of the CAs a rediss:// fleet server is checked against (default: the system's).
+    #[arg(long, value_name = "PEM")]
+    pub(crate) fleet_ca_file: Option<PathBuf>,
+    /// The longest a decision waits for the fleet's Redis, in milliseconds [default: 50].
+    #[arg(long, value_name = "MS")]
+    pub(crate) fleet_budget_ms: Option<u64>,
+    /// How long a shared copy read from Redis is trusted, in seconds [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) fleet_cache_ttl_secs: Option<u64>,
+}
+
+impl FleetArgs {
+    /// `None` when no fleet is configured anywhere.
+    pub(crate) fn settings(
+        &self,
+        file: &PolicyFile,
+    ) -> Option<tlsfallback_mta::fleet::FleetSettings> {
+        use std::time::Duration;
+        let url = self.fleet.clone().or_else(|| file.fleet.url.clone())?;
+        let mut settings = tlsfallback_mta::fleet::FleetSettings::new(url);
+        settings.cluster = self.fleet_cluster || file.fleet.cluster;
+        settings.ca_file = self.fleet_ca_file.clone().or_else(|| {
+            file.fleet
+                .ca_file
+                .as_ref()
+                .map(|path| file.base_dir.join(path))
+        });
+        if let Some(ms) = self.fleet_budget_ms.or(file.fleet.budget_ms) {
+            settings.budget = Duration::from_millis(ms);
+        }
+        if let Some(secs) = self.fleet_cache_ttl_secs.or(file.fleet.cache_ttl_secs) {
+            settings.cache_ttl = Duration::from_secs(secs);
+        }
+        settings.key_ttl =
+            tlsfallback_mta::fleet::key_ttl_for(&file.policies().collect::<Vec<_>>());
+        Some(settings)
+    }
+
+    /// Attaches the fleet, when one is configured, to `store`.
+    ///
+    /// # Errors
+    ///
+    /// A fleet with an engine whose histories are not in the built-in format (a plugin's own):
+    /// they cannot be merged; a bad URL or CA file.
+    pub(crate) fn attach(
+        &self,
+        file: &PolicyFile,
+        engine: &dyn DecisionEngine,
+        store: &mut tlsfallback_mta::store::HistoryStore,
+    ) -> anyhow::Result<()> {
+        let Some(settings) = self.settings(file) else {
+            return Ok(());
+        };
+        if !engine.history_is_builtin_format() {
+            anyhow::bail!(
+                "--fleet shares histories in the built-in format, and this plugin keeps its own: \
+                 drop --fleet, or let the plugin use the built-in history"
+            );
+        }
+        store.attach_fleet(tlsfallback_mta::fleet::Fleet::connect(settings)?);
+        Ok(())
+    }
+}
+
 pub(crate) fn parse_dnssec(name: &str) -> Result<tlsfallback_mta::dns::DnssecMode, String> {
     tlsfallback_mta::dns::DnssecMode::from_name(name)
         .ok_or_else(|| format!("unknown DNSSEC mode {name:?}: validate, trust-ad or off"))

@@ -23,6 +23,8 @@ mod tlsrpt;
 mod dnssec_rig;
 // The SQLite history store: round trips, concurrent updates, corrupt rows.
 mod store;
+// The fleet's shared histories on a real redis-server: nodes learning from each other, faults.
+mod fleet;
 // `tlsfallback deliver` and `peers`: the full loop against local peers, exit codes, bad input.
 mod deliver;
 // Operators' policy components from the command line: fail modes, the policy file, load errors.

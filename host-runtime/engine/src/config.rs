@@ -109,6 +109,26 @@ pub struct TlsRptSection {
     pub ledger: bool,
 }
 
+/// The `[fleet]` table: the Redis a fleet of nodes shares peer histories in; off when absent.
+/// Every field has a `--fleet-*` flag that overrides it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://` (TLS). Better kept out of the
+    /// file when it holds a password: `TLSFALLBACK_FLEET` in the environment overrides it.
+    pub url: Option<String>,
+    /// Whether `url` is a node of a Redis Cluster.
+    #[serde(default)]
+    pub cluster: bool,
+    /// The PEM file of the CAs a `rediss://` server is checked against, relative to the policy
+    /// file.
+    pub ca_file: Option<PathBuf>,
+    /// The longest a decision waits for Redis, in milliseconds (default 50).
+    pub budget_ms: Option<u64>,
+    /// How long a shared copy read is trusted, in seconds (default 5).
+    pub cache_ttl_secs: Option<u64>,
+}
+
 /// The whole policy file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +148,9 @@ pub struct PolicyFile {
     /// Where TLS-RPT results go; command-line flags override it.
     #[serde(default)]
     pub tlsrpt: TlsRptSection,
+    /// Where the fleet's shared histories are; command-line flags override it.
+    #[serde(default)]
+    pub fleet: FleetSection,
     /// The directory relative paths in the file are resolved against (the file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -216,6 +239,16 @@ impl PolicyFile {
     #[must_use]
     pub fn default_policy(&self) -> Policy {
         self.policy.apply(Policy::DEFAULT)
+    }
+
+    /// Every policy the file can give: the default one, then each destination's.
+    pub fn policies(&self) -> impl Iterator<Item = Policy> + '_ {
+        let base = self.default_policy();
+        core::iter::once(base).chain(
+            self.destinations
+                .iter()
+                .map(move |d| d.overrides.apply(base)),
+        )
     }
 
     /// The policy for `peer`: the defaults, then `[policy]`, then the most specific matching

@@ -305,6 +305,9 @@ pub fn deliver(
                     now,
                 ),
             };
+            for warning in store.take_fleet_warnings() {
+                warn(&warning);
+            }
             let decision = match decided {
                 Ok(decided) => {
                     if let Some(failure) = &decided.plugin_failure {

@@ -15,6 +15,8 @@
 //!   DNSSEC, DANE TLSA, MTA-STS) and the floor each MX host gets from it.
 //! - [`store`]: peer history in SQLite (blobs, never decisions), and beside it the host's own record
 //!   of what each peer proved (its pin), which no plugin's history can lower.
+//! - [`fleet`]: the fleet's shared copy of each peer's history in Redis, which the store merges
+//!   in and up (a semilattice merge, compare-and-set, a circuit breaker, local state as fallback).
 //! - [`deciding`]: the one place where the store and the engine meet.
 //! - [`delivery`]: the loop decide → attempt → report, MX hosts in preference order.
 //! - [`postfix`]: the socketmap service for Postfix's `smtp_tls_policy_maps`, fed by its log.
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod deciding;
 pub mod delivery;
 pub mod dns;
+pub mod fleet;
 pub mod fuzzing;
 pub mod mta_sts;
 pub mod postfix;

@@ -6,6 +6,14 @@
 //! WAL mode so that readers never block the writer; each decide step runs in an `IMMEDIATE`
 //! transaction (read the blob, decide, write the new blob), so concurrent deliveries to the same
 //! peer serialise on the write lock instead of losing each other's updates.
+//!
+//! With a [`Fleet`] attached ([`HistoryStore::attach_fleet`]), the local history stays the source
+//! of truth for this node's own deliveries, and the fleet's shared copy is merged in before each
+//! step ([`policy_core::merge_blobs`]: the local dance is kept) and merged up after each batch
+//! commits. A peer whose history changed while Redis did not take it is kept in
+//! `fleet_unpublished`, in the same transaction, and merged up once Redis answers again. Every
+//! Redis call of one batch runs to one deadline (the fleet's budget), so a batch never waits on
+//! Redis for longer than that.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,11 +22,18 @@ use policy_core::PeerFacts;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::causes::Causes;
+use crate::clock::Deadline;
+use crate::fleet::{Fleet, Published, Unavailable};
 
 pub(crate) mod facts;
 mod pending;
 
 pub use pending::{PendingUpdate, journal_path};
+
+/// Peers merged up to the fleet per batch after an outage (the rest at the next batches).
+const MERGE_UP_PER_BATCH: u32 = 256;
+/// Fleet problems kept for the caller to report, the oldest first; later ones are counted.
+const FLEET_WARNINGS_KEPT: usize = 16;
 
 /// How long a write waits for another process's transaction by default.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,6 +158,8 @@ pub struct PeerRow {
 pub struct HistoryStore {
     connection: Connection,
     path: PathBuf,
+    fleet: Option<Fleet>,
+    fleet_warnings: Vec<String>,
 }
 
 impl HistoryStore {
@@ -200,6 +217,9 @@ impl HistoryStore {
                      ) STRICT;
                      CREATE TABLE IF NOT EXISTS applied_pending_updates (
                          id TEXT PRIMARY KEY NOT NULL
+                     ) STRICT;
+                     CREATE TABLE IF NOT EXISTS fleet_unpublished (
+                         peer TEXT PRIMARY KEY NOT NULL
                      ) STRICT;",
                 )?;
                 connection.execute_batch(facts::SCHEMA)
@@ -211,7 +231,46 @@ impl HistoryStore {
         Ok(Self {
             connection,
             path: path.to_owned(),
+            fleet: None,
+            fleet_warnings: Vec::new(),
         })
+    }
+
+    /// Shares this node's histories with a fleet from now on (see the module doc).
+    pub fn attach_fleet(&mut self, fleet: Fleet) {
+        self.fleet = Some(fleet);
+    }
+
+    /// The fleet, when one is attached.
+    #[must_use]
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// The fleet, when one is attached, for a direct read (`peers show`).
+    #[must_use]
+    pub fn fleet_mut(&mut self) -> Option<&mut Fleet> {
+        self.fleet.as_mut()
+    }
+
+    /// What went wrong with the fleet since the last call (Redis unavailable, the circuit
+    /// opening or closing, an unreadable shared copy): decisions went on from local state, and the
+    /// caller reports these.
+    pub fn take_fleet_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.fleet_warnings)
+    }
+
+    /// Peers whose local changes the fleet has not taken yet.
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn unpublished(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT peer FROM fleet_unpublished ORDER BY peer")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Keeps a decide step that could not be stored in the journal beside the database, synced
@@ -313,14 +372,49 @@ impl HistoryStore {
         &mut self,
         work: impl FnOnce(&mut Batch<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut batch = Batch {
-            tx: self
-                .connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?,
+        // Taken out for the batch, so that the transaction's borrow of the connection ends
+        // before the merge-up after the commit needs both.
+        let mut fleet = self.fleet.take();
+        let mut warnings = std::mem::take(&mut self.fleet_warnings);
+        let result = self.batch_with(fleet.as_mut(), &mut warnings, work);
+        self.fleet = fleet;
+        self.fleet_warnings = warnings;
+        result
+    }
+
+    fn batch_with<T, E: From<StoreError>>(
+        &mut self,
+        mut fleet: Option<&mut Fleet>,
+        warnings: &mut Vec<String>,
+        work: impl FnOnce(&mut Batch<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let deadline = fleet.as_deref().map(Fleet::deadline);
+        let transitions = fleet.as_deref().map(Fleet::circuit_transitions);
+        let (value, touched) = {
+            let mut batch = Batch {
+                tx: self
+                    .connection
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StoreError::from)?,
+                fleet: fleet.as_deref_mut().zip(deadline),
+                touched: Vec::new(),
+                warnings,
+            };
+            let value = work(&mut batch)?;
+            let Batch { tx, touched, .. } = batch;
+            tx.commit().map_err(StoreError::from)?;
+            (value, touched)
         };
-        let value = work(&mut batch)?;
-        batch.tx.commit().map_err(StoreError::from)?;
+        if let (Some((fleet, deadline)), Some(before)) = (fleet.zip(deadline), transitions) {
+            merge_up(
+                &self.connection,
+                fleet,
+                &touched,
+                deadline,
+                before,
+                warnings,
+            );
+        }
         Ok(value)
     }
 
@@ -380,6 +474,9 @@ impl HistoryStore {
             .execute([peer])?
             > 0;
         let facts = facts::forget(&self.connection, peer)?;
+        self.connection
+            .prepare_cached("DELETE FROM fleet_unpublished WHERE peer = ?1")?
+            .execute([peer])?;
         Ok(history || facts)
     }
 }
@@ -387,6 +484,11 @@ impl HistoryStore {
 /// One write transaction over the database (see [`HistoryStore::batch`]).
 pub struct Batch<'a> {
     tx: rusqlite::Transaction<'a>,
+    /// The fleet and the deadline of this batch's calls to it.
+    fleet: Option<(&'a mut Fleet, Deadline)>,
+    /// The peers this batch decided for, to merge up after it commits.
+    touched: Vec<String>,
+    warnings: &'a mut Vec<String>,
 }
 
 impl Batch<'_> {
@@ -407,7 +509,12 @@ impl Batch<'_> {
             .and_then(|mut statement| statement.query_row([peer], |row| row.get(0)).optional())
             .map_err(StoreError::from)?;
         // An empty blob is what a fail-closed plugin decision keeps for a peer without history.
-        let (value, history) = step(stored.as_deref().filter(|blob| !blob.is_empty()))?;
+        let stored_blob = stored.as_deref().filter(|blob| !blob.is_empty());
+        let with_fleet = self.with_shared_copy(peer, stored_blob);
+        let (value, history) = step(with_fleet.as_deref().or(stored_blob))?;
+        if self.fleet.is_some() {
+            self.touched.push(peer.to_owned());
+        }
         if stored.as_deref() == Some(history.as_slice()) {
             // Unchanged (a known peer's lookup, most of the daemon's): no write, and
             // `updated_at` stays the time the history last changed.
@@ -419,13 +526,191 @@ impl Batch<'_> {
             params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
         ))
         .map_err(StoreError::from)?;
+        if self.fleet.is_some() {
+            // Until the fleet takes it: kept with the change itself, so neither a crash nor an
+            // outage loses it.
+            self.tx
+                .prepare_cached("INSERT OR IGNORE INTO fleet_unpublished (peer) VALUES (?1)")
+                .and_then(|mut statement| statement.execute([peer]))
+                .map_err(StoreError::from)?;
+        }
         Ok(value)
+    }
+
+    /// The local history with the fleet's shared copy merged in, when the fleet answered within
+    /// the budget and the merge changes something; `None`: decide with the local history.
+    fn with_shared_copy(&mut self, peer: &str, local: Option<&[u8]>) -> Option<Vec<u8>> {
+        let (fleet, deadline) = self.fleet.as_mut()?;
+        let shared = match fleet.shared(peer, *deadline) {
+            Ok(shared) => shared?,
+            Err(unavailable) => {
+                warn(self.warnings, peer, &unavailable);
+                return None;
+            }
+        };
+        let merged = match local {
+            Some(local) => policy_core::merge_blobs(local, &shared.blob),
+            // A peer this node never met: the fleet's memory, no dance.
+            None => policy_core::HistoryBlob::from_slice(&shared.blob)
+                .and_then(|blob| policy_core::History::decode(blob.as_bytes()).map(|_| blob)),
+        };
+        match merged {
+            Ok(merged) if Some(merged.as_bytes()) != local => Some(merged.as_bytes().to_vec()),
+            Ok(_) => None,
+            Err(error) => {
+                push_warning(
+                    self.warnings,
+                    format!(
+                        "the fleet's shared copy of {peer} is unreadable ({error}); deciding from \
+                         the local history, which replaces it at the next write"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     /// The transaction, for other tables in the same database.
     #[must_use]
     pub fn connection(&self) -> &Connection {
         &self.tx
+    }
+}
+
+/// After a batch (`before`: the circuit's transitions when it began): merges each peer it decided for up to the fleet (nothing is sent when the
+/// cached shared copy already covers the local history), then, when due (the first answer of
+/// this process, the circuit closing), the peers whose changes Redis missed; all to `deadline`.
+fn merge_up(
+    connection: &Connection,
+    fleet: &mut Fleet,
+    touched: &[String],
+    deadline: Deadline,
+    before: (u64, u64),
+    warnings: &mut Vec<String>,
+) {
+    let mut published = Vec::new();
+    for peer in touched {
+        if publish_local(connection, fleet, peer, deadline, warnings) {
+            published.push(peer.clone());
+        }
+    }
+    if fleet.take_merge_up_due() {
+        let missed: rusqlite::Result<Vec<String>> = connection
+            .prepare_cached("SELECT peer FROM fleet_unpublished ORDER BY peer LIMIT ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([MERGE_UP_PER_BATCH], |row| row.get(0))?
+                    .collect()
+            });
+        match missed {
+            Ok(missed) => {
+                let all_due = missed.len() < MERGE_UP_PER_BATCH as usize;
+                let mut merged_all = true;
+                for peer in missed.iter().filter(|peer| !touched.contains(peer)) {
+                    if publish_local(connection, fleet, peer, deadline, warnings) {
+                        published.push(peer.clone());
+                    } else {
+                        merged_all = false;
+                        break;
+                    }
+                }
+                if !(all_due && merged_all) {
+                    fleet.merge_up_again();
+                }
+            }
+            Err(error) => push_warning(
+                warnings,
+                format!("listing the peers the fleet missed: {}", Causes(&error)),
+            ),
+        }
+    }
+    for peer in &published {
+        if let Err(error) = connection
+            .prepare_cached("DELETE FROM fleet_unpublished WHERE peer = ?1")
+            .and_then(|mut statement| statement.execute([peer]))
+        {
+            // Harmless: the peer is merged up again later, and a merge twice changes nothing.
+            push_warning(
+                warnings,
+                format!(
+                    "marking {peer} as shared with the fleet: {}",
+                    Causes(&error)
+                ),
+            );
+        }
+    }
+    let (opened, closed) = fleet.circuit_transitions();
+    if opened > before.0 {
+        push_warning(
+            warnings,
+            "the circuit to the fleet's Redis opened after repeated errors: deciding from local \
+             history alone until it answers again"
+                .to_owned(),
+        );
+    }
+    if closed > before.1 {
+        push_warning(
+            warnings,
+            "the fleet's Redis answers again: the circuit is closed and local changes are merged up"
+                .to_owned(),
+        );
+    }
+}
+
+/// Merges the peer's local history up; whether the fleet has it now.
+fn publish_local(
+    connection: &Connection,
+    fleet: &mut Fleet,
+    peer: &str,
+    deadline: Deadline,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let local: rusqlite::Result<Option<Vec<u8>>> = connection
+        .prepare_cached("SELECT history FROM peers WHERE peer = ?1")
+        .and_then(|mut statement| statement.query_row([peer], |row| row.get(0)).optional());
+    let local = match local {
+        // Forgotten meanwhile: nothing to share.
+        Ok(None) => return true,
+        Ok(Some(local)) => local,
+        Err(error) => {
+            push_warning(
+                warnings,
+                format!(
+                    "reading {peer} to share it with the fleet: {}",
+                    Causes(&error)
+                ),
+            );
+            return false;
+        }
+    };
+    match fleet.publish(peer, &local, deadline) {
+        Ok(Published::Unchanged | Published::Written { .. }) => true,
+        // A plugin's own format: it stays local, and so does the row (nothing to retry).
+        Err(Unavailable::NotShareable(_)) => true,
+        Err(unavailable) => {
+            warn(warnings, peer, &unavailable);
+            false
+        }
+    }
+}
+
+/// Keeps a fleet problem for the caller, except the calls an open circuit or a spent budget did
+/// not make (the circuit's opening is reported once instead).
+fn warn(warnings: &mut Vec<String>, peer: &str, unavailable: &Unavailable) {
+    if !matches!(
+        unavailable,
+        Unavailable::CircuitOpen | Unavailable::NoTimeLeft
+    ) {
+        push_warning(
+            warnings,
+            format!("{peer}: {unavailable}; deciding from local history"),
+        );
+    }
+}
+
+fn push_warning(warnings: &mut Vec<String>, warning: String) {
+    if warnings.len() < FLEET_WARNINGS_KEPT {
+        warnings.push(warning);
     }
 }
 

@@ -15,7 +15,9 @@ use tlsfallback_mta::resolve::DomainResolver;
 use tlsfallback_mta::store::{HistoryStore, PeerRow};
 use tlsfallback_mta::tlsrpt::reporter::{ReportTarget, TlsRptReporter};
 
-use crate::flags::{DnsArgs, EngineArgs, StoreArgs, TlsRptArgs, parse_dane, parse_mta_sts};
+use crate::flags::{
+    DnsArgs, EngineArgs, FleetArgs, StoreArgs, TlsRptArgs, parse_dane, parse_mta_sts,
+};
 
 /// sendmail's exit codes (sysexits.h), which MTAs and scripts understand.
 pub mod exit {
@@ -294,6 +296,8 @@ pub(crate) struct DeliverCommand {
     pub(crate) dns: DnsArgs,
     #[command(flatten)]
     pub(crate) tlsrpt: TlsRptArgs,
+    #[command(flatten)]
+    pub(crate) fleet: FleetArgs,
     /// The recipient domain's TLSRPT record ("v=TLSRPTv1; rua=..."), instead of looking it up
     /// at _smtp._tls.<domain> (for --mx runs and tests).
     #[arg(long, value_name = "RECORD")]
@@ -457,7 +461,9 @@ fn deliver(args: &DeliverCommand) -> u8 {
     let setup = (|| -> anyhow::Result<_> {
         let (policy_file, engine) = args.engine.resolve()?;
         let busy = std::time::Duration::from_millis(args.db_busy_timeout_ms);
-        let store = HistoryStore::open_with_busy_timeout(&args.store.path(), busy)?;
+        let mut store = HistoryStore::open_with_busy_timeout(&args.store.path(), busy)?;
+        args.fleet
+            .attach(&policy_file, engine.as_ref(), &mut store)?;
         let clock = tlsfallback_mta::clock::HostClock::from_env()?;
         let reporter = match args.tlsrpt.settings(&policy_file) {
             Some(settings) if !is_report => Some(TlsRptReporter::new(

@@ -92,6 +92,8 @@ pub(crate) struct PostfixServeArgs {
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) socketmap: SocketmapArgs,
+    #[command(flatten)]
+    pub(crate) fleet: crate::flags::FleetArgs,
     /// Postfix's log to learn outcomes from (maillog_file, or the file syslog writes); without
     /// it the daemon only answers, and never learns.
     #[arg(long, value_name = "FILE")]
@@ -206,7 +208,9 @@ impl PostfixCommand {
 fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
     use tlsfallback_mta::postfix::{Daemon, DaemonOptions};
     let (policy_file, mut engine) = args.engine.resolve()?;
-    let store = HistoryStore::open(&args.store.path())?;
+    let mut store = HistoryStore::open(&args.store.path())?;
+    args.fleet
+        .attach(&policy_file, engine.as_ref(), &mut store)?;
     let mut clock = tlsfallback_mta::clock::HostClock::from_env()?;
     let options = DaemonOptions {
         map_name: args.socketmap.map_name.clone(),

@@ -333,6 +333,7 @@ impl<'a> Daemon<'a> {
         if let Some(failure) = failure {
             (self.log)(&format!("plugin-failure destination={key} {failure}"));
         }
+        self.log_fleet_warnings();
         let pid = client.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
         let line = lookup_line(key, &pid, floor, tier, reason, &reply);
         Ok((reply, line))
@@ -389,6 +390,7 @@ impl<'a> Daemon<'a> {
         for line in lines_out {
             (self.log)(&line);
         }
+        self.log_fleet_warnings();
         // Sent once the results are committed with the log position (a crash in between loses
         // the datagram, never repeats it; the ledger has it either way).
         if let Some(Some(client)) = &mut self.tlsrpt {
@@ -399,6 +401,13 @@ impl<'a> Daemon<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Logs what went wrong with the fleet (decisions went on from local state).
+    fn log_fleet_warnings(&mut self) {
+        for warning in self.store.take_fleet_warnings() {
+            (self.log)(&format!("warning: fleet: {warning}"));
+        }
     }
 
     /// The saved state of the log at `path`, and a follower resuming there.
