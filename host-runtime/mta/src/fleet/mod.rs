@@ -18,7 +18,7 @@
 //! - Every call runs to a [`Deadline`]; errors and timeouts feed a [`Breaker`], which stops
 //!   calling a server that keeps failing and lets one trial call through after its cooldown.
 //!
-//! The store ([`crate::store`]) decides when to read and write; this module only talks to Redis.
+//! The history store decides when to read and write; this module only talks to Redis.
 
 mod breaker;
 mod link;
@@ -95,7 +95,7 @@ pub fn key_ttl_for<'a>(policies: impl IntoIterator<Item = &'a policy_core::Polic
     Duration::from_secs(2 * u64::from(longest)).max(SHORTEST_KEY_TTL)
 }
 
-/// The Redis key of a peer's shared copy (the peer as [`crate::store::peer_key`] spells it).
+/// The Redis key of a peer's shared copy (the peer as the store's `peer_key` spells it).
 #[must_use]
 pub fn key_of(peer: &str) -> String {
     format!("tlsfb:v1:{{{peer}}}:h")
