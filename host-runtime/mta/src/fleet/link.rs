@@ -118,20 +118,18 @@ impl Link {
     }
 
     pub(super) async fn read(&mut self, key: String) -> RedisResult<Option<SharedCopy>> {
-        {
-            let mut read = redis::cmd("HMGET");
-            read.arg(&key).arg("v").arg("b");
-            let (version, blob): (Option<String>, Option<Vec<u8>>) = match &mut self.connection {
-                Connection::Single(manager) => read.query_async(manager).await?,
-                Connection::Cluster { client, connection } => {
-                    read.query_async(cluster(client, connection).await?).await?
-                }
-            };
-            Ok(version.map(|version| SharedCopy {
-                version,
-                blob: blob.unwrap_or_default(),
-            }))
-        }
+        let mut read = redis::cmd("HMGET");
+        read.arg(&key).arg("v").arg("b");
+        let (version, blob): (Option<String>, Option<Vec<u8>>) = match &mut self.connection {
+            Connection::Single(manager) => read.query_async(manager).await?,
+            Connection::Cluster { client, connection } => {
+                read.query_async(cluster(client, connection).await?).await?
+            }
+        };
+        Ok(version.map(|version| SharedCopy {
+            version,
+            blob: blob.unwrap_or_default(),
+        }))
     }
 
     /// The written copy, or (as `Err`) the copy that won the round.
@@ -142,34 +140,32 @@ impl Link {
         blob: Vec<u8>,
         ttl: Duration,
     ) -> RedisResult<Result<SharedCopy, Option<SharedCopy>>> {
-        {
-            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-            let mut invocation = self.script.key(&key);
-            invocation
-                .arg(expected.as_deref().unwrap_or(""))
-                .arg(&blob)
-                .arg(ttl_ms);
-            let (applied, version, stored): (i64, String, Vec<u8>) = match &mut self.connection {
-                Connection::Single(manager) => invocation.invoke_async(manager).await?,
-                Connection::Cluster { client, connection } => {
-                    invocation
-                        .invoke_async(cluster(client, connection).await?)
-                        .await?
-                }
-            };
-            let copy = SharedCopy {
-                version,
-                blob: stored,
-            };
-            Ok(if applied == 1 {
-                Ok(copy)
-            } else if copy.version.is_empty() {
-                // The copy expired or was wiped since it was read.
-                Err(None)
-            } else {
-                Err(Some(copy))
-            })
-        }
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut invocation = self.script.key(&key);
+        invocation
+            .arg(expected.as_deref().unwrap_or(""))
+            .arg(&blob)
+            .arg(ttl_ms);
+        let (applied, version, stored): (i64, String, Vec<u8>) = match &mut self.connection {
+            Connection::Single(manager) => invocation.invoke_async(manager).await?,
+            Connection::Cluster { client, connection } => {
+                invocation
+                    .invoke_async(cluster(client, connection).await?)
+                    .await?
+            }
+        };
+        let copy = SharedCopy {
+            version,
+            blob: stored,
+        };
+        Ok(if applied == 1 {
+            Ok(copy)
+        } else if copy.version.is_empty() {
+            // The copy expired or was wiped since it was read.
+            Err(None)
+        } else {
+            Err(Some(copy))
+        })
     }
 
     /// Drops a cluster connection that failed for good, so the next call connects afresh (the
