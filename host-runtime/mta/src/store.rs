@@ -32,7 +32,8 @@ pub use pending::{PendingUpdate, journal_path};
 
 /// Peers merged up to the fleet per batch after an outage (the rest at the next batches).
 const MERGE_UP_PER_BATCH: u32 = 256;
-/// Fleet problems kept for the caller to report, the oldest first; later ones are counted.
+/// Fleet problems kept for the caller to report, the oldest first; past these, one line says
+/// that more were dropped.
 const FLEET_WARNINGS_KEPT: usize = 16;
 
 /// How long a write waits for another process's transaction by default.
@@ -245,12 +246,6 @@ impl HistoryStore {
     #[must_use]
     pub fn fleet(&self) -> Option<&Fleet> {
         self.fleet.as_ref()
-    }
-
-    /// The fleet, when one is attached, for a direct read (`peers show`).
-    #[must_use]
-    pub fn fleet_mut(&mut self) -> Option<&mut Fleet> {
-        self.fleet.as_mut()
     }
 
     /// What went wrong with the fleet since the last call (Redis unavailable, the circuit
@@ -550,9 +545,15 @@ impl Batch<'_> {
         };
         let merged = match local {
             Some(local) => policy_core::merge_blobs(local, &shared.blob),
-            // A peer this node never met: the fleet's memory, no dance.
-            None => policy_core::HistoryBlob::from_slice(&shared.blob)
-                .and_then(|blob| policy_core::History::decode(blob.as_bytes()).map(|_| blob)),
+            // A peer this node never met: the fleet's memory, never a dance (a dance is one
+            // delivery's, and a copy carrying one was not written by a node).
+            None => policy_core::History::decode(&shared.blob).map(|history| {
+                policy_core::History {
+                    dance: None,
+                    ..history
+                }
+                .encode()
+            }),
         };
         match merged {
             Ok(merged) if Some(merged.as_bytes()) != local => Some(merged.as_bytes().to_vec()),
@@ -711,6 +712,8 @@ fn warn(warnings: &mut Vec<String>, peer: &str, unavailable: &Unavailable) {
 fn push_warning(warnings: &mut Vec<String>, warning: String) {
     if warnings.len() < FLEET_WARNINGS_KEPT {
         warnings.push(warning);
+    } else if warnings.len() == FLEET_WARNINGS_KEPT {
+        warnings.push("more fleet problems followed and were not kept".to_owned());
     }
 }
 
