@@ -134,6 +134,38 @@ def versus_resolver_row(out: str) -> tuple:
             "≥ 10× theirs, p99 < 1 ms", verdict(met))
 
 
+def fleet_row(out: str) -> tuple:
+    """Row 17: benches/fleet.rs (fleet.json)."""
+    r = json.load(open(os.path.join(out, "fleet.json")))
+
+    def cas(run: dict) -> str:
+        keys = "one hot key" if run["keys"] == 1 else f"{run['keys']:,} keys"
+        return (f"{keys}, {run['writers']} writer{'s' if run['writers'] > 1 else ''}: "
+                f"{run['operations_per_second']:,.0f} ops/s ({run['writes']:,} written, "
+                f"{run['unchanged']:,} already covered, {run['lost_rounds_per_operation']:.2f} "
+                "lost rounds per op)")
+
+    d = r["decisions"]
+
+    def latency(key: str) -> str:
+        x = d[key]
+        return (f"p50 {duration(x['p50_us'] * 1e3)}, p99 {duration(x['p99_us'] * 1e3)}, "
+                f"slowest {duration(x['max_us'] * 1e3)}")
+
+    converge = "; ".join(
+        f"read cache {c['cache_ttl_secs']:.0f} s: node B acts at its decision "
+        f"{c['decisions_of_node_b']} after node A's change, {c['node_b_acts_after_ms']:.1f} ms later"
+        for c in r["convergence"])
+    quick = " (BENCH_QUICK)" if r["quick"] else ""
+    return ("17", f"the fleet on redis-server {r['redis_version']} over loopback{quick}: merge-CAS "
+            "operations (`Fleet::publish`); decisions through the SQLite store over "
+            f"{d['peers']} peers with the fleet off / on / Redis paused (`CLIENT PAUSE ALL`, "
+            f"budget {r['budget_ms']} ms); node B acting on node A's change",
+            "; ".join(cas(run) for run in r["merge_cas"])
+            + f" — off: {latency('fleet_off')}; on: {latency('fleet_on')}; paused: "
+            f"{latency('redis_paused')} — {converge}", "—", "")
+
+
 def main() -> None:
     out = sys.argv[1]
     m = criterion_medians()
@@ -227,6 +259,7 @@ def main() -> None:
                  f"{duration(m['tlsrpt/send to a collectd socket'])} / "
                  f"{duration(m['tlsrpt/send with no collectd'])}; "
                  f"{duration(m['tlsrpt/report (ledger row in a database file)'])}", "—", ""))
+    rows.append(fleet_row(out))
     print("# Benchmarks\n")
     print("The latest run of `scripts/bench` (written by it; do not edit by hand). Decide cases, "
           "in order: " + ", ".join(f"`{c}`" for c in CASES) + " (the jco rows have the first "

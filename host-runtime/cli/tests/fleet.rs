@@ -15,9 +15,10 @@ use tlsfallback_testkit::rig::redis::RedisServer;
 
 const PEER: &str = "mx.fleet.test";
 
-/// A node: its own SQLite history with the fleet attached.
-struct Node {
-    store: HistoryStore,
+/// A node: its own SQLite history with the fleet attached, delivering to one peer.
+pub(crate) struct Node {
+    pub(crate) store: HistoryStore,
+    peer: String,
     _dir: tempfile::TempDir,
 }
 
@@ -34,16 +35,25 @@ fn settings(url: &str) -> FleetSettings {
 }
 
 fn node(url: &str) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = HistoryStore::open(&dir.path().join("peers.sqlite3")).unwrap();
-    store.attach_fleet(Fleet::connect(settings(url)).unwrap());
-    Node { store, _dir: dir }
+    Node::new(settings(url), PEER)
 }
 
 impl Node {
+    /// A node with a fresh history, linked to the fleet by `settings`, delivering to `peer`.
+    pub(crate) fn new(settings: FleetSettings, peer: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(&dir.path().join("peers.sqlite3")).unwrap();
+        store.attach_fleet(Fleet::connect(settings).unwrap());
+        Self {
+            store,
+            peer: peer.to_owned(),
+            _dir: dir,
+        }
+    }
+
     /// One whole delivery: the engine's decisions, each attempt answered by `peer`, until the
     /// engine stops asking; the tiers attempted and the last action.
-    fn deliver(
+    pub(crate) fn deliver(
         &mut self,
         now: &mut u64,
         peer: impl Fn(Tier) -> Outcome,
@@ -58,7 +68,7 @@ impl Node {
                 (Some(report), Some(own)) => deciding::decide_in_delivery(
                     &mut self.store,
                     &mut NativeEngine,
-                    PEER,
+                    &self.peer,
                     &policy,
                     &context,
                     report,
@@ -68,7 +78,7 @@ impl Node {
                 _ => deciding::decide(
                     &mut self.store,
                     &mut NativeEngine,
-                    PEER,
+                    &self.peer,
                     &policy,
                     &context,
                     None,
@@ -100,7 +110,7 @@ impl Node {
     }
 
     fn memory(&self) -> policy_core::PeerMemory {
-        History::decode(&self.store.get(PEER).unwrap().unwrap().history)
+        History::decode(&self.store.get(&self.peer).unwrap().unwrap().history)
             .unwrap()
             .memory
     }
@@ -111,7 +121,7 @@ impl Node {
 }
 
 /// A peer that speaks only legacy TLS: it refuses the modern tier with a protocol alert.
-fn legacy_only(tier: Tier) -> Outcome {
+pub(crate) fn legacy_only(tier: Tier) -> Outcome {
     if tier > Tier::LegacyTls {
         Outcome::TlsAlert(TlsAlert::ProtocolVersion)
     } else {

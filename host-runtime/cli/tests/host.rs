@@ -25,6 +25,10 @@ mod dnssec_rig;
 mod store;
 // The fleet's shared histories on a real redis-server: nodes learning from each other, faults.
 mod fleet;
+// Lost updates: 8 processes on one key and on 1,000, on one server and on a 3-primary cluster.
+mod fleet_lost_updates;
+// `deliver --fleet` end to end: two nodes, the stripping proxy, `peers show --fleet`, TLS and ACL.
+mod fleet_deliver;
 // `tlsfallback deliver` and `peers`: the full loop against local peers, exit codes, bad input.
 mod deliver;
 // Operators' policy components from the command line: fail modes, the policy file, load errors.

@@ -33,10 +33,12 @@ pub(crate) enum PeersAction {
         #[command(flatten)]
         fleet: FleetArgs,
     },
-    /// Forget a peer.
+    /// Forget a peer; with a fleet, also its shared copy.
     Forget {
         /// The MX host name.
         peer: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
 }
 
@@ -102,12 +104,50 @@ impl PeersCommand {
                     );
                 }
             }
-            PeersAction::Forget { peer } => {
+            PeersAction::Forget { peer, fleet } => {
                 let peer = &tlsfallback_mta::store::peer_key(peer);
-                if !store.forget(peer)? {
-                    anyhow::bail!("no history for {peer} in {}", path.display());
+                let local = store.forget(peer)?;
+                let Some(settings) =
+                    fleet.settings(&tlsfallback_engine::config::PolicyFile::default())
+                else {
+                    if !local {
+                        anyhow::bail!("no history for {peer} in {}", path.display());
+                    }
+                    writeln!(stdout, "forgot {peer}")?;
+                    return Ok(());
+                };
+                let mut link = tlsfallback_mta::fleet::Fleet::connect(settings)?;
+                let deadline =
+                    tlsfallback_mta::clock::Deadline::after(std::time::Duration::from_secs(5));
+                let shared = link.forget(peer, deadline).map_err(|error| {
+                    // Forgotten here only: the shared copy would bring it back at the next
+                    // decision, so this is a failure to retry, not a success.
+                    anyhow::anyhow!(
+                        "{} the fleet did not answer ({error}): its shared copy of {peer} is \
+                         still there and comes back at this node's next decision; run this again",
+                        if local {
+                            "forgot it on this node, but"
+                        } else {
+                            "nothing forgotten:"
+                        }
+                    )
+                })?;
+                if !local && !shared {
+                    anyhow::bail!(
+                        "no history for {peer} in {} nor in the fleet",
+                        path.display()
+                    );
                 }
-                writeln!(stdout, "forgot {peer}")?;
+                writeln!(
+                    stdout,
+                    "forgot {peer} {}; other nodes keep their own history of it until it is \
+                     forgotten there too (a node merges it up again at its next delivery to it)",
+                    match (local, shared) {
+                        (true, true) => "on this node and in the fleet",
+                        (true, false) => "on this node (the fleet had no copy)",
+                        _ => "in the fleet (this node had no history of it)",
+                    }
+                )?;
             }
         }
         Ok(())

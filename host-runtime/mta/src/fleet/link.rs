@@ -132,6 +132,21 @@ impl Link {
         }))
     }
 
+    /// Deletes the peer's shared copy; whether there was one.
+    pub(super) async fn delete(&mut self, key: String) -> RedisResult<bool> {
+        let mut delete = redis::cmd("DEL");
+        delete.arg(&key);
+        let deleted: i64 = match &mut self.connection {
+            Connection::Single(manager) => delete.query_async(manager).await?,
+            Connection::Cluster { client, connection } => {
+                delete
+                    .query_async(cluster(client, connection).await?)
+                    .await?
+            }
+        };
+        Ok(deleted > 0)
+    }
+
     /// The written copy, or (as `Err`) the copy that won the round.
     pub(super) async fn compare_and_set(
         &mut self,

@@ -387,6 +387,21 @@ impl Fleet {
         self.cache.pop(peer);
     }
 
+    /// Deletes the peer's shared copy (the operator forgetting it fleet-wide); whether there was
+    /// one. Other nodes keep their own histories of the peer: the merge has no way to tell a
+    /// forgotten fact from one not yet shared, so each merges its history up again at its next
+    /// change for the peer unless it forgot the peer too.
+    ///
+    /// # Errors
+    ///
+    /// No answer within `deadline`, the circuit open, a Redis error.
+    pub fn forget(&mut self, peer: &str, deadline: Deadline) -> Result<bool, Unavailable> {
+        let key = key_of(peer);
+        let deleted = self.call(deadline, |link| Box::pin(link.delete(key)))?;
+        self.cache.pop(peer);
+        Ok(deleted)
+    }
+
     fn remember(&mut self, peer: &str, copy: Option<SharedCopy>) {
         let read_at = self.origin.elapsed();
         self.cache.put(peer.to_owned(), Cached { copy, read_at });
