@@ -150,7 +150,6 @@ fn redis_over_tls_with_an_acl_user_shares_and_a_wrong_password_never_reaches_the
     let a = Node::new(&["--fleet", &url, "--fleet-ca-file", &ca]);
     let (code, log) = a.deliver(&mx);
     assert_eq!(code, 0, "{log}");
-    assert!(!log.contains("fleet"), "the fleet complained: {log}");
     assert_eq!(a.show(&mx)["shared_state"], "same");
     let key = tlsfallback_mta::fleet::key_of(&mx);
     assert!(

@@ -234,18 +234,25 @@ fn merge_then_compare_and_set_loses_no_update_where_a_naive_get_set_does() {
     let spread = run_load(Writer::Fleet, &url, false, 1_000);
     assert_eq!(spread.lost, 0, "{spread:?}");
     redis.cli(&["FLUSHALL"]).unwrap();
-    let naive_hot = run_load(Writer::NaiveGetSet, &url, false, 1);
+    // The control: a stale overwrite shows only when it replaces a process's last updates, so
+    // on a loaded machine, with the processes barely overlapping, one load may lose nothing.
+    // Three tries of both loads; in quiet runs the first already loses (2 to 5 of 40,000 on the
+    // hot key, 6 to 90 on 1,000 keys).
+    let mut naive_lost = Vec::new();
+    for _ in 0..3 {
+        redis.cli(&["FLUSHALL"]).unwrap();
+        let hot = run_load(Writer::NaiveGetSet, &url, false, 1).lost;
+        redis.cli(&["FLUSHALL"]).unwrap();
+        let spread = run_load(Writer::NaiveGetSet, &url, false, 1_000).lost;
+        naive_lost.push((hot, spread));
+        if hot + spread > 0 {
+            break;
+        }
+    }
+    eprintln!("the naive GET/SET lost (hot key, 1,000 keys), per try: {naive_lost:?}");
     assert!(
-        naive_hot.lost > 0,
+        naive_lost.iter().any(|(hot, spread)| hot + spread > 0),
         "the control lost nothing: the count cannot see a lost update"
-    );
-    redis.cli(&["FLUSHALL"]).unwrap();
-    let naive_spread = run_load(Writer::NaiveGetSet, &url, false, 1_000);
-    eprintln!(
-        "the naive GET/SET lost {} of {} updates on one key and {} on 1,000 keys",
-        naive_hot.lost,
-        PROCESSES * UPDATES,
-        naive_spread.lost
     );
 }
 

@@ -76,7 +76,7 @@ impl Link {
                 })?),
             }),
         };
-        let connect_timeout = settings.budget.max(Duration::from_millis(200));
+        let connect_timeout = settings.budget.max(settings.connect_timeout);
         let connection = if settings.cluster {
             if certificates.is_some() {
                 // The redis crate takes a cluster's own CA only over rustls; the host links

@@ -40,6 +40,10 @@ pub const DEFAULT_BUDGET: Duration = Duration::from_millis(50);
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// The fewest seconds a shared copy lives after its last write.
 const SHORTEST_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest the first call of a process may take: connecting (a TCP and perhaps a TLS
+/// handshake, AUTH) costs more than a call on an open connection, and a short-lived process such
+/// as `deliver` pays it at every run.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Compare-and-set rounds a write tries before it gives up to a busier key.
 const CAS_ROUNDS: u32 = 16;
 /// Peers a node remembers the shared copy of.
@@ -58,6 +62,9 @@ pub struct FleetSettings {
     pub ca_file: Option<PathBuf>,
     /// The longest a decision waits for Redis (a read before it, the write after it, together).
     pub budget: Duration,
+    /// The longest the first call of a process may wait (it connects), when that is longer than
+    /// the budget left.
+    pub connect_timeout: Duration,
     /// How long a shared copy read is trusted before it is read again.
     pub cache_ttl: Duration,
     /// How long a shared copy lives after its last write (see [`key_ttl_for`]).
@@ -67,7 +74,7 @@ pub struct FleetSettings {
 }
 
 impl FleetSettings {
-    /// The defaults for `url`: a 50 ms budget, a 5 s cache, a key TTL of one day, the default
+    /// The defaults for `url`: a 50 ms budget (250 ms to connect), a 5 s cache, a key TTL of one day, the default
     /// breaker.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
@@ -76,6 +83,7 @@ impl FleetSettings {
             cluster: false,
             ca_file: None,
             budget: DEFAULT_BUDGET,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             cache_ttl: DEFAULT_CACHE_TTL,
             key_ttl: SHORTEST_KEY_TTL,
             breaker: BreakerSettings::default(),
@@ -216,6 +224,10 @@ pub struct Fleet {
     origin: Stopwatch,
     counters: FleetCounters,
     merge_up_due: bool,
+    /// Whether this process called Redis yet: the first call may take the connect timeout (once
+    /// only, so a server that swallows packets costs a daemon 250 ms once, not at every call
+    /// until the circuit opens).
+    called: bool,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -251,6 +263,7 @@ impl Fleet {
             origin: Stopwatch::start(),
             counters: FleetCounters::default(),
             merge_up_due: true,
+            called: false,
         })
     }
 
@@ -413,7 +426,10 @@ impl Fleet {
         deadline: Deadline,
         call: impl FnOnce(&mut Link) -> link::Call<'_, T>,
     ) -> Result<T, Unavailable> {
-        let left = deadline.left();
+        let mut left = deadline.left();
+        if !std::mem::replace(&mut self.called, true) {
+            left = left.max(self.settings.connect_timeout);
+        }
         if left.is_zero() {
             self.counters.skipped += 1;
             return Err(Unavailable::NoTimeLeft);
