@@ -380,3 +380,84 @@ fn concurrent_writers_on_one_hot_key_converge_on_everything_each_learned() {
         "the longest pin any node set survives"
     );
 }
+
+/// What a hostile server in front of the fleet's address answers to every command.
+#[derive(Clone, Copy, Debug)]
+enum HostileReply {
+    /// `+OK` where an array is expected.
+    WrongType,
+    /// Bytes that are no RESP at all.
+    Junk,
+    /// A bulk string said to be 1 GiB long, then a trickle that never ends it.
+    EndlessBulk,
+    /// An array of a million elements, none of which comes.
+    EndlessArray,
+}
+
+/// A fake Redis on loopback answering every read with `reply`; its address.
+fn hostile_redis(reply: HostileReply) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while matches!(stream.read(&mut buffer), Ok(n) if n > 0) {
+                    let answer: &[u8] = match reply {
+                        HostileReply::WrongType => b"+OK\r\n",
+                        HostileReply::Junk => b"\x00\xff\xfe garbage \x07\r\n\r\n",
+                        HostileReply::EndlessBulk => b"$1073741824\r\nabc",
+                        HostileReply::EndlessArray => b"*1000000\r\n:1\r\n",
+                    };
+                    if stream.write_all(answer).is_err() {
+                        return;
+                    }
+                    if matches!(
+                        reply,
+                        HostileReply::EndlessBulk | HostileReply::EndlessArray
+                    ) {
+                        // Keep the reply open: a byte now and then, never the end.
+                        for _ in 0..600 {
+                            std::thread::sleep(Duration::from_millis(100));
+                            if stream.write_all(b"x").is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://{address}")
+}
+
+#[test]
+fn a_hostile_server_answering_garbage_cannot_crash_stall_or_steer_a_decision() {
+    for reply in [
+        HostileReply::WrongType,
+        HostileReply::Junk,
+        HostileReply::EndlessBulk,
+        HostileReply::EndlessArray,
+    ] {
+        let mut a = node(&hostile_redis(reply));
+        let mut now = 1_800_000_000;
+        for delivery in 0..6 {
+            let (tiers, action, _) = a.deliver(&mut now, legacy_only);
+            let expected: &[Tier] = if delivery == 0 {
+                &[Tier::ModernTls, Tier::LegacyTls]
+            } else {
+                &[Tier::LegacyTls]
+            };
+            assert_eq!(tiers, expected, "{reply:?}: decided from the local history");
+            assert!(matches!(action, Action::Done), "{reply:?}: {action:?}");
+        }
+        let warnings = a.store.take_fleet_warnings().join("\n");
+        assert!(
+            warnings.contains("circuit"),
+            "{reply:?}: the circuit never opened: {warnings}"
+        );
+        assert_eq!(a.store.unpublished().unwrap(), [PEER], "{reply:?}");
+    }
+}
