@@ -857,24 +857,8 @@ fn delivered_message_exits_0_when_the_disk_fills_up() {
     });
     let env = Env::new();
     let policy = env.dir.path().join("policy.toml");
-    let deliver = |mx: &str| {
-        crate::util::run(
-            &[
-                "deliver",
-                "--from",
-                "a@example.test",
-                "--to",
-                "b@example.test",
-                "--mx",
-                mx,
-                "--policy",
-                policy.to_str().unwrap(),
-                "--db",
-                db.to_str().unwrap(),
-            ],
-            MESSAGE,
-        )
-    };
+    let deliver =
+        |mx: &str| crate::util::run(&crate::util::deliver_args(mx, &policy, &db), MESSAGE);
     let output = deliver(&format!("127.0.0.1:{port}"));
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(filler.exists(), "the peer filled the disk");

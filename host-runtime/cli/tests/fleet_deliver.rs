@@ -38,19 +38,7 @@ impl Node {
 
     fn deliver(&self, mx: &str) -> (i32, String) {
         let (db, policy) = (self.db(), self.dir.path().join("policy.toml"));
-        let mut args = vec![
-            "deliver",
-            "--from",
-            "a@example.test",
-            "--to",
-            "b@example.test",
-            "--mx",
-            mx,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ];
+        let mut args = crate::util::deliver_args(mx, &policy, &db);
         args.extend(self.fleet.iter().map(String::as_str));
         let output = crate::util::run(&args, MESSAGE);
         (

@@ -93,3 +93,21 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
+
+/// The arguments of `tlsfallback deliver` of one test message from `a@example.test` to
+/// `b@example.test` through `mx`, with the test's policy file and history database.
+pub(crate) fn deliver_args<'a>(mx: &'a str, policy: &'a Path, db: &'a Path) -> Vec<&'a str> {
+    vec![
+        "deliver",
+        "--from",
+        "a@example.test",
+        "--to",
+        "b@example.test",
+        "--mx",
+        mx,
+        "--policy",
+        policy.to_str().expect("a UTF-8 path"),
+        "--db",
+        db.to_str().expect("a UTF-8 path"),
+    ]
+}
