@@ -667,3 +667,78 @@ fn a_postfix_dance_that_ends_deferred_is_one_failure_with_the_mx_named() {
     );
     assert_eq!(failure.receiving_ip.as_deref(), Some("192.0.2.1"));
 }
+
+/// Two daemons (two nodes' Postfix) sharing a real redis-server: what node A's daemon learned
+/// from its Postfix's log, node B's daemon answers at its first lookup.
+#[test]
+fn a_legacy_only_peer_one_daemon_learned_is_answered_legacy_by_the_other_daemon_of_the_fleet() {
+    let redis = tlsfallback_testkit::rig::redis::RedisServer::start().unwrap();
+    let policy = PolicyFile::parse("[policy]\nstep_down_delay_secs = 0\n").unwrap();
+    let time = Rc::new(Cell::new(START));
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let node = |dir: &tempfile::TempDir| {
+        let mut store = HistoryStore::open(&dir.path().join("h.sqlite3")).unwrap();
+        let mut settings = tlsfallback_mta::fleet::FleetSettings::new(redis.url());
+        settings.cache_ttl = std::time::Duration::ZERO;
+        store.attach_fleet(tlsfallback_mta::fleet::Fleet::connect(settings).unwrap());
+        store
+    };
+    let legacy_success = |pid: u32, queue_id: &str| {
+        let at = format!("Dec  1 12:00:00 sender postfix/smtp[{pid}]:");
+        vec![
+            format!(
+                "{at} Untrusted TLS connection established to 127.0.0.1[127.0.0.1]:2525: TLSv1 with cipher ECDHE-RSA-AES256-SHA (256/256 bits)"
+            ),
+            format!(
+                "{at} {queue_id}: to=<u@x.test>, relay=127.0.0.1[127.0.0.1]:2525, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok)"
+            ),
+        ]
+    };
+    let mut engine = NativeEngine;
+    let mut lines = Vec::new();
+    {
+        let mut log = |line: &str| lines.push(line.to_owned());
+        let daemon = Daemon::new(
+            &mut engine,
+            node(&dirs[0]),
+            &policy,
+            DaemonOptions::default(),
+            &mut log,
+        )
+        .unwrap();
+        let mut a = Scene {
+            daemon,
+            tracker: Tracker::default(),
+            time: Rc::clone(&time),
+        };
+        assert_eq!(a.lookup(KEY, Some(101)), MODERN);
+        a.log(&attempt(101, 2525, "AAA", "u@x.test", false));
+        assert_eq!(a.lookup(KEY, Some(102)), LEGACY);
+        a.log(&legacy_success(102, "BBB"));
+    }
+    assert!(
+        outcome_line(&lines, "BBB").contains("result=success"),
+        "{lines:#?}"
+    );
+    time.set(START + 60);
+    let mut engine = NativeEngine;
+    let mut log = |_: &str| {};
+    let daemon = Daemon::new(
+        &mut engine,
+        node(&dirs[1]),
+        &policy,
+        DaemonOptions::default(),
+        &mut log,
+    )
+    .unwrap();
+    let mut b = Scene {
+        daemon,
+        tracker: Tracker::default(),
+        time: Rc::clone(&time),
+    };
+    assert_eq!(
+        b.lookup(KEY, Some(201)),
+        LEGACY,
+        "node B's daemon starts where node A's learned"
+    );
+}
