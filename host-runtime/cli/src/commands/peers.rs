@@ -68,9 +68,7 @@ impl PeersCommand {
             PeersAction::Show { peer, fleet } => {
                 let peer = &tlsfallback_mta::store::peer_key(peer);
                 let row = store.get(peer)?;
-                let Some(settings) =
-                    fleet.settings(&tlsfallback_engine::config::PolicyFile::default())
-                else {
+                let Some(mut link) = fleet_link(fleet)? else {
                     let row = row.ok_or_else(|| {
                         anyhow::anyhow!("no history for {peer} in {}", path.display())
                     })?;
@@ -83,10 +81,7 @@ impl PeersCommand {
                     }
                     return Ok(());
                 };
-                let mut link = tlsfallback_mta::fleet::Fleet::connect(settings)?;
-                let deadline =
-                    tlsfallback_mta::clock::Deadline::after(std::time::Duration::from_secs(5));
-                let shared = link.read(peer, deadline);
+                let shared = link.read(peer, operator_deadline());
                 let unpublished = store.unpublished()?.contains(peer);
                 let comparison = FleetComparison::new(peer, row.as_ref(), shared, unpublished);
                 if args.json {
@@ -107,19 +102,14 @@ impl PeersCommand {
             PeersAction::Forget { peer, fleet } => {
                 let peer = &tlsfallback_mta::store::peer_key(peer);
                 let local = store.forget(peer)?;
-                let Some(settings) =
-                    fleet.settings(&tlsfallback_engine::config::PolicyFile::default())
-                else {
+                let Some(mut link) = fleet_link(fleet)? else {
                     if !local {
                         anyhow::bail!("no history for {peer} in {}", path.display());
                     }
                     writeln!(stdout, "forgot {peer}")?;
                     return Ok(());
                 };
-                let mut link = tlsfallback_mta::fleet::Fleet::connect(settings)?;
-                let deadline =
-                    tlsfallback_mta::clock::Deadline::after(std::time::Duration::from_secs(5));
-                let shared = link.forget(peer, deadline).map_err(|error| {
+                let shared = link.forget(peer, operator_deadline()).map_err(|error| {
                     // Forgotten here only: the shared copy would bring it back at the next
                     // decision, so this is a failure to retry, not a success.
                     anyhow::anyhow!(
@@ -152,6 +142,21 @@ impl PeersCommand {
         }
         Ok(())
     }
+}
+
+/// The link to the fleet `--fleet` (or the environment) names, if any. `peers` reads no policy
+/// file, so a `[fleet]` section is not consulted.
+fn fleet_link(fleet: &FleetArgs) -> anyhow::Result<Option<tlsfallback_mta::fleet::Fleet>> {
+    let Some(settings) = fleet.settings(&tlsfallback_engine::config::PolicyFile::default()) else {
+        return Ok(None);
+    };
+    Ok(Some(tlsfallback_mta::fleet::Fleet::connect(settings)?))
+}
+
+/// How long an operator's command waits for Redis: far longer than a decision's budget, since
+/// nobody waits on a message meanwhile.
+fn operator_deadline() -> tlsfallback_mta::clock::Deadline {
+    tlsfallback_mta::clock::Deadline::after(std::time::Duration::from_secs(5))
 }
 
 /// How a peer's local history and the fleet's shared copy of it compare.
