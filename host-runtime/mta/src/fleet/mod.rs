@@ -74,8 +74,8 @@ pub struct FleetSettings {
 }
 
 impl FleetSettings {
-    /// The defaults for `url`: a 50 ms budget (250 ms to connect), a 5 s cache, a key TTL of one day, the default
-    /// breaker.
+    /// The defaults for `url`: a 50 ms budget (250 ms to connect), a 5 s cache, a key TTL of one
+    /// day, the default breaker.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -411,7 +411,7 @@ impl Fleet {
     pub fn forget(&mut self, peer: &str, deadline: Deadline) -> Result<bool, Unavailable> {
         let key = key_of(peer);
         let deleted = self.call(deadline, |link| Box::pin(link.delete(key)))?;
-        self.cache.pop(peer);
+        self.forget_cached(peer);
         Ok(deleted)
     }
 
