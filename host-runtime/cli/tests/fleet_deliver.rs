@@ -19,11 +19,16 @@ struct Node {
 
 impl Node {
     fn new(fleet: &[&str]) -> Self {
+        Self::with_policy_file(fleet, "")
+    }
+
+    /// A node whose policy file also has `more` (a `[fleet]` table, say).
+    fn with_policy_file(fleet: &[&str], more: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // No step-down delay: the dance, not the waiting, is under test.
         std::fs::write(
             dir.path().join("policy.toml"),
-            "[policy]\nstep_down_delay_secs = 0\n",
+            format!("[policy]\nstep_down_delay_secs = 0\n{more}"),
         )
         .unwrap();
         Self {
@@ -218,4 +223,59 @@ fn forgetting_a_peer_with_the_fleet_deletes_its_shared_copy_and_says_other_nodes
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(said.contains("the fleet did not answer"), "{said}");
+}
+
+#[test]
+fn the_fleet_table_of_the_policy_file_shares_with_its_ca_file_relative_to_the_file() {
+    let redis = RedisServer::start_tls("s3cret-fleet").unwrap();
+    let peer = LocalPeer::start(PeerKind::LegacyOnly, identity()).unwrap();
+    let mx = format!("127.0.0.1:{}", peer.address.port());
+    let table = format!(
+        "[fleet]\nurl = \"{}\"\nca_file = \"redis-ca.pem\"\n",
+        redis.url()
+    );
+    let nodes = [
+        Node::with_policy_file(&[], &table),
+        Node::with_policy_file(&[], &table),
+    ];
+    for node in &nodes {
+        std::fs::copy(
+            redis.ca_file().unwrap(),
+            node.dir.path().join("redis-ca.pem"),
+        )
+        .unwrap();
+    }
+    let (code, log) = nodes[0].deliver(&mx);
+    assert_eq!(code, 0, "{log}");
+    let (code, log) = nodes[1].deliver(&mx);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        !log.contains("tier=modern-tls"),
+        "node B did not get node A's copy through the policy file's fleet: {log}"
+    );
+
+    // A fleet table that is wrong is refused before any delivery, saying what is wrong.
+    for (bad, says) in [
+        (
+            "[fleet]\nurl = \"http://127.0.0.1:1\"\n",
+            "http://127.0.0.1:1",
+        ),
+        (
+            "[fleet]\nurl = \"redis://127.0.0.1:1\"\nbudget = 5\n",
+            "budget",
+        ),
+        (
+            "[fleet]\nurl = \"rediss://127.0.0.1:1\"\nca_file = \"missing.pem\"\n",
+            "missing.pem",
+        ),
+    ] {
+        let (code, log) = Node::with_policy_file(&[], bad).deliver(&mx);
+        assert_ne!(code, 0, "{bad}: {log}");
+        assert!(log.contains(says), "{bad}: {log}");
+    }
+    assert_eq!(
+        peer.messages().len(),
+        2,
+        "no message went out under a bad table"
+    );
 }
