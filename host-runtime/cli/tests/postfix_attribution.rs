@@ -39,13 +39,26 @@ fn run_daemon(
     tlsrpt: Option<Option<&std::path::Path>>,
     scene: impl FnOnce(&mut Scene<'_>),
 ) -> Vec<String> {
+    let store = HistoryStore::open(db).unwrap();
+    run_daemon_on(store, policy, time, floors, tlsrpt, scene)
+}
+
+/// As [`run_daemon`], over `store` as given (a fleet attached, say).
+fn run_daemon_on(
+    store: HistoryStore,
+    policy: &str,
+    time: &Rc<Cell<u64>>,
+    floors: Option<Arc<dyn FloorSource>>,
+    tlsrpt: Option<Option<&std::path::Path>>,
+    scene: impl FnOnce(&mut Scene<'_>),
+) -> Vec<String> {
     let policy = PolicyFile::parse(policy).unwrap();
     let mut engine = NativeEngine;
     let mut lines = Vec::new();
     let mut log = |line: &str| lines.push(line.to_owned());
     let mut daemon = Daemon::new(
         &mut engine,
-        HistoryStore::open(db).unwrap(),
+        store,
         &policy,
         DaemonOptions::default(),
         &mut log,
@@ -673,7 +686,6 @@ fn a_postfix_dance_that_ends_deferred_is_one_failure_with_the_mx_named() {
 #[test]
 fn a_legacy_only_peer_one_daemon_learned_is_answered_legacy_by_the_other_daemon_of_the_fleet() {
     let redis = tlsfallback_testkit::rig::redis::RedisServer::start().unwrap();
-    let policy = PolicyFile::parse("[policy]\nstep_down_delay_secs = 0\n").unwrap();
     let time = Rc::new(Cell::new(START));
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let node = |dir: &tempfile::TempDir| {
@@ -694,51 +706,23 @@ fn a_legacy_only_peer_one_daemon_learned_is_answered_legacy_by_the_other_daemon_
             ),
         ]
     };
-    let mut engine = NativeEngine;
-    let mut lines = Vec::new();
-    {
-        let mut log = |line: &str| lines.push(line.to_owned());
-        let daemon = Daemon::new(
-            &mut engine,
-            node(&dirs[0]),
-            &policy,
-            DaemonOptions::default(),
-            &mut log,
-        )
-        .unwrap();
-        let mut a = Scene {
-            daemon,
-            tracker: Tracker::default(),
-            time: Rc::clone(&time),
-        };
+    let policy = "[policy]\nstep_down_delay_secs = 0\n";
+    let lines = run_daemon_on(node(&dirs[0]), policy, &time, None, None, |a| {
         assert_eq!(a.lookup(KEY, Some(101)), MODERN);
         a.log(&attempt(101, 2525, "AAA", "u@x.test", false));
         assert_eq!(a.lookup(KEY, Some(102)), LEGACY);
         a.log(&legacy_success(102, "BBB"));
-    }
+    });
     assert!(
         outcome_line(&lines, "BBB").contains("result=success"),
         "{lines:#?}"
     );
     time.set(START + 60);
-    let mut engine = NativeEngine;
-    let mut log = |_: &str| {};
-    let daemon = Daemon::new(
-        &mut engine,
-        node(&dirs[1]),
-        &policy,
-        DaemonOptions::default(),
-        &mut log,
-    )
-    .unwrap();
-    let mut b = Scene {
-        daemon,
-        tracker: Tracker::default(),
-        time: Rc::clone(&time),
-    };
-    assert_eq!(
-        b.lookup(KEY, Some(201)),
-        LEGACY,
-        "node B's daemon starts where node A's learned"
-    );
+    run_daemon_on(node(&dirs[1]), policy, &time, None, None, |b| {
+        assert_eq!(
+            b.lookup(KEY, Some(201)),
+            LEGACY,
+            "node B's daemon starts where node A's learned"
+        );
+    });
 }
