@@ -75,7 +75,7 @@ pub use history::{
     Dance, HISTORY_FORMAT_VERSION, History, HistoryBlob, HistoryError, MAX_HISTORY_LEN, PeerMemory,
     with_dance_of,
 };
-pub use merge::merge_blobs;
+pub use merge::{adopt_shared, blob_to_share, merge_blobs};
 pub use outcome::{AttemptReport, CertificateError, Outcome, TlsAlert};
 pub use policy::{Policy, Profile};
 pub use tier::{CipherPolicy, Tier, TlsParameters, TlsVersion, Verification};

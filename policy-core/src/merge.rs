@@ -25,7 +25,9 @@
 //! summed, so a copy applied twice (say, after a timeout that did write) counts once.
 //!
 //! The dance is not merged. It belongs to one delivery on one node, so a shared copy carries no
-//! dance, and a node keeps its own dance beside the merged memory ([`merge_blobs`]).
+//! dance, and a node keeps its own dance beside the merged memory ([`merge_blobs`]). A host
+//! that shares histories needs two calls: [`adopt_shared`] before a decision, [`blob_to_share`]
+//! after a change.
 //!
 //! The cost of this order is that a peer which really lost its stronger tier keeps the fleet's
 //! older, stronger proof until the shared copy expires. Each node then spends the threshold of
@@ -99,6 +101,48 @@ pub fn merge_blobs(local: &[u8], shared: &[u8]) -> Result<HistoryBlob, HistoryEr
     .encode())
 }
 
+/// The history a node decides with for a peer: its own `local` history (`None`: a peer this
+/// node never met) with the fleet's `shared` copy merged in. A peer met only by other nodes
+/// starts from the fleet's memory and no dance: a dance is one delivery's, and a copy carrying
+/// one was not written by a node.
+///
+/// # Errors
+///
+/// As [`merge_blobs`]: the error of the first blob that cannot be read; the node then decides
+/// with `local` as it is.
+pub fn adopt_shared(local: Option<&[u8]>, shared: &[u8]) -> Result<HistoryBlob, HistoryError> {
+    match local {
+        Some(local) => merge_blobs(local, shared),
+        None => History::decode(shared).map(|shared| {
+            History {
+                memory: shared.memory,
+                dance: None,
+            }
+            .encode()
+        }),
+    }
+}
+
+/// The shared copy a node writes after a change to its `local` history, over the `shared` copy
+/// it read (`None`: there is none): both memories merged, and no dance. A shared copy that
+/// cannot be read (not written by a node, or of a newer schema) is replaced by the local memory
+/// rather than trusted. When the result equals `shared`, nothing needs writing.
+///
+/// # Errors
+///
+/// The [`HistoryError`] of `local`: a node shares only a history the engine wrote.
+pub fn blob_to_share(local: &[u8], shared: Option<&[u8]>) -> Result<HistoryBlob, HistoryError> {
+    let local = History::decode(local)?;
+    let memory = shared
+        .and_then(|shared| History::decode(shared).ok())
+        .map_or(local.memory, |shared| local.memory.merge(&shared.memory));
+    Ok(History {
+        memory,
+        dance: None,
+    }
+    .encode())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +205,62 @@ mod tests {
         assert_eq!(
             merge_blobs(local.encode().as_bytes(), &[1]),
             Err(HistoryError::Truncated)
+        );
+    }
+
+    #[test]
+    fn a_shared_copy_carrying_a_dance_gives_a_new_node_no_dance() {
+        let shared = History {
+            memory: memory(Some(Tier::LegacyTls), Some(Tier::LegacyTls), 0),
+            dance: Some(Dance {
+                tier: Tier::Cleartext,
+                attempts: 3,
+                reached_top: true,
+            }),
+        };
+        let adopted = adopt_shared(None, shared.encode().as_bytes()).unwrap();
+        let adopted = History::decode(adopted.as_bytes()).unwrap();
+        assert_eq!(adopted.dance, None);
+        assert_eq!(adopted.memory, shared.memory);
+    }
+
+    #[test]
+    fn an_unreadable_shared_copy_is_replaced_by_the_local_memory() {
+        let dance = Some(Dance {
+            tier: Tier::ModernTls,
+            attempts: 1,
+            reached_top: true,
+        });
+        let local = History {
+            memory: memory(Some(Tier::ModernTls), None, 1),
+            dance,
+        };
+        let local = local.encode();
+        let written = blob_to_share(local.as_bytes(), Some(&[0xff, 0])).unwrap();
+        let written = History::decode(written.as_bytes()).unwrap();
+        assert_eq!(written.dance, None, "a shared copy never carries a dance");
+        assert_eq!(
+            written.memory,
+            History::decode(local.as_bytes()).unwrap().memory
+        );
+        assert_eq!(blob_to_share(&[], None), Err(HistoryError::Empty));
+    }
+
+    #[test]
+    fn sharing_what_the_copy_already_covers_writes_the_copy_unchanged() {
+        let shared = History {
+            memory: memory(Some(Tier::AuthenticatedTls), None, 0),
+            dance: None,
+        }
+        .encode();
+        let behind = History {
+            memory: memory(Some(Tier::ModernTls), None, 0),
+            dance: None,
+        }
+        .encode();
+        assert_eq!(
+            blob_to_share(behind.as_bytes(), Some(shared.as_bytes())).unwrap(),
+            shared
         );
     }
 }

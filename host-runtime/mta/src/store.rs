@@ -9,7 +9,7 @@
 //!
 //! With a [`Fleet`] attached ([`HistoryStore::attach_fleet`]), the local history stays the source
 //! of truth for this node's own deliveries, and the fleet's shared copy is merged in before each
-//! step ([`policy_core::merge_blobs`]: the local dance is kept) and merged up after each batch
+//! step ([`policy_core::adopt_shared`]: the local dance is kept) and merged up after each batch
 //! commits. A peer whose history changed while Redis did not take it is kept in
 //! `fleet_unpublished`, in the same transaction, and merged up once Redis answers again. Every
 //! Redis call of one batch runs to one deadline (the fleet's budget), so a batch never waits on
@@ -543,18 +543,7 @@ impl Batch<'_> {
                 return None;
             }
         };
-        let merged = match local {
-            Some(local) => policy_core::merge_blobs(local, &shared.blob),
-            // A peer this node never met: the fleet's memory, never a dance (a dance is one
-            // delivery's, and a copy carrying one was not written by a node).
-            None => policy_core::History::decode(&shared.blob).map(|history| {
-                policy_core::History {
-                    dance: None,
-                    ..history
-                }
-                .encode()
-            }),
-        };
+        let merged = policy_core::adopt_shared(local, &shared.blob);
         match merged {
             Ok(merged) if Some(merged.as_bytes()) != local => Some(merged.as_bytes().to_vec()),
             Ok(_) => None,
