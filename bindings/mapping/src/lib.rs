@@ -280,6 +280,27 @@ macro_rules! wit_mapping {
             ]
         }
 
+        impl ::core::convert::From<$crate::__core::HistoryError> for wit::HistoryError {
+            fn from(e: $crate::__core::HistoryError) -> Self {
+                use $crate::__core as core_types;
+                match e {
+                    core_types::HistoryError::TooLong(n) => {
+                        wit::HistoryError::TooLong(u32::try_from(n).unwrap_or(u32::MAX))
+                    }
+                    core_types::HistoryError::UnsupportedVersion(v) => {
+                        wit::HistoryError::UnsupportedVersion(v)
+                    }
+                    core_types::HistoryError::Truncated => wit::HistoryError::Truncated,
+                    core_types::HistoryError::TrailingBytes(n) => {
+                        wit::HistoryError::TrailingBytes(u32::try_from(n).unwrap_or(u32::MAX))
+                    }
+                    core_types::HistoryError::Empty => wit::HistoryError::Empty,
+                    // Malformed, and any kind a later policy-core adds before the WIT does.
+                    _ => wit::HistoryError::Malformed,
+                }
+            }
+        }
+
         impl ::core::convert::From<&$crate::__core::Decision> for wit::Decision {
             // wit-bindgen's flags (without its bitflags feature) have `|` but no `|=`.
             #[allow(clippy::assign_op_pattern)]
@@ -320,21 +341,7 @@ macro_rules! wit_mapping {
                         report = report | flag;
                     }
                 }
-                let history_error = d.history_error.map(|e| match e {
-                    core_types::HistoryError::TooLong(n) => {
-                        wit::HistoryError::TooLong(u32::try_from(n).unwrap_or(u32::MAX))
-                    }
-                    core_types::HistoryError::UnsupportedVersion(v) => {
-                        wit::HistoryError::UnsupportedVersion(v)
-                    }
-                    core_types::HistoryError::Truncated => wit::HistoryError::Truncated,
-                    core_types::HistoryError::TrailingBytes(n) => {
-                        wit::HistoryError::TrailingBytes(u32::try_from(n).unwrap_or(u32::MAX))
-                    }
-                    core_types::HistoryError::Empty => wit::HistoryError::Empty,
-                    // Malformed, and any kind a later policy-core adds before the WIT does.
-                    _ => wit::HistoryError::Malformed,
-                });
+                let history_error = d.history_error.map(wit::HistoryError::from);
                 Self {
                     action,
                     reason: d.reason.into(),
