@@ -20,6 +20,8 @@ pub(crate) struct Wit {
     pub(crate) package: String,
     /// `tlsfallback:policy/engine@0.2.0`
     pub(crate) interface: String,
+    /// `tlsfallback:policy/fleet@0.2.0`
+    pub(crate) fleet_interface: String,
     /// `0.2.0`
     pub(crate) version: String,
     /// Each enum of the `engine` interface and its cases.
@@ -94,6 +96,13 @@ pub(crate) fn wit() -> Wit {
     let mut wit = Wit {
         package: name.to_string(),
         interface: format!("{}:{}/engine@{version}", name.namespace, name.name),
+        fleet_interface: {
+            assert!(
+                resolve.packages[package].interfaces.contains_key("fleet"),
+                "wit/policy.wit has a fleet interface"
+            );
+            format!("{}:{}/fleet@{version}", name.namespace, name.name)
+        },
         version,
         enums: Vec::new(),
         flags: Vec::new(),

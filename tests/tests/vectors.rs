@@ -13,6 +13,9 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../kits/vectors/deci
 /// `wit/policy.wit`, see `names.rs`), the wire names of the TLS versions, the default policy, each
 /// reason's explanation, each history error's message.
 const CONTRACT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../kits/vectors/contract.json");
+/// The fleet's history merge, for every pair of the histories above (kits/vectors/merge.jsonl):
+/// what `fleet.adopt-shared` and `fleet.blob-to-share` answer.
+const MERGE_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../kits/vectors/merge.jsonl");
 const NOW: u64 = 1_767_225_600;
 const DAY: u64 = 86_400;
 
@@ -329,6 +332,63 @@ fn generate() -> String {
     out
 }
 
+/// One line per (local, shared) pair of [`histories`]: `adopt` (absent when there is no shared
+/// copy to adopt) and `share` (absent when there is no local history to share), each
+/// `{"history": base64}` or `{"error": message}`.
+fn merge_vectors() -> String {
+    let blob = |text: &Option<String>| {
+        text.as_ref().map(|text| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap()
+        })
+    };
+    let answer = |result: Result<policy_core::HistoryBlob, policy_core::HistoryError>| match result
+    {
+        Ok(history) => json!({ "history": b64(history.as_bytes()) }),
+        Err(error) => json!({ "error": error.to_string() }),
+    };
+    let mut out = String::new();
+    for (local_name, local) in histories() {
+        for (shared_name, shared) in histories() {
+            let (local_blob, shared_blob) = (blob(&local), blob(&shared));
+            let mut line = json!({
+                "name": format!("{local_name}+{shared_name}"),
+                "local": local,
+                "shared": shared,
+            });
+            if let Some(shared) = &shared_blob {
+                line["adopt"] = answer(policy_core::adopt_shared(local_blob.as_deref(), shared));
+            }
+            if let Some(local) = &local_blob {
+                line["share"] = answer(policy_core::blob_to_share(local, shared_blob.as_deref()));
+            }
+            out.push_str(&serde_json::to_string(&line).unwrap());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The fleet's protocol around the merge, from the Rust host's constants: the key of a peer's
+/// shared copy, its fields, the compare-and-set script, how many rounds a write tries, the
+/// shortest TTL of a copy.
+fn fleet_protocol() -> Value {
+    use tlsfallback_mta::fleet;
+    json!({
+        "interface": crate::names::wit().fleet_interface,
+        "key_prefix": fleet::KEY_PREFIX,
+        "key_suffix": fleet::KEY_SUFFIX,
+        "version_field": fleet::VERSION_FIELD,
+        "blob_field": fleet::BLOB_FIELD,
+        "compare_and_set": fleet::COMPARE_AND_SET_SCRIPT,
+        "compare_and_set_rounds": fleet::CAS_ROUNDS,
+        "shortest_key_ttl_secs": fleet::SHORTEST_KEY_TTL.as_secs(),
+        "default_budget_ms": u64::try_from(fleet::DEFAULT_BUDGET.as_millis()).unwrap(),
+        "default_cache_ttl_ms": u64::try_from(fleet::DEFAULT_CACHE_TTL.as_millis()).unwrap(),
+    })
+}
+
 fn contract() -> String {
     use policy_core::{HistoryError, Policy, Reason};
     let policy = Policy::DEFAULT;
@@ -372,6 +432,7 @@ fn contract() -> String {
         },
         "explanations": explanations,
         "history_errors": history_errors,
+        "fleet": fleet_protocol(),
     });
     serde_json::to_string_pretty(&contract).unwrap() + "\n"
 }
@@ -380,14 +441,17 @@ fn contract() -> String {
 fn the_shared_vectors_are_what_the_native_engine_decides() {
     let fresh = generate();
     let fresh_contract = contract();
+    let fresh_merge = merge_vectors();
     if std::env::var_os("UPDATE_VECTORS").is_some() {
         std::fs::write(VECTORS, &fresh).unwrap();
         std::fs::write(CONTRACT, &fresh_contract).unwrap();
+        std::fs::write(MERGE_VECTORS, &fresh_merge).unwrap();
     }
     let stored = std::fs::read_to_string(VECTORS).unwrap_or_default();
     let stored_contract = std::fs::read_to_string(CONTRACT).unwrap_or_default();
+    let stored_merge = std::fs::read_to_string(MERGE_VECTORS).unwrap_or_default();
     assert!(
-        stored == fresh && stored_contract == fresh_contract,
+        stored == fresh && stored_contract == fresh_contract && stored_merge == fresh_merge,
         "kits/vectors/ is not what the engine decides and wit/policy.wit says: regenerate it \
          with UPDATE_VECTORS=1 cargo test -p tlsfallback-tests vectors, and review the diff"
     );

@@ -18,6 +18,7 @@
 //!   [`failure::FailureEvent`].
 //! - [`select`]: which engine a caller asked for ([`EngineKind`], [`open`]).
 //! - [`config`]: the operator's TOML policy file with per-destination overrides.
+//! - [`fleet_protocol`]: how the nodes of a fleet share histories in Redis (key, fields, script).
 //! - [`wire`]: the JSON Lines request and response; [`answer`]: answering one line, and the
 //!   `decide` loop over a stream.
 #![deny(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod component;
 pub mod config;
 pub mod decider;
 pub mod failure;
+pub mod fleet_protocol;
 pub mod guard;
 pub mod plugin;
 pub mod select;

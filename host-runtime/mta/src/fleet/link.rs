@@ -10,26 +10,12 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{RedisResult, Script, TlsCertificates};
 
-use super::{FleetError, FleetSettings, SharedCopy};
+use super::{
+    BLOB_FIELD, COMPARE_AND_SET_SCRIPT, FleetError, FleetSettings, SharedCopy, VERSION_FIELD,
+};
 
 /// One call in flight, borrowing the link.
 pub(super) type Call<'a, T> = Pin<Box<dyn Future<Output = RedisResult<T>> + 'a>>;
-
-/// Sets the copy only if its version is still the one the writer read (`ARGV[1]`, empty for "no
-/// copy"), bumps the version and renews the TTL; otherwise answers with the copy that won, for
-/// the writer to merge and try again. The merge itself is in Rust (one implementation, property
-/// tested in policy-core), so the script stays a few commands long: a script blocks the server
-/// while it runs.
-const COMPARE_AND_SET: &str = r"
-local v = redis.call('HGET', KEYS[1], 'v') or ''
-if v ~= ARGV[1] then
-  return {0, v, redis.call('HGET', KEYS[1], 'b') or ''}
-end
-local next = tostring((tonumber(v) or 0) + 1)
-redis.call('HSET', KEYS[1], 'v', next, 'b', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1, next, ARGV[2]}
-";
 
 enum Connection {
     Single(ConnectionManager),
@@ -113,13 +99,13 @@ impl Link {
         };
         Ok(Self {
             connection,
-            script: Script::new(COMPARE_AND_SET),
+            script: Script::new(COMPARE_AND_SET_SCRIPT),
         })
     }
 
     pub(super) async fn read(&mut self, key: String) -> RedisResult<Option<SharedCopy>> {
         let mut read = redis::cmd("HMGET");
-        read.arg(&key).arg("v").arg("b");
+        read.arg(&key).arg(VERSION_FIELD).arg(BLOB_FIELD);
         let (version, blob): (Option<String>, Option<Vec<u8>>) = match &mut self.connection {
             Connection::Single(manager) => read.query_async(manager).await?,
             Connection::Cluster { client, connection } => {

@@ -9,7 +9,7 @@
 //!   and `b` (the history blob without a dance: the memory only). The braces are a Redis Cluster
 //!   hash tag, so the key's slot is the peer's; `v1` names the blob's schema.
 //! - Reads go through a small per-node cache (entries live [`FleetSettings::cache_ttl`]).
-//! - Writes merge in Rust ([`policy_core::merge_blobs`], a semilattice join: any order, duplicate
+//! - Writes merge in Rust ([`policy_core::blob_to_share`], a semilattice join: any order, duplicate
 //!   or retry of writes ends in the same copy), then compare-and-set the version in one Lua script
 //!   ([`redis::Script`]: EVALSHA, loaded again on NOSCRIPT, so a restarted or failed-over server
 //!   costs one extra round trip). A conflict answers with the newer copy, which is merged and
@@ -26,26 +26,24 @@ mod link;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use policy_core::{History, HistoryBlob};
-
 use crate::causes::Causes;
 use crate::clock::{Deadline, Stopwatch};
 
 pub use breaker::{Breaker, BreakerSettings, CircuitState};
 use link::Link;
+pub use tlsfallback_engine::fleet_protocol::{
+    BLOB_FIELD, CAS_ROUNDS, COMPARE_AND_SET_SCRIPT, KEY_PREFIX, KEY_SUFFIX, SHORTEST_KEY_TTL,
+    VERSION_FIELD,
+};
 
 /// The longest a decision waits for Redis by default.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(50);
 /// How long a node trusts a shared copy it read before reading it again, by default.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
-/// The fewest seconds a shared copy lives after its last write.
-const SHORTEST_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The longest the first call of a process may take: connecting (a TCP and perhaps a TLS
 /// handshake, AUTH) costs more than a call on an open connection, and a short-lived process such
 /// as `deliver` pays it at every run.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-/// Compare-and-set rounds a write tries before it gives up to a busier key.
-const CAS_ROUNDS: u32 = 16;
 /// Peers a node remembers the shared copy of.
 const CACHE_ENTRIES: usize = 16_384;
 
@@ -106,7 +104,7 @@ pub fn key_ttl_for<'a>(policies: impl IntoIterator<Item = &'a policy_core::Polic
 /// The Redis key of a peer's shared copy (the peer as the store's `peer_key` spells it).
 #[must_use]
 pub fn key_of(peer: &str) -> String {
-    format!("tlsfb:v1:{{{peer}}}:h")
+    format!("{KEY_PREFIX}{peer}{KEY_SUFFIX}")
 }
 
 /// Why the fleet could not be set up.
@@ -170,7 +168,7 @@ pub enum Unavailable {
 pub struct SharedCopy {
     /// The writer's version (compared, never interpreted).
     pub version: String,
-    /// The blob, as stored: outside input, read with [`History::decode`] before it is trusted.
+    /// The blob, as stored: outside input, read with [`policy_core::History::decode`] before it is trusted.
     pub blob: Vec<u8>,
 }
 
@@ -361,13 +359,15 @@ impl Fleet {
         local: &[u8],
         deadline: Deadline,
     ) -> Result<Published, Unavailable> {
-        let Ok(local) = History::decode(local) else {
-            return Err(Unavailable::NotShareable(peer.to_owned()));
-        };
         let mut current = self.shared(peer, deadline)?;
         let mut conflicts = 0;
         while conflicts < CAS_ROUNDS {
-            let merged = merged_for_sharing(&local, current.as_ref());
+            let Ok(merged) = policy_core::blob_to_share(
+                local,
+                current.as_ref().map(|copy| copy.blob.as_slice()),
+            ) else {
+                return Err(Unavailable::NotShareable(peer.to_owned()));
+            };
             if current.as_ref().map(|copy| copy.blob.as_slice()) == Some(merged.as_bytes()) {
                 self.counters.unchanged += 1;
                 return Ok(Published::Unchanged);
@@ -460,18 +460,4 @@ impl Fleet {
             }
         }
     }
-}
-
-/// What a node writes for `local` over the shared copy `current`: the merge of both memories,
-/// with no dance (a dance is one delivery's, on one node). An unreadable shared copy (not one a
-/// node wrote, or of a newer schema) is replaced by the local memory rather than trusted.
-fn merged_for_sharing(local: &History, current: Option<&SharedCopy>) -> HistoryBlob {
-    let memory = current
-        .and_then(|copy| History::decode(&copy.blob).ok())
-        .map_or(local.memory, |shared| local.memory.merge(&shared.memory));
-    History {
-        memory,
-        dance: None,
-    }
-    .encode()
 }
