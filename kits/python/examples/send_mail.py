@@ -6,6 +6,8 @@ of the decision, reports what happened as an :class:`~tlsfallback.Outcome`, and 
 the engine says ``done``, ``defer`` or ``bounce``. Each peer's history blob is kept in a mapping
 (a dict, or :class:`JsonHistory`, a JSON file), so the next delivery starts where the last one
 ended (a TLS-1.0-only peer is not probed at modern TLS again until the re-probe interval passes).
+With ``--fleet redis://…`` the mapping is a :class:`~tlsfallback.fleet.FleetHistory`: what any
+node of the fleet learned about the peer is merged in.
 
     python examples/send_mail.py --host 127.0.0.1 --port 2525 --from a@example.org \
         --to b@example.net --history peers.json < message.eml
@@ -272,6 +274,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--step-down-delay-secs", type=int, default=None,
                         help="policy step_down_delay_secs (default: contract.json's)")
     parser.add_argument("--requiretls", action="store_true")
+    parser.add_argument("--fleet", metavar="URL",
+                        help="share peer histories with other nodes through this Redis "
+                             "(redis://[user:password@]host:port[/db], rediss:// for TLS)")
+    parser.add_argument("--fleet-ca-file", help="CA file a rediss:// fleet server is checked against")
     parser.add_argument("--wasm", help="the component file (default: $TLSFALLBACK_WASM or packaged)")
     args = parser.parse_args(argv)
     engine = Engine(args.wasm)
@@ -281,8 +287,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.step_down_delay_secs is not None:
         overrides["step_down_delay_secs"] = args.step_down_delay_secs
     policy = Policy(**overrides)
+    history: MutableMapping[str, bytes] = JsonHistory(args.history)
+    if args.fleet:
+        from tlsfallback.fleet import Fleet, FleetHistory
+        history = FleetHistory(Fleet.from_url(engine, args.fleet, ca_file=args.fleet_ca_file),
+                               local=history)
     delivery = send_message(engine, args.host, args.port, args.sender, args.recipients,
-                            sys.stdin.buffer.read(), history=JsonHistory(args.history),
+                            sys.stdin.buffer.read(), history=history,
                             policy=policy, context=DeliveryContext(requiretls=args.requiretls),
                             cafile=args.cafile)
     for d, a in zip(delivery.decisions, delivery.attempts + [None]):
@@ -290,6 +301,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if a is not None:
             line += f"  → {a.outcome.kind.value}" + (f" {a.tls_version} {a.cipher}" if a.tls_version else "")
         print(line)
+    for warning in getattr(history, "warnings", []):
+        print(f"warning: fleet: {warning}", file=sys.stderr)
     final = delivery.decision
     if final.action is ActionKind.DEFER:
         print(f"deferred: retry in {final.retry_after_secs} s")

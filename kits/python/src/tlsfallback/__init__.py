@@ -13,10 +13,11 @@ history blob and reads the clock::
                       AttemptReport(Tier.MODERN_TLS, Outcome.tls_alert(TlsAlert.PROTOCOL_VERSION)), now)
 
 ``engine.decide_json(request)`` speaks the JSON objects of ``tlsfallback decide``.
+:mod:`tlsfallback.fleet` shares histories across nodes through Redis.
 """
 
 from ._contract import contract, contract_path, component_path
-from ._engine import Engine, EngineError, EngineTrap
+from ._engine import Engine, EngineError, EngineTrap, HistoryUnreadable
 from ._types import (
     ActionKind, AttemptReport, CertificateError, CipherPolicy, Dane, Decision, DeliveryContext,
     EnhancedStatus, HistoryError, HistoryErrorKind, MtaSts, Outcome, OutcomeKind, Policy, Profile,
@@ -34,7 +35,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "Engine", "EngineError", "EngineTrap", "INTERFACE",
+    "Engine", "EngineError", "EngineTrap", "HistoryUnreadable", "INTERFACE",
     "ActionKind", "AttemptReport", "CertificateError", "CipherPolicy", "Dane", "Decision",
     "DeliveryContext", "EnhancedStatus", "HistoryError", "HistoryErrorKind", "MtaSts", "Outcome",
     "OutcomeKind", "Policy", "Profile", "Reason", "Tier", "TlsAlert", "TlsParameters",

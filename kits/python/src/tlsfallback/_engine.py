@@ -21,7 +21,7 @@ from ._types import (
     TlsParameters, TlsRptResult, TlsVersion, Verification, _uint, check_names_against_contract,
 )
 
-__all__ = ["Engine", "EngineError", "EngineTrap", "INTERFACE"]
+__all__ = ["Engine", "EngineError", "EngineTrap", "HistoryUnreadable", "INTERFACE"]
 
 
 def __getattr__(name: str) -> Any:
@@ -41,6 +41,22 @@ class EngineError(RuntimeError):
 class EngineTrap(EngineError):
     """The component trapped (or otherwise failed) during a call. The instance has been
     replaced by a fresh one (with no deciders), so the engine can be used again."""
+
+
+class HistoryUnreadable(ValueError):
+    """A history blob given to the fleet merge cannot be read; ``error`` says why."""
+
+    def __init__(self, error: HistoryError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _blob(value: Any, name: str) -> bytes:
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if not isinstance(value, bytes):
+        raise TypeError(f"{name}: expected bytes, got {type(value).__name__}")
+    return value
 
 
 def _record(**fields: Any) -> wc.Record:
@@ -181,6 +197,17 @@ class Engine:
 
         self._new_decider = func("[constructor]decider")
         self._decide = func("[method]decider.decide")
+        # The fleet's merge: the built-in engine exports it, a plugin component need not.
+        fleet_interface = contract()["fleet"]["interface"]
+        fleet = instance.get_export_index(self._store, fleet_interface)
+        self._fleet: Dict[str, wc.Func] = {}
+        if fleet is not None:
+            for name in ("adopt-shared", "blob-to-share"):
+                index = instance.get_export_index(self._store, name, fleet)
+                f = instance.get_func(self._store, index) if index is not None else None
+                if f is None:
+                    raise EngineError(f"{self.component_path}: {fleet_interface} has no function {name}")
+                self._fleet[name] = f
         self.fast_path_error: Optional[str] = None
         if self._want_fast:
             try:
@@ -268,6 +295,42 @@ class Engine:
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
             raise self._trapped("decider.decide", e) from e
         return _lift_decision(raw)
+
+    # -- the fleet's merge --------------------------------------------------------------------
+
+    @property
+    def shares_histories(self) -> bool:
+        """Whether the component exports the fleet's history merge (the built-in engine does)."""
+        return bool(self._fleet)
+
+    def _merge_call(self, name: str, *args: Any) -> bytes:
+        f = self._fleet.get(name)
+        if f is None:
+            raise EngineError(f"{self.component_path}: the component does not export "
+                              f"{contract()['fleet']['interface']}: it cannot merge histories")
+        try:
+            raw = f(self._store, *args)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+            raise self._trapped(f"fleet.{name}", e) from e
+        if isinstance(raw, bytes):
+            return raw
+        raise HistoryUnreadable(HistoryError(HistoryErrorKind(raw.tag), raw.payload))
+
+    def adopt_shared(self, local: Optional[bytes], shared: bytes) -> bytes:
+        """The history to decide with: ``local`` (None for a peer this node never met) with the
+        fleet's ``shared`` copy merged in, and ``local``'s own dance. Raises
+        :class:`HistoryUnreadable` for the first blob that cannot be read (``local`` first):
+        decide with ``local`` as it is then."""
+        local = _blob(local, "local") if local is not None else None
+        return self._merge_call("adopt-shared", local, _blob(shared, "shared"))
+
+    def blob_to_share(self, local: bytes, shared: Optional[bytes]) -> bytes:
+        """The shared copy to write after ``local`` changed, over the copy ``shared`` last read
+        (None: there is none): both memories merged, no dance; an unreadable ``shared`` is
+        replaced by the local memory. Equal to ``shared``: nothing to write. Raises
+        :class:`HistoryUnreadable` when ``local`` cannot be read."""
+        shared = _blob(shared, "shared") if shared is not None else None
+        return self._merge_call("blob-to-share", _blob(local, "local"), shared)
 
     def decide_json(self, request: Dict[str, Any]) -> Dict[str, Any]:
         """One ``tlsfallback decide`` request object in, its response object out (same keys and
