@@ -25,6 +25,7 @@
 import { createRequire } from 'node:module';
 import dns from 'node:dns';
 import { PolicyEngine, nodeTlsOptions } from '../src/index.js';
+import { FleetHistoryStore } from '../src/fleet.js';
 
 /** Haraka's return codes (haraka-constants), used when that package is not installed. */
 const FALLBACK_CONSTANTS = { cont: 900, stop: 901, deny: 902, denysoft: 903, ok: 906 };
@@ -84,7 +85,8 @@ export function outcomeFromError(err, { phase } = {}) {
  * Makes the plugin object (Haraka calls `register` on it, then the hooks with `this` bound to
  * it). Options:
  *   engine   a PolicyEngine (default: the contract's default policy)
- *   store    { get(peer) → Uint8Array|null, set(peer, history) } (sync or async), default a Map
+ *   store    { get(peer) → Uint8Array|null, set(peer, history) } (sync or async), default a Map;
+ *            a FleetHistoryStore (src/fleet.js) shares histories across nodes through Redis
  *   resolveMx(domain) → [{exchange, priority}] (default: node:dns)
  *   context(hmail, peer) → the delivery context (DANE, MTA-STS, REQUIRETLS...; default none)
  *   clock()  → seconds since the epoch (default: Date.now())
@@ -216,8 +218,15 @@ export function createPlugin(options = {}) {
   return plugin;
 }
 
-// Haraka-style module exports: a default plugin with a Map store.
-const defaultPlugin = createPlugin();
+// Haraka-style module exports: a default plugin with a Map store, or, when TLSFALLBACK_FLEET
+// names a Redis (`redis://[user:password@]host:port[/db]`), the fleet's store over a Map: every
+// Haraka node of the fleet then knows what any of them learned about a peer.
+const fleetUrl = process.env.TLSFALLBACK_FLEET;
+const defaultPlugin = createPlugin(fleetUrl ? {
+  store: await FleetHistoryStore.connect(fleetUrl, {
+    log: (line) => defaultPlugin.loginfo(line),
+  }),
+} : {});
 export const register = (...args) => defaultPlugin.register(...args);
 export const hook_get_mx = (...args) => defaultPlugin.hook_get_mx(...args);
 export const hook_deferred = (...args) => defaultPlugin.hook_deferred(...args);

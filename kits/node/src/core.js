@@ -415,12 +415,15 @@ const REQUEST_KEYS = new Set(['peer', 'now', 'history', 'last', 'context', 'poli
  *
  * `engine` is the component's exported `tlsfallback:policy/engine` interface as jco transpiles it
  * (an object with a `Decider` class): the built-in component or any operator's policy component.
- * `contract` is kits/vectors/contract.json, parsed. Throws when the contract is incomplete: fail
- * at load, not mid-delivery.
+ * `contract` is kits/vectors/contract.json, parsed. `fleet`, optional, is the component's
+ * exported `tlsfallback:policy/fleet` interface (the built-in component has it; a plugin need
+ * not): the history merge of `adoptShared` and `blobToShare`. Throws when the contract is
+ * incomplete: fail at load, not mid-delivery.
  *
- * @returns {{PolicyEngine: typeof PolicyEngine, DEFAULT_POLICY: object, contract: object, INTERFACE: string}}
+ * @returns {{PolicyEngine: typeof PolicyEngine, DEFAULT_POLICY: object, contract: object, INTERFACE: string,
+ *   adoptShared: Function, blobToShare: Function, sharesHistories: boolean}}
  */
-export function createKit({ engine, contract }) {
+export function createKit({ engine, contract, fleet }) {
   if (typeof engine?.Decider !== 'function') {
     throw new TypeError('createKit: engine must be the component\'s exported engine interface (with a Decider class)');
   }
@@ -598,7 +601,72 @@ export function createKit({ engine, contract }) {
     response: (peer, decision) => wireResponse(contract, peer, decision),
   });
 
-  return Object.freeze({ PolicyEngine, DEFAULT_POLICY, contract, INTERFACE: contract.interface, wire });
+  /**
+   * Calls one function of the component's fleet interface: its answer, or a
+   * `HistoryUnreadableError` for the `history-error` it returned.
+   */
+  const fleetCall = (name, ...args) => {
+    if (typeof fleet?.[name] !== 'function') {
+      throw new Error(`the component does not export ${contract.fleet?.interface ?? 'the fleet interface'}: `
+        + 'it cannot merge histories');
+    }
+    try {
+      return fleet[name](...args);
+    } catch (error) {
+      const tag = error?.payload?.tag;
+      if (typeof tag !== 'string') throw error;
+      throw new HistoryUnreadableError(tag, error.payload.val, historyErrorMessage(contract, error.payload));
+    }
+  };
+
+  /**
+   * The history to decide with: `local` (null for a peer this node never met) with the fleet's
+   * `shared` copy merged in, and `local`'s own dance (the component's `fleet.adopt-shared`).
+   * Throws `HistoryUnreadableError` for the first blob that cannot be read (`local` first):
+   * decide with `local` as it is then.
+   * @param {Uint8Array|null} local
+   * @param {Uint8Array} shared
+   * @returns {Uint8Array}
+   */
+  const adoptShared = (local, shared) => {
+    const localBytes = historyBytes(local, 'local');
+    if (!(shared instanceof Uint8Array)) throw new TypeError(`shared must be a Uint8Array (or Buffer), not ${describe(shared)}`);
+    return fleetCall('adoptShared', localBytes, shared);
+  };
+
+  /**
+   * The shared copy to write after `local` changed, over the copy `shared` last read (null: none):
+   * both memories merged, no dance; an unreadable `shared` is replaced by the local memory
+   * (`fleet.blob-to-share`). Equal to `shared`: nothing to write. Throws
+   * `HistoryUnreadableError` when `local` cannot be read.
+   * @param {Uint8Array} local
+   * @param {Uint8Array|null} shared
+   * @returns {Uint8Array}
+   */
+  const blobToShare = (local, shared) => {
+    if (!(local instanceof Uint8Array)) throw new TypeError(`local must be a Uint8Array (or Buffer), not ${describe(local)}`);
+    return fleetCall('blobToShare', local, historyBytes(shared, 'shared'));
+  };
+
+  return Object.freeze({
+    PolicyEngine, DEFAULT_POLICY, contract, INTERFACE: contract.interface, wire,
+    adoptShared, blobToShare, sharesHistories: typeof fleet?.adoptShared === 'function',
+  });
+}
+
+/** A history blob given to the fleet merge cannot be read. */
+export class HistoryUnreadableError extends Error {
+  /**
+   * @param {string} kind the `history-error` case (`truncated`, `too-long`, ...)
+   * @param {number|undefined} value its number, for the cases that carry one
+   * @param {string} message contract.json's message
+   */
+  constructor(kind, value, message) {
+    super(message);
+    this.name = 'HistoryUnreadableError';
+    this.kind = kind;
+    if (value !== undefined) this.value = value;
+  }
 }
 
 /** Converts a typed decision's `tls` into `tls.connect` options for Node (no cipher strings:

@@ -283,7 +283,49 @@ export interface Contract {
   explanations: Record<Reason, string>;
   history_errors: Record<HistoryErrorKind, string>;
   interface: string;
+  /** The fleet's protocol around the merge (the Rust host's constants). */
+  fleet: FleetProtocol;
 }
+
+/** How nodes share histories in Redis: contract.json's `fleet` section. */
+export interface FleetProtocol {
+  /** "tlsfallback:policy/fleet@0.2.0" */
+  interface: string;
+  /** A peer's key is key_prefix + peer + key_suffix ("tlsfb:v1:{" ... "}:h"). */
+  key_prefix: string;
+  key_suffix: string;
+  /** The hash field of the copy's version, bumped by each write. */
+  version_field: string;
+  /** The hash field of the copy's history blob (memory only, no dance). */
+  blob_field: string;
+  /** The Lua compare-and-set script (KEYS[1]; ARGV: expected version, blob, TTL in ms). */
+  compare_and_set: string;
+  compare_and_set_rounds: number;
+  shortest_key_ttl_secs: number;
+  default_budget_ms: number;
+  default_cache_ttl_ms: number;
+}
+
+/** A history blob given to the fleet merge cannot be read. */
+export class HistoryUnreadableError extends Error {
+  readonly kind: HistoryErrorKind;
+  /** The number of too-long, unsupported-version and trailing-bytes. */
+  readonly value?: number;
+}
+
+/**
+ * The history to decide with: `local` (null for a peer this node never met) with the fleet's
+ * `shared` copy merged in, and `local`'s own dance. Throws HistoryUnreadableError for the first
+ * blob that cannot be read (`local` first): decide with `local` as it is then.
+ */
+export function adoptShared(local: Uint8Array | null, shared: Uint8Array): Uint8Array;
+
+/**
+ * The shared copy to write after `local` changed, over the copy `shared` last read (null: none):
+ * both memories merged, no dance. Equal to `shared`: nothing to write. Throws
+ * HistoryUnreadableError when `local` cannot be read.
+ */
+export function blobToShare(local: Uint8Array, shared: Uint8Array | null): Uint8Array;
 
 export const contract: Readonly<Contract>;
 /** "tlsfallback:policy/engine@0.2.0" */
@@ -353,6 +395,11 @@ export interface Kit {
   DEFAULT_POLICY: Readonly<Policy>;
   contract: Readonly<Contract>;
   INTERFACE: string;
+  /** The fleet's merge (throws when the component does not export the fleet interface). */
+  adoptShared: typeof adoptShared;
+  blobToShare: typeof blobToShare;
+  /** Whether the component exports the fleet interface. */
+  sharesHistories: boolean;
   /** Conversions between the WIT records jco lifts and the wire format, for hosts that call a
    * component's `Decider` themselves. WIT values are typed `unknown`: their shape is jco's. */
   wire: {
@@ -371,6 +418,11 @@ export interface Kit {
 
 /** Binds the kit to a component's exported `engine` interface as jco transpiles it (the built-in
  * component or an operator's policy component) and the parsed contract.json. */
-export function createKit(options: { engine: { Decider: new (policy: Policy) => unknown }; contract: Contract }): Kit;
+export function createKit(options: {
+  engine: { Decider: new (policy: Policy) => unknown };
+  contract: Contract;
+  /** The component's exported `fleet` interface, when it has one. */
+  fleet?: { adoptShared: Function; blobToShare: Function };
+}): Kit;
 
 export default PolicyEngine;

@@ -35,11 +35,12 @@ try {
 export {
   TIERS, PROFILES, DANE_STATES, MTA_STS_STATES, TLS_ALERTS, CERTIFICATE_ERRORS, OUTCOMES,
   TLS_VERSIONS, TLS_RPT_RESULTS, REASONS, HISTORY_ERRORS, nodeTlsOptions, tlsVersionFromNode,
-  createKit, toBase64,
+  createKit, toBase64, HistoryUnreadableError,
 } from './core.js';
 
 const kit = createKit({
   engine: component.engine,
+  fleet: component.fleet,
   contract: JSON.parse(readFileSync(new URL('contract.json', DIST), 'utf8')),
 });
 
@@ -66,3 +67,12 @@ export const DEFAULT_POLICY = kit.DEFAULT_POLICY;
 export const PolicyEngine = kit.PolicyEngine;
 
 export default PolicyEngine;
+
+/**
+ * The fleet's history merge (the component's `fleet` interface): the history to decide with,
+ * `local` with the fleet's `shared` copy merged in. See `./fleet.js` for the Redis store.
+ */
+export const adoptShared = kit.adoptShared;
+
+/** The fleet's history merge: the shared copy to write after `local` changed. */
+export const blobToShare = kit.blobToShare;

@@ -46,3 +46,21 @@ engine.decide({ history: null });
 new PolicyEngine({ pin_duration_secs: 0 });
 // @ts-expect-error: tier only exists on attempts
 void d.tier;
+
+// The fleet's merge and its Redis store.
+import { adoptShared, blobToShare, HistoryUnreadableError } from '@tlsfallback/policy';
+import { FleetHistoryStore, keyOf } from '@tlsfallback/policy/fleet';
+
+export async function shareOnce(local: Uint8Array, shared: Uint8Array | null): Promise<string> {
+  try {
+    const adopted: Uint8Array = shared === null ? local : adoptShared(local, shared);
+    const written: Uint8Array = blobToShare(adopted, shared);
+    const store = await FleetHistoryStore.connect('redis://127.0.0.1:6379/0', { budgetMs: 50 });
+    await store.set('mx.example.net', written);
+    await store.close();
+    return keyOf('mx.example.net');
+  } catch (error) {
+    if (error instanceof HistoryUnreadableError) return error.kind;
+    throw error;
+  }
+}
