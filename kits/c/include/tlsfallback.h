@@ -54,6 +54,42 @@ void tlsfallback_string_free(char *text);
 /* Frees an engine. NULL is allowed. */
 void tlsfallback_engine_free(tlsfallback_engine *engine);
 
+/*
+ * The fleet's history merge, for MTAs that share peer histories across nodes (in Redis, say):
+ * histories are base64 text, as in requests and responses.
+ *
+ * tlsfallback_adopt_shared: before a decision, the local history (NULL for a peer this node never
+ * met) with the fleet's shared copy merged in: {"history":"..."}, or {"error":"..."} when a blob
+ * cannot be read (decide with the local history as it is then).
+ * tlsfallback_blob_to_share: after a change, the shared copy to write over the one last read
+ * (NULL: none): {"history":"..."} (equal to the copy read: nothing to write), or {"error":"..."}
+ * when the local history cannot be read.
+ * Free each result with tlsfallback_string_free.
+ */
+char *tlsfallback_adopt_shared(const char *local_b64, const char *shared_b64);
+char *tlsfallback_blob_to_share(const char *local_b64, const char *shared_b64);
+
+/*
+ * How the nodes of a fleet share histories in Redis, the protocol every tlsfallback host follows
+ * (so C, Python, Node and `tlsfallback` nodes share one fleet): a peer's copy is the hash
+ * key_prefix + peer + key_suffix with the fields version_field and blob_field (HMGET both); to
+ * write, merge with tlsfallback_blob_to_share, and unless the result equals the copy read, run
+ * compare_and_set (EVAL/EVALSHA, 1 key; ARGV: the version read or "", the blob, the TTL in ms)
+ * and, when it answers {0, version, blob} (another node won), merge again with that copy, at
+ * most compare_and_set_rounds times. Static: do not free.
+ */
+typedef struct tlsfallback_fleet_protocol {
+    const char *key_prefix;
+    const char *key_suffix;
+    const char *version_field;
+    const char *blob_field;
+    const char *compare_and_set;
+    unsigned int compare_and_set_rounds;
+    unsigned long long shortest_key_ttl_secs;
+} tlsfallback_fleet_protocol;
+
+const tlsfallback_fleet_protocol *tlsfallback_fleet(void);
+
 /* The library version and the interface it embeds, e.g. "0.1.0 tlsfallback:policy@0.2.0".
  * Static: do not free. */
 const char *tlsfallback_version(void);

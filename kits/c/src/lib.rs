@@ -14,6 +14,11 @@
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use tlsfallback_engine::fleet_protocol;
 
 use tlsfallback_engine::answer::{Buffers, answer, error_text};
 use tlsfallback_engine::component::PolicyComponent;
@@ -164,6 +169,153 @@ pub unsafe extern "C" fn tlsfallback_engine_free(engine: *mut Engine) {
         // SAFETY: the caller promises a pointer from Box::into_raw, freed once.
         drop(unsafe { Box::from_raw(engine) });
     }
+}
+
+/// Reads an optional base64 history argument (NULL: none).
+///
+/// # Safety
+///
+/// As [`from_c`].
+unsafe fn history_arg(text: *const c_char, what: &str) -> Result<Option<Vec<u8>>, String> {
+    if text.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller promises a NUL-terminated string.
+    let text = unsafe { from_c(text, what) }?;
+    BASE64
+        .decode(text)
+        .map(Some)
+        .map_err(|e| format!("{what}: not valid base64: {e}"))
+}
+
+/// `{"history": base64}` or `{"error": message}` for a merge result.
+fn merge_json(result: Result<policy_core::HistoryBlob, policy_core::HistoryError>) -> String {
+    match result {
+        Ok(blob) => serde_json::json!({ "history": BASE64.encode(blob.as_bytes()) }).to_string(),
+        Err(error) => error_json(&error.to_string()),
+    }
+}
+
+/// Runs a merge entry point: its JSON, with panics caught.
+fn merge_entry(name: &str, merge: impl FnOnce() -> Result<String, String>) -> *mut c_char {
+    let result = catch_unwind(AssertUnwindSafe(merge));
+    to_c(match result {
+        Ok(Ok(json)) => json,
+        Ok(Err(message)) => error_json(&message),
+        Err(_) => error_json(&format!("{name} panicked")),
+    })
+}
+
+/// The fleet's history merge before a decision: `local_b64` (NULL for a peer this node never
+/// met) with the fleet's `shared_b64` copy merged in, and the local dance, as
+/// `{"history":"…"}`; `{"error":"…"}` when a blob cannot be read (then decide with the local
+/// history as it is). Free the result with [`tlsfallback_string_free`].
+///
+/// # Safety
+///
+/// Each argument is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tlsfallback_adopt_shared(
+    local_b64: *const c_char,
+    shared_b64: *const c_char,
+) -> *mut c_char {
+    merge_entry("tlsfallback_adopt_shared", || {
+        // SAFETY: the caller promises C strings or NULL.
+        let local = unsafe { history_arg(local_b64, "local") }?;
+        // SAFETY: as above.
+        let shared = unsafe { history_arg(shared_b64, "shared") }?.ok_or("shared is NULL")?;
+        Ok(merge_json(policy_core::adopt_shared(
+            local.as_deref(),
+            &shared,
+        )))
+    })
+}
+
+/// The fleet's history merge after a change: the shared copy to write for `local_b64` over the
+/// copy `shared_b64` last read (NULL: none), as `{"history":"…"}` (equal to the copy read:
+/// nothing to write); `{"error":"…"}` when the local history cannot be read. Free the result
+/// with [`tlsfallback_string_free`].
+///
+/// # Safety
+///
+/// Each argument is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tlsfallback_blob_to_share(
+    local_b64: *const c_char,
+    shared_b64: *const c_char,
+) -> *mut c_char {
+    merge_entry("tlsfallback_blob_to_share", || {
+        // SAFETY: the caller promises C strings or NULL.
+        let local = unsafe { history_arg(local_b64, "local") }?.ok_or("local is NULL")?;
+        // SAFETY: as above.
+        let shared = unsafe { history_arg(shared_b64, "shared") }?;
+        Ok(merge_json(policy_core::blob_to_share(
+            &local,
+            shared.as_deref(),
+        )))
+    })
+}
+
+/// How the nodes of a fleet share histories in Redis (`tlsfallback_engine::fleet_protocol`).
+#[repr(C)]
+pub struct FleetProtocol {
+    /// A peer's key is `key_prefix` + peer + `key_suffix`.
+    pub key_prefix: *const c_char,
+    /// See `key_prefix`.
+    pub key_suffix: *const c_char,
+    /// The hash field of the copy's version.
+    pub version_field: *const c_char,
+    /// The hash field of the copy's history blob.
+    pub blob_field: *const c_char,
+    /// The Lua compare-and-set script.
+    pub compare_and_set: *const c_char,
+    /// Rounds a write tries before it gives up.
+    pub compare_and_set_rounds: u32,
+    /// The fewest seconds a copy lives after its last write.
+    pub shortest_key_ttl_secs: u64,
+}
+
+/// The protocol's strings, kept for the life of the process.
+struct Protocol {
+    _strings: Vec<CString>,
+    c: FleetProtocol,
+}
+
+// SAFETY: the pointers point into `_strings`, which is never changed or dropped (a static).
+unsafe impl Send for Protocol {}
+// SAFETY: as above; nothing is ever written through them.
+unsafe impl Sync for Protocol {}
+
+/// The fleet's protocol, a static struct: do not free it. Never NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn tlsfallback_fleet() -> *const FleetProtocol {
+    static PROTOCOL: OnceLock<Protocol> = OnceLock::new();
+    let protocol = PROTOCOL.get_or_init(|| {
+        let strings: Vec<CString> = [
+            fleet_protocol::KEY_PREFIX,
+            fleet_protocol::KEY_SUFFIX,
+            fleet_protocol::VERSION_FIELD,
+            fleet_protocol::BLOB_FIELD,
+            fleet_protocol::COMPARE_AND_SET_SCRIPT,
+        ]
+        .into_iter()
+        .map(|text| CString::new(text).unwrap_or_default())
+        .collect();
+        let c = FleetProtocol {
+            key_prefix: strings[0].as_ptr(),
+            key_suffix: strings[1].as_ptr(),
+            version_field: strings[2].as_ptr(),
+            blob_field: strings[3].as_ptr(),
+            compare_and_set: strings[4].as_ptr(),
+            compare_and_set_rounds: fleet_protocol::CAS_ROUNDS,
+            shortest_key_ttl_secs: fleet_protocol::SHORTEST_KEY_TTL.as_secs(),
+        };
+        Protocol {
+            _strings: strings,
+            c,
+        }
+    });
+    &protocol.c
 }
 
 /// The library's version and the WIT interface it embeds, e.g. `0.1.0 tlsfallback:policy@0.2.0`.

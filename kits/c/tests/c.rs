@@ -45,6 +45,11 @@ fn install(prefix: &Path) {
 
 /// Compiles `source` with gcc, flags from pkg-config, warnings as errors.
 fn compile(prefix: &Path, source: &str, output: &Path) {
+    compile_with(prefix, source, output, &[]);
+}
+
+/// As [`compile`], linking `libraries` too.
+fn compile_with(prefix: &Path, source: &str, output: &Path, libraries: &[&str]) {
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "tlsfallback"])
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
@@ -65,6 +70,7 @@ fn compile(prefix: &Path, source: &str, output: &Path) {
         .arg(output)
         .arg(&source)
         .args(flags.split_whitespace())
+        .args(libraries)
         .status()
         .expect("gcc runs");
     assert!(status.success(), "gcc failed on {}", source.display());
@@ -119,4 +125,27 @@ fn bad_policies_are_refused_with_a_message() {
     assert!(message.contains("paranoid"), "{message}");
     // SAFETY: freed once.
     unsafe { tlsfallback::tlsfallback_string_free(error) };
+}
+
+/// Two C nodes of one fleet through a real redis-server (hiredis, as a C MTA would): what node A
+/// learned about a legacy-only peer makes node B start at legacy-tls, and a forged shared copy
+/// is refused (`tests/fleet.c`).
+#[test]
+fn two_c_nodes_share_a_legacy_only_peer_through_redis_and_refuse_a_forged_copy() {
+    let redis = tlsfallback_testkit::rig::redis::RedisServer::start().unwrap();
+    let prefix = tempfile::tempdir().unwrap();
+    install(prefix.path());
+    let program = prefix.path().join("fleet");
+    compile_with(prefix.path(), "tests/fleet.c", &program, &["-lhiredis"]);
+    let output = Command::new(&program)
+        .arg(redis.port().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok\n");
 }
