@@ -32,10 +32,14 @@ pub struct Target {
 }
 
 /// Every target.
-pub const TARGETS: [Target; 10] = [
+pub const TARGETS: [Target; 11] = [
     Target {
         name: "history",
         run: history,
+    },
+    Target {
+        name: "fleet_merge",
+        run: fleet_merge,
     },
     Target {
         name: "decide",
@@ -84,6 +88,38 @@ pub fn history(data: &[u8]) {
     let blob = history.encode();
     assert!(blob.as_bytes().len() <= MAX_HISTORY_LEN);
     assert_eq!(History::decode(blob.as_bytes()), Ok(history));
+}
+
+/// A node's history and a fleet's shared copy, the copy being anything Redis held (the first
+/// byte is the local blob's length, the rest after it the copy): the merge never panics, and
+/// what it gives decodes within the size bound, knows everything both sides know, keeps the
+/// local dance before a decision and carries no dance to share.
+pub fn fleet_merge(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let (local, shared) = rest.split_at(usize::from(split).min(rest.len()));
+    let (local_history, shared_history) = (History::decode(local), History::decode(shared));
+    match policy_core::adopt_shared(Some(local), shared) {
+        Ok(adopted) => {
+            let adopted = History::decode(adopted.as_bytes()).expect("the merge decodes");
+            let (local, shared) = (local_history.expect("ok"), shared_history.expect("ok"));
+            assert!(local.memory.is_covered_by(&adopted.memory));
+            assert!(shared.memory.is_covered_by(&adopted.memory));
+            assert_eq!(adopted.dance, local.dance);
+        }
+        Err(_) => assert!(local_history.is_err() || shared_history.is_err()),
+    }
+    match policy_core::blob_to_share(local, Some(shared)) {
+        Ok(written) => {
+            assert!(written.as_bytes().len() <= MAX_HISTORY_LEN);
+            let written = History::decode(written.as_bytes()).expect("the copy decodes");
+            assert_eq!(written.dance, None);
+            let local = History::decode(local).expect("ok");
+            assert!(local.memory.is_covered_by(&written.memory));
+        }
+        Err(_) => assert!(local_history.is_err()),
+    }
 }
 
 /// `tlsfallback decide`'s input (JSON Lines, with the native engine and a policy file with
