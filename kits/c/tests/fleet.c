@@ -80,6 +80,17 @@ static char *decide(tlsfallback_engine *engine, const char *history, const char 
     return tlsfallback_decide(engine, request);
 }
 
+/* One step of a dance: decides with *history, which becomes the new history; the response must
+ * contain `expect`. */
+static void step(tlsfallback_engine *engine, char **history, const char *last, const char *expect,
+                 const char *what) {
+    char *r = decide(engine, *history, last);
+    free(*history);
+    *history = json_string(r, "history");
+    check(strstr(r, expect) != NULL, what, r);
+    tlsfallback_string_free(r);
+}
+
 static char *key_of(const tlsfallback_fleet_protocol *fleet) {
     size_t len = strlen(fleet->key_prefix) + strlen(PEER) + strlen(fleet->key_suffix) + 1;
     char *key = malloc(len);
@@ -177,21 +188,14 @@ int main(int argc, char **argv) {
     }
 
     /* Node A: modern-tls, a protocol_version alert, legacy-tls, delivered over TLS 1.0. */
-    char *r = decide(node_a, NULL, NULL);
-    char *history = json_string(r, "history");
-    tlsfallback_string_free(r);
-    r = decide(node_a, history,
-               "{\"tier\":\"modern-tls\",\"outcome\":\"tls-alert\",\"alert\":\"protocol-version\"}");
-    free(history);
-    history = json_string(r, "history");
-    check(strstr(r, "\"tier\":\"legacy-tls\"") != NULL, "node A steps down to legacy-tls", r);
-    tlsfallback_string_free(r);
-    r = decide(node_a, history,
-               "{\"tier\":\"legacy-tls\",\"outcome\":\"success\",\"version\":\"TLSv1\"}");
-    free(history);
-    history = json_string(r, "history");
-    check(strstr(r, "\"action\":\"done\"") != NULL, "node A delivers", r);
-    tlsfallback_string_free(r);
+    char *history = NULL;
+    step(node_a, &history, NULL, "\"tier\":\"modern-tls\"", "node A starts at modern-tls");
+    step(node_a, &history,
+         "{\"tier\":\"modern-tls\",\"outcome\":\"tls-alert\",\"alert\":\"protocol-version\"}",
+         "\"tier\":\"legacy-tls\"", "node A steps down to legacy-tls");
+    step(node_a, &history,
+         "{\"tier\":\"legacy-tls\",\"outcome\":\"success\",\"version\":\"TLSv1\"}",
+         "\"action\":\"done\"", "node A delivers");
     check(publish(redis, fleet, history) == 1, "node A writes the shared copy", NULL);
     check(publish(redis, fleet, history) == 0, "node A's second write changes nothing", NULL);
     free(history);
@@ -199,7 +203,7 @@ int main(int argc, char **argv) {
     /* Node B has never met the peer: the fleet's copy makes it start at legacy-tls. */
     char *adopted = adopt(redis, fleet, NULL, NULL);
     check(adopted != NULL, "node B adopts the shared copy", NULL);
-    r = decide(node_b, adopted, NULL);
+    char *r = decide(node_b, adopted, NULL);
     check(strstr(r, "\"tier\":\"legacy-tls\"") != NULL, "node B starts at legacy-tls", r);
     check(strstr(r, "\"reason\":\"remembered-tier\"") != NULL, "node B remembers the tier", r);
     tlsfallback_string_free(r);
