@@ -108,8 +108,9 @@ export class FleetHistoryStore {
     const redis = new Redis(url, {
       commandTimeout: budget,
       connectTimeout: Math.max(budget, connectTimeoutMs),
-      // No retry or queue inside the client: a retry doubles the wait, and the breaker decides
-      // when to call a failing server again.
+      // No retry inside the client: a retry doubles the wait, and the breaker decides when to
+      // call a failing server again. A command sent while the client (re)connects waits in its
+      // queue, but no longer than commandTimeout: a new process's first call needs that.
       maxRetriesPerRequest: 0,
       enableOfflineQueue: true,
       ...(ca === undefined ? {} : { tls: { ca } }),
