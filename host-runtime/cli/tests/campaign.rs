@@ -606,15 +606,7 @@ fn the_test_clock_sets_the_time_of_deliver_and_a_bad_value_is_refused() {
     let row = store.list().unwrap().pop().expect("the peer's row");
     assert_eq!(row.updated_at, START + 3 * DAY + 3_600);
     let output = crate::util::run_with_env(
-        &[
-            "deliver",
-            "--from",
-            "a@example.test",
-            "--to",
-            "b@example.test",
-            "--mx",
-            "127.0.0.1:9",
-        ],
+        &[&crate::util::DELIVER_TO_MX[..], &["127.0.0.1:9"]].concat(),
         MESSAGE,
         &[
             (TEST_NOW_VAR, "next tuesday".to_owned()),

@@ -41,18 +41,7 @@ impl Env {
     }
 
     fn deliver(&self, mx: &str) -> (i32, String) {
-        let output = self.run(
-            &[
-                "deliver",
-                "--from",
-                "a@example.test",
-                "--to",
-                "b@example.test",
-                "--mx",
-                mx,
-            ],
-            MESSAGE,
-        );
+        let output = self.run(&[&crate::util::DELIVER_TO_MX[..], &[mx]].concat(), MESSAGE);
         (
             output.status.code().unwrap(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -558,15 +547,10 @@ fn helo_with_crlf_is_refused_not_sent() {
     ] {
         let output = env.run(
             &[
-                "deliver",
-                "--from",
-                "a@example.test",
-                "--to",
-                "b@example.test",
-                "--mx",
-                &format!("127.0.0.1:{port}"),
-                &format!("--helo={helo}"),
-            ],
+                &crate::util::DELIVER_TO_MX[..],
+                &[&format!("127.0.0.1:{port}"), &format!("--helo={helo}")],
+            ]
+            .concat(),
             MESSAGE,
         );
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -614,16 +598,10 @@ fn dribbling_peer_cannot_hold_an_attempt_past_its_deadline() {
     let peer = LocalPeer::start(PeerKind::DribblingGreeting, identity()).unwrap();
     let output = env.run(
         &[
-            "deliver",
-            "--from",
-            "a@example.test",
-            "--to",
-            "b@example.test",
-            "--mx",
-            &mx(&peer),
-            "--attempt-timeout-secs",
-            "1",
-        ],
+            &crate::util::DELIVER_TO_MX[..],
+            &[&mx(&peer), "--attempt-timeout-secs", "1"],
+        ]
+        .concat(),
         MESSAGE,
     );
     let log = String::from_utf8_lossy(&output.stderr);
@@ -744,16 +722,10 @@ fn deliver_while_the_database_gets_locked(
     });
     let output = env.run(
         &[
-            "deliver",
-            "--from",
-            "a@example.test",
-            "--to",
-            "b@example.test",
-            "--mx",
-            &format!("127.0.0.1:{port}"),
-            "--db-busy-timeout-ms",
-            "200",
-        ],
+            &crate::util::DELIVER_TO_MX[..],
+            &[&format!("127.0.0.1:{port}"), "--db-busy-timeout-ms", "200"],
+        ]
+        .concat(),
         MESSAGE,
     );
     (output, port, holder)

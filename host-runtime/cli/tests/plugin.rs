@@ -151,20 +151,18 @@ fn a_plugin_that_cannot_be_loaded_stops_the_host_with_the_reason() {
 fn deliver_with(plugin: &str, fail_mode: &str, peer: &LocalPeer, db: &Path) -> (i32, String) {
     let output = run(
         &[
-            "deliver",
-            "--from",
-            "a@example.test",
-            "--to",
-            "b@example.test",
-            "--mx",
-            &format!("127.0.0.1:{}", peer.address.port()),
-            "--db",
-            db.to_str().unwrap(),
-            "--policy-component",
-            plugin,
-            "--fail-mode",
-            fail_mode,
-        ],
+            &crate::util::DELIVER_TO_MX[..],
+            &[
+                &format!("127.0.0.1:{}", peer.address.port()),
+                "--db",
+                db.to_str().unwrap(),
+                "--policy-component",
+                plugin,
+                "--fail-mode",
+                fail_mode,
+            ],
+        ]
+        .concat(),
         "Subject: plugin\n\nbody\n",
     );
     (

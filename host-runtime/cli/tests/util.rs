@@ -94,20 +94,26 @@ impl Drop for SmallDisk {
     }
 }
 
+/// The start of a `deliver` command line: the test envelope, then `--mx` (the MX comes next).
+pub(crate) const DELIVER_TO_MX: [&str; 6] = [
+    "deliver",
+    "--from",
+    "a@example.test",
+    "--to",
+    "b@example.test",
+    "--mx",
+];
+
 /// The arguments of `tlsfallback deliver` of one test message from `a@example.test` to
 /// `b@example.test` through `mx`, with the test's policy file and history database.
 pub(crate) fn deliver_args<'a>(mx: &'a str, policy: &'a Path, db: &'a Path) -> Vec<&'a str> {
-    vec![
-        "deliver",
-        "--from",
-        "a@example.test",
-        "--to",
-        "b@example.test",
-        "--mx",
+    let mut args = DELIVER_TO_MX.to_vec();
+    args.extend([
         mx,
         "--policy",
         policy.to_str().expect("a UTF-8 path"),
         "--db",
         db.to_str().expect("a UTF-8 path"),
-    ]
+    ]);
+    args
 }
