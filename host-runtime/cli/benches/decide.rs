@@ -345,17 +345,11 @@ fn bench_postfix(c: &mut Criterion) {
     use tlsfallback_mta::postfix::{Daemon, DaemonOptions, log::Tracker};
     let dir = tempfile::tempdir().unwrap();
     let store = tlsfallback_mta::store::HistoryStore::open(&dir.path().join("h.sqlite3")).unwrap();
-    let mut engine = PolicyComponent::builtin().unwrap();
+    let engine = Box::new(PolicyComponent::builtin().unwrap());
     let policy = tlsfallback_engine::config::PolicyFile::default();
-    let mut log = |_: &str| {};
-    let mut daemon = Daemon::new(
-        &mut engine,
-        store,
-        &policy,
-        DaemonOptions::default(),
-        &mut log,
-    )
-    .unwrap();
+    let mut log = |_: &tlsfallback_mta::postfix::events::Event| {};
+    let mut daemon =
+        Daemon::new(engine, store, policy, DaemonOptions::default(), &mut log).unwrap();
     let mut group = c.benchmark_group("postfix");
     group.bench_function("lookup-known-destination", |b| {
         b.iter(|| black_box(daemon.answer(b"tlsfallback [127.0.0.1]:2525", Some(4511), NOW)));

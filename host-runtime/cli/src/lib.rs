@@ -7,5 +7,6 @@
 
 pub mod commands;
 mod flags;
+mod logging;
 
 pub use commands::Cli;

@@ -39,6 +39,9 @@ mod postfix;
 mod postfix_attribution;
 // `tlsfallback postfix serve`: the socketmap daemon with a real sending Postfix, its log, bad requests.
 mod postfix_daemon;
+// `postfix serve` operated: a real Prometheus scraping its metrics, its JSON log, SIGHUP reloads
+// under load.
+mod operations;
 // A real Postfix doing DANE through the rig's validating resolver, plain and with our map: the floor
 // holds (DANE, MTA-STS, pins) and the dance goes on where there is none.
 mod postfix_dane;

@@ -53,13 +53,12 @@ fn run_daemon_on(
     scene: impl FnOnce(&mut Scene<'_>),
 ) -> Vec<String> {
     let policy = PolicyFile::parse(policy).unwrap();
-    let mut engine = NativeEngine;
     let mut lines = Vec::new();
-    let mut log = |line: &str| lines.push(line.to_owned());
+    let mut log = |event: &tlsfallback_mta::postfix::events::Event| lines.push(event.to_string());
     let mut daemon = Daemon::new(
-        &mut engine,
+        Box::new(NativeEngine),
         store,
-        &policy,
+        policy,
         DaemonOptions::default(),
         &mut log,
     )
@@ -108,7 +107,13 @@ impl Scene<'_> {
 }
 
 /// The lines Postfix logs for one attempt of process `pid` to 127.0.0.1:`port` for `domain`.
-fn attempt(pid: u32, port: u16, queue_id: &str, rcpt: &str, success: bool) -> Vec<String> {
+pub(crate) fn attempt(
+    pid: u32,
+    port: u16,
+    queue_id: &str,
+    rcpt: &str,
+    success: bool,
+) -> Vec<String> {
     let at = format!("Dec  1 12:00:00 sender postfix/smtp[{pid}]:");
     let relay = format!("relay=127.0.0.1[127.0.0.1]:{port}, delay=1, delays=0/0/0/1");
     if success {

@@ -65,6 +65,11 @@ impl Daemon {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut first = String::new();
         stderr.read_line(&mut first).unwrap();
+        // With --log-format json the line is an object whose message is the human line.
+        let first = serde_json::from_str::<serde_json::Value>(&first)
+            .ok()
+            .and_then(|record| record["message"].as_str().map(str::to_owned))
+            .unwrap_or(first);
         let port = first
             .strip_prefix("listening on inet:127.0.0.1:")
             .and_then(|rest| rest.split(';').next())
@@ -78,6 +83,11 @@ impl Daemon {
             }
         });
         Self { child, port, lines }
+    }
+
+    /// The daemon's pid, for signals.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn lines(&self) -> Vec<String> {

@@ -88,6 +88,33 @@ pub enum CallError {
     },
 }
 
+impl CallError {
+    /// Every cause's name, in declaration order: the fixed label set of the plugin failure
+    /// metric.
+    pub const CAUSES: [&'static str; 6] = [
+        "out-of-fuel",
+        "deadline-exceeded",
+        "memory-limit",
+        "trapped",
+        "invalid-output",
+        "history-too-long",
+    ];
+
+    /// The kebab-case name of the cause (one of [`CAUSES`](Self::CAUSES)), without its details.
+    #[must_use]
+    pub const fn cause(&self) -> &'static str {
+        let index = match self {
+            Self::OutOfFuel { .. } => 0,
+            Self::DeadlineExceeded { .. } => 1,
+            Self::MemoryLimit { .. } => 2,
+            Self::Trapped(_) => 3,
+            Self::InvalidOutput(_) => 4,
+            Self::HistoryTooLong { .. } => 5,
+        };
+        Self::CAUSES[index]
+    }
+}
+
 /// Why a component could not be loaded: reported at start-up, before any call.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

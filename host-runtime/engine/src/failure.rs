@@ -44,6 +44,18 @@ pub enum PluginFailure {
     Refused(#[from] Refusal),
 }
 
+impl PluginFailure {
+    /// The cause's kebab-case name without its details: a call's
+    /// [`CallError::cause`], or `refused` (the guard refused the decision).
+    #[must_use]
+    pub const fn cause(&self) -> &'static str {
+        match self {
+            Self::Call(error) => error.cause(),
+            Self::Refused(_) => "refused",
+        }
+    }
+}
+
 /// One plugin failure, as it comes back with the decision the fail mode made instead
 /// ([`Decided::plugin_failure`]).
 #[derive(Clone, Debug, PartialEq, Eq)]

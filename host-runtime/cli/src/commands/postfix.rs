@@ -1,6 +1,5 @@
 //! `tlsfallback postfix serve` and `tlsfallback postfix config`.
 
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -9,9 +8,11 @@ use tlsfallback_mta::clock::Clock;
 use tlsfallback_mta::store::HistoryStore;
 
 use tlsfallback_mta::postfix::policy::LOW_CIPHERLIST;
+use tlsfallback_mta::postfix::server::Operations;
 use tlsfallback_mta::postfix::{Daemon, ListenAddress, serve};
 
-use crate::flags::{DnsArgs, EngineArgs, SocketmapArgs, StoreArgs, TlsRptArgs};
+use crate::flags::{DnsArgs, EngineArgs, SocketmapArgs, StoreArgs, TlsRptArgs, parse_named};
+use crate::logging::LogFormat;
 
 /// The `main.cf` lines that hand Postfix's TLS policy to the daemon at `address`.
 #[must_use]
@@ -44,7 +45,7 @@ pub fn config_text(address: &ListenAddress, map_name: &str, log: Option<&Path>) 
     )
 }
 
-/// Runs the daemon until it fails, writing one line per lookup and per outcome to `log`.
+/// Runs the daemon until it fails, logging where it listens (and serves metrics) first.
 ///
 /// # Errors
 ///
@@ -54,16 +55,26 @@ pub fn run(
     clock: &mut dyn Clock,
     address: &ListenAddress,
     log_file: Option<(&Path, bool)>,
+    operations: Operations<'_>,
     map_name: &str,
-    out: &mut dyn Write,
+    metrics_at: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
-    serve(daemon, clock, address, log_file, &mut |bound| {
-        let _ = writeln!(
-            out,
-            "listening on {bound}; main.cf: smtp_tls_policy_maps = {}",
-            bound.postfix_table(map_name)
+    serve(daemon, clock, address, log_file, operations, &mut |bound| {
+        // The listening line comes first (scripts wait for it), in the log's format.
+        let table = bound.postfix_table(map_name);
+        tracing::info!(
+            event = "listening",
+            address = %bound,
+            table,
+            "listening on {bound}; main.cf: smtp_tls_policy_maps = {table}"
         );
-        let _ = out.flush();
+        if let Some(metrics_at) = metrics_at {
+            tracing::info!(
+                event = "metrics",
+                address = %metrics_at,
+                "metrics on http://{metrics_at}/metrics"
+            );
+        }
     })?;
     Ok(())
 }
@@ -150,6 +161,18 @@ pub(crate) struct PostfixServeArgs {
     /// it, use --tlsrpt and let Postfix report).
     #[command(flatten)]
     pub(crate) tlsrpt_report: TlsRptArgs,
+    /// Serve metrics in the Prometheus text format at http://ADDRESS/metrics (off unless
+    /// given; for example 127.0.0.1:9464).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) metrics: Option<String>,
+    /// How the log on stderr is written: `human` (a line per lookup and outcome) or `json`
+    /// (one object per record, with stable event names and fields).
+    #[arg(long, default_value = LogFormat::default().name(), value_parser = parse_log_format)]
+    pub(crate) log_format: LogFormat,
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    parse_named(&LogFormat::ALL, LogFormat::name, "log format", text)
 }
 
 fn parse_mode(text: &str) -> Result<tlsfallback_mta::postfix::AnswerMode, String> {
@@ -207,10 +230,12 @@ impl PostfixCommand {
 /// Runs the Postfix policy daemon until it fails.
 fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
     use tlsfallback_mta::postfix::{Daemon, DaemonOptions};
-    let (policy_file, mut engine) = args.engine.resolve()?;
+    crate::logging::install(args.log_format)?;
+    let (policy_file, engine) = args.engine.resolve()?;
     let mut store = HistoryStore::open(&args.store.path())?;
     args.fleet
         .attach(&policy_file, engine.as_ref(), &mut store)?;
+    let fleet_attached = store.fleet().is_some();
     let mut clock = tlsfallback_mta::clock::HostClock::from_env()?;
     let options = DaemonOptions {
         map_name: args.socketmap.map_name.clone(),
@@ -247,8 +272,28 @@ fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
             tlsfallback_mta::postfix::floor::FloorService::start(settings)?,
         ))
     };
-    let mut log = |line: &str| eprintln!("{line}");
-    let mut daemon = Daemon::new(engine.as_mut(), store, &policy_file, options, &mut log)?;
+    let metrics = args.metrics.as_deref().map(|_| {
+        let mut metrics = tlsfallback_mta::metrics::Metrics::new();
+        if let Some(floors) = &floors {
+            metrics.watch_floors(floors.clone());
+        }
+        std::sync::Arc::new(metrics)
+    });
+    let metrics_address = match (&args.metrics, &metrics) {
+        (Some(address), Some(metrics)) => Some(tlsfallback_mta::metrics::http::spawn(
+            address,
+            std::sync::Arc::clone(metrics),
+        )?),
+        _ => None,
+    };
+    let counted = metrics.clone();
+    let mut log = move |event: &tlsfallback_mta::postfix::events::Event| {
+        if let Some(metrics) = &counted {
+            metrics.observe(event);
+        }
+        event.emit();
+    };
+    let mut daemon = Daemon::new(engine, store, policy_file, options, &mut log)?;
     if let Some(floors) = floors {
         daemon = daemon.with_floors(floors);
     }
@@ -265,12 +310,39 @@ fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
         .log
         .as_deref()
         .map(|path| (path, args.forget_log_position));
+    // SIGHUP reads the policy file and the plugin anew, as at start; the resolver's, the
+    // fleet's and TLS-RPT's settings stay as they were read at start.
+    let mut reload = || -> tlsfallback_mta::postfix::server::Reloaded {
+        let (policy_file, engine) = args
+            .engine
+            .resolve()
+            .map_err(|error| format!("{error:#}"))?;
+        if fleet_attached && !engine.history_is_builtin_format() {
+            return Err(
+                "--fleet shares histories in the built-in format, and the new plugin \
+                        keeps its own"
+                    .to_owned(),
+            );
+        }
+        Ok((policy_file, engine))
+    };
+    let policy_name = args
+        .engine
+        .policy
+        .as_deref()
+        .map_or_else(|| "built-in".to_owned(), |path| path.display().to_string());
+    let operations = Operations {
+        metrics,
+        reload: Some(&mut reload),
+        policy_name,
+    };
     run(
         &mut daemon,
         &mut clock,
         &args.socketmap.listen,
         log_file,
+        operations,
         &args.socketmap.map_name,
-        &mut io::stderr(),
+        metrics_address,
     )
 }

@@ -49,6 +49,18 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// alone.
 pub(super) type Prepare = Arc<dyn Fn(&[u8]) -> Prepared + Send + Sync>;
 
+/// Told how long each lookup took, from its request read to its reply ready (the metrics).
+pub(super) type LookupTimer = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// What the connections' threads do for each request besides framing it.
+#[derive(Clone, Default)]
+pub(super) struct Hooks {
+    /// Looks up the floor first.
+    pub(super) prepare: Option<Prepare>,
+    /// Is told each lookup's duration.
+    pub(super) timer: Option<LookupTimer>,
+}
+
 /// What a connection's thread made of a request.
 pub(super) enum Prepared {
     /// For the decider, with the request's floor (`None`: a request answered without one).
@@ -73,6 +85,8 @@ pub(super) enum Job {
     },
     /// A warning for the daemon's log (only the deciding thread writes it).
     Warning(String),
+    /// Read the policy anew (SIGHUP), between two lookups.
+    Reload,
 }
 
 /// Raises the soft descriptor limit to the hard one, and returns how many connections of the
@@ -319,14 +333,14 @@ impl Throttled {
 pub(super) fn spawn_listener<L: Listener>(
     listener: L,
     jobs: mpsc::Sender<Job>,
-    prepare: Option<Prepare>,
+    hooks: Hooks,
     max_connections: usize,
     idle_timeout: Duration,
 ) -> io::Result<()> {
     let acceptor = Acceptor {
         connections: Arc::new(Connections::new(max_connections)),
         jobs,
-        prepare,
+        hooks,
         idle_timeout,
         replaced: Throttled::new(WARNING_INTERVAL),
         refused: Throttled::new(WARNING_INTERVAL),
@@ -344,7 +358,7 @@ pub(super) fn spawn_listener<L: Listener>(
 struct Acceptor<S: Stream> {
     connections: Arc<Connections<S>>,
     jobs: mpsc::Sender<Job>,
-    prepare: Option<Prepare>,
+    hooks: Hooks,
     idle_timeout: Duration,
     replaced: Throttled,
     refused: Throttled,
@@ -404,13 +418,11 @@ impl<S: Stream> Acceptor<S> {
             id,
         };
         let jobs = self.jobs.clone();
-        let prepare = self.prepare.clone();
+        let hooks = self.hooks.clone();
         let thread_stream = Arc::clone(&stream);
         let spawned = std::thread::Builder::new()
             .name("socketmap-connection".to_owned())
-            .spawn(move || {
-                serve_connection(&thread_stream, &registration, &jobs, prepare.as_ref())
-            });
+            .spawn(move || serve_connection(&thread_stream, &registration, &jobs, &hooks));
         if let Err(error) = spawned {
             // The registration went with the closure and is given up already.
             refuse(&stream, "could not start a thread for the connection");
@@ -464,7 +476,7 @@ fn serve_connection<S: Stream>(
     stream: &Arc<S>,
     registration: &Registration<S>,
     jobs: &mpsc::Sender<Job>,
-    prepare: Option<&Prepare>,
+    hooks: &Hooks,
 ) {
     let connections = &registration.connections;
     // Finding the process behind a TCP connection reads /proc: done here, on the connection's
@@ -476,11 +488,18 @@ fn serve_connection<S: Stream>(
         let reply = match socketmap::read_netstring(&mut reader, MAX_REQUEST_LEN) {
             Ok(None) | Err(FrameError::Io(_) | FrameError::Truncated) => return,
             Ok(Some(data)) => {
+                let received = Stopwatch::start();
+                let timed = || {
+                    if let Some(timer) = &hooks.timer {
+                        timer(received.elapsed());
+                    }
+                };
                 connections.set_waiting(registration.id, true);
-                let floor = match prepare.map(|prepare| prepare(&data)) {
+                let floor = match hooks.prepare.as_ref().map(|prepare| prepare(&data)) {
                     None | Some(Prepared::Floor(None)) => None,
                     Some(Prepared::Floor(floor)) => floor,
                     Some(Prepared::Answered(reply)) => {
+                        timed();
                         connections.set_waiting(registration.id, false);
                         if socketmap::write_netstring(&mut writer, &reply.encode()).is_err() {
                             return;
@@ -499,6 +518,7 @@ fn serve_connection<S: Stream>(
                     return;
                 }
                 let reply = rx.recv();
+                timed();
                 // Idle again before the reply is written: a client that does not read its
                 // replies can be closed for a newer connection.
                 connections.set_waiting(registration.id, false);

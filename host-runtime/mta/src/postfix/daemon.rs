@@ -14,6 +14,7 @@ use std::time::Duration;
 use policy_core::{Action, AttemptReport, DeliveryContext, Outcome, Tier, TlsRptResults};
 
 use super::connections::Prepared;
+use super::events::{AnswerReason, Answered, Event, OutcomeTaken};
 use super::floor::{Floor, FloorLookup, FloorSource, ResolvedFloor, Target};
 use super::follow::LogFollower;
 use super::log::{LogSource, Observed, Tracker};
@@ -46,6 +47,23 @@ pub enum DaemonError {
     /// The log cannot be read.
     #[error("{}", Causes(.0))]
     ReadLog(std::io::Error),
+}
+
+/// The cause name of a failure of the history database (or the daemon's tables in it).
+pub const HISTORY_STORE_CAUSE: &str = "history-store";
+
+impl DaemonError {
+    /// The cause's name: `history-store`, `engine` or `read-log`.
+    #[must_use]
+    pub const fn cause(&self) -> &'static str {
+        match self {
+            Self::Store(_) | Self::State(_) | Self::Deciding(DecidingError::Store(_)) => {
+                HISTORY_STORE_CAUSE
+            }
+            Self::Deciding(_) => "engine",
+            Self::ReadLog(_) => "read-log",
+        }
+    }
 }
 
 /// How the daemon behaves.
@@ -116,32 +134,17 @@ impl Default for DaemonOptions {
     }
 }
 
-/// A one-line account of what the daemon did, for its log.
-fn log_line(parts: &[(&str, &str)]) -> String {
-    parts
-        .iter()
-        .map(|(key, value)| {
-            if value.contains(' ') || value.is_empty() {
-                format!("{key}={value:?}")
-            } else {
-                format!("{key}={value}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The Postfix service without sockets, threads or a clock (sans-IO, as quinn-proto is): it
 /// answers one lookup ([`answer`](Self::answer)) and takes in log lines
 /// ([`observe`](Self::observe)), each at the `now` its caller gives, over the engine, the
 /// database, the policy file, and the floors resolved. [`serve`](super::serve) owns the sockets, the threads
 /// and the clock; tests drive this directly, with time as a field of the test.
 pub struct Daemon<'a> {
-    pub(super) engine: &'a mut dyn DecisionEngine,
+    pub(super) engine: Box<dyn DecisionEngine>,
     pub(super) store: HistoryStore,
-    pub(super) policy: &'a PolicyFile,
+    pub(super) policy: PolicyFile,
     pub(super) options: DaemonOptions,
-    pub(super) log: &'a mut dyn FnMut(&str),
+    pub(super) log: &'a mut dyn FnMut(&Event),
     pub(super) floors: Option<Arc<dyn FloorSource>>,
     /// Set when the daemon reports TLS-RPT from the log: the collectd client, if a socket is
     /// configured (the ledger is in the history database either way).
@@ -166,11 +169,11 @@ impl<'a> Daemon<'a> {
     ///
     /// A database error.
     pub fn new(
-        engine: &'a mut dyn DecisionEngine,
+        engine: Box<dyn DecisionEngine>,
         store: HistoryStore,
-        policy: &'a PolicyFile,
+        policy: PolicyFile,
         options: DaemonOptions,
-        log: &'a mut dyn FnMut(&str),
+        log: &'a mut dyn FnMut(&Event),
     ) -> Result<Self, DaemonError> {
         state::ensure_schema(store.connection())?;
         // A lookup commits a transaction (the history, the answer given): in WAL mode,
@@ -213,6 +216,33 @@ impl<'a> Daemon<'a> {
         self
     }
 
+    /// Serves with `policy` and `engine` from the next lookup on (a reload): the lookup being
+    /// answered, if any, finishes under the old ones, and none is dropped or answered twice,
+    /// since one thread answers them all in order. A dance under way goes on only if its
+    /// destination's policy is unchanged (its continuation is keyed by the policy it was made
+    /// under).
+    pub fn replace_policy(&mut self, policy: PolicyFile, engine: Box<dyn DecisionEngine>) {
+        self.policy = policy;
+        self.engine = engine;
+    }
+
+    /// The engine deciding now.
+    #[must_use]
+    pub fn engine(&self) -> &dyn DecisionEngine {
+        self.engine.as_ref()
+    }
+
+    /// Writes `event` to the daemon's log.
+    pub fn log(&mut self, event: &Event) {
+        (self.log)(event);
+    }
+
+    /// The history store, for the socket owner's gauges (the fleet's circuit).
+    #[must_use]
+    pub fn store(&self) -> &HistoryStore {
+        &self.store
+    }
+
     /// The floor service, for the connection threads to wait on.
     #[must_use]
     pub fn floors(&self) -> Option<Arc<dyn FloorSource>> {
@@ -243,7 +273,11 @@ impl<'a> Daemon<'a> {
         let request = match Request::parse(data) {
             Ok(request) => request,
             Err(reason) => {
-                (self.log)(&log_line(&[("lookup", "malformed"), ("error", &reason)]));
+                (self.log)(&Event::LookupFailed {
+                    key: "malformed".to_owned(),
+                    cause: "malformed",
+                    error: reason.clone(),
+                });
                 return Reply::Perm(reason);
             }
         };
@@ -252,7 +286,11 @@ impl<'a> Daemon<'a> {
                 "this daemon serves the map {:?}, not {:?}",
                 self.options.map_name, request.map
             );
-            (self.log)(&log_line(&[("lookup", request.key), ("error", &reason)]));
+            (self.log)(&Event::LookupFailed {
+                key: request.key.to_owned(),
+                cause: "wrong-map",
+                error: reason.clone(),
+            });
             return Reply::Perm(reason);
         }
         let Some(key) = destination_key(request.key) else {
@@ -260,13 +298,17 @@ impl<'a> Daemon<'a> {
             return Reply::NotFound;
         };
         match self.lookup(&key, client, floor.as_ref(), now) {
-            Ok((reply, line)) => {
-                (self.log)(&line);
+            Ok((reply, event)) => {
+                (self.log)(&event);
                 reply
             }
             Err(error) => {
                 let reason = format!("tlsfallback could not decide for {key}: {error:#}");
-                (self.log)(&log_line(&[("lookup", &key), ("error", &reason)]));
+                (self.log)(&Event::LookupFailed {
+                    key,
+                    cause: error.cause(),
+                    error: reason.clone(),
+                });
                 Reply::Temp(reason)
             }
         }
@@ -278,7 +320,7 @@ impl<'a> Daemon<'a> {
         client: ClientPid,
         floor: Option<&FloorLookup>,
         now: u64,
-    ) -> Result<(Reply, String), DaemonError> {
+    ) -> Result<(Reply, Event), DaemonError> {
         let policy = self.policy.policy_for(host_of(key));
         let plan = plan(
             &self.options,
@@ -289,7 +331,7 @@ impl<'a> Daemon<'a> {
             now,
         )?;
         let engine = &mut *self.engine;
-        let (reply, tier, reason, failure) = match plan {
+        let (reply, tier, action, reason, failure) = match plan {
             Plan::Reply(reply, tier) => {
                 // The policy table keeps no history: nothing to attribute outcomes to.
                 if self.options.mode == AnswerMode::Dance {
@@ -298,7 +340,8 @@ impl<'a> Daemon<'a> {
                             .map_err(DaemonError::from)
                     })?;
                 }
-                (reply, tier, "floor", None)
+                let action = reply_action(&reply);
+                (reply, tier, action, AnswerReason::Floor, None)
             }
             Plan::Decide { context, extras } => {
                 let made_under = fingerprint(&policy, &context, &extras);
@@ -310,7 +353,8 @@ impl<'a> Daemon<'a> {
                         (
                             Reply::Found(next.policy),
                             Some(next.tier),
-                            "dance-continues",
+                            "attempt",
+                            AnswerReason::DanceContinues,
                             None,
                         )
                     } else {
@@ -323,7 +367,13 @@ impl<'a> Daemon<'a> {
                             _ => None,
                         };
                         let reply = with_extras(reply_for(&decision), &extras);
-                        (reply, tier, decision.reason.name(), failure)
+                        (
+                            reply,
+                            tier,
+                            decision.action.name(),
+                            AnswerReason::Engine(decision.reason),
+                            failure,
+                        )
                     };
                     state::record_answer(batch.connection(), key, client, answer.1, now)?;
                     Ok::<_, DaemonError>(answer)
@@ -331,12 +381,16 @@ impl<'a> Daemon<'a> {
             }
         };
         if let Some(failure) = failure {
-            (self.log)(&format!("plugin-failure destination={key} {failure}"));
+            (self.log)(&Event::PluginFailure {
+                peer: key.to_owned(),
+                cause: failure.failure.cause(),
+                failure: failure.to_string(),
+            });
         }
         self.log_fleet_warnings();
         let pid = client.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
-        let line = lookup_line(key, &pid, floor, tier, reason, &reply);
-        Ok((reply, line))
+        let event = lookup_event(key, pid, floor, tier, action, reason, &reply);
+        Ok((reply, event))
     }
 
     /// Feeds log lines, read at `now`, to `tracker` and the attempts they finish to the engine,
@@ -356,7 +410,7 @@ impl<'a> Daemon<'a> {
         let mut working = tracker.clone();
         let mut lines_out = Vec::new();
         let engine = &mut *self.engine;
-        let policy_file = self.policy;
+        let policy_file = &self.policy;
         let window = self.options.dance_window_secs;
         let options = &self.options;
         let source = &self.options.log_source;
@@ -377,7 +431,7 @@ impl<'a> Daemon<'a> {
                         window,
                         reporting,
                     )?;
-                    lines_out.extend(fed.line);
+                    lines_out.extend(fed.event);
                     datagrams.extend(fed.datagram);
                 }
             }
@@ -387,17 +441,19 @@ impl<'a> Daemon<'a> {
             Ok::<_, DaemonError>(())
         })?;
         *tracker = working;
-        for line in lines_out {
-            (self.log)(&line);
+        for event in lines_out {
+            (self.log)(&event);
         }
         self.log_fleet_warnings();
         // Sent once the results are committed with the log position (a crash in between loses
         // the datagram, never repeats it; the ledger has it either way).
         if let Some(Some(client)) = &mut self.tlsrpt {
             for datagram in &datagrams {
-                if let Some(problem) = client.send(datagram).problem(client.path()) {
-                    (self.log)(&format!("tlsrpt destination={} {problem}", datagram.domain));
-                }
+                let problem = client.send(datagram).problem(client.path());
+                (self.log)(&Event::TlsRpt {
+                    domain: datagram.domain.clone(),
+                    problem,
+                });
             }
         }
         Ok(())
@@ -406,7 +462,7 @@ impl<'a> Daemon<'a> {
     /// Logs what went wrong with the fleet (decisions went on from local state).
     fn log_fleet_warnings(&mut self) {
         for warning in self.store.take_fleet_warnings() {
-            (self.log)(&format!("warning: fleet: {warning}"));
+            (self.log)(&Event::Warning(format!("fleet: {warning}")));
         }
     }
 
@@ -445,7 +501,7 @@ impl<'a> Daemon<'a> {
     ) -> Result<bool, DaemonError> {
         let chunk = follower.read().map_err(DaemonError::ReadLog)?;
         for warning in &chunk.warnings {
-            (self.log)(&format!("warning: {warning}"));
+            (self.log)(&Event::Warning(warning.to_string()));
         }
         if chunk.lines.is_empty() && chunk.position.is_none() {
             return Ok(false);
@@ -633,12 +689,13 @@ pub(super) fn prepare(
         return Prepared::Floor(Some(floor));
     }
     let reply = table_answer(options, &key, Some(&floor));
-    lines.push(lookup_line(
+    lines.push(lookup_event(
         &key,
-        "unknown",
+        "unknown".to_owned(),
         Some(&floor),
         None,
-        "floor",
+        reply_action(&reply),
+        AnswerReason::Floor,
         &reply,
     ));
     Prepared::Answered(reply)
@@ -649,7 +706,7 @@ pub(super) fn prepare(
 /// each line would cost every lookup a context switch.
 #[derive(Default)]
 pub(super) struct LookupLines {
-    lines: std::sync::Mutex<Vec<String>>,
+    lines: std::sync::Mutex<Vec<Event>>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -658,7 +715,7 @@ impl LookupLines {
     /// grow without bound).
     const LIMIT: usize = 100_000;
 
-    fn push(&self, line: String) {
+    fn push(&self, line: Event) {
         let mut lines = self
             .lines
             .lock()
@@ -671,7 +728,7 @@ impl LookupLines {
         }
     }
 
-    pub(super) fn drain(&self, log: &mut dyn FnMut(&str)) {
+    pub(super) fn drain(&self, log: &mut dyn FnMut(&Event)) {
         let lines = std::mem::take(
             &mut *self
                 .lines
@@ -683,43 +740,54 @@ impl LookupLines {
         }
         let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
         if dropped > 0 {
-            log(&format!(
-                "warning: {dropped} lookup lines were not written (more than {} waited)",
+            log(&Event::Warning(format!(
+                "{dropped} lookup lines were not written (more than {} waited)",
                 Self::LIMIT
-            ));
+            )));
         }
     }
 }
 
-/// The daemon's line for one lookup.
-fn lookup_line(
+/// The daemon's record of one lookup.
+fn lookup_event(
     key: &str,
-    client: &str,
+    client: String,
     floor: Option<&FloorLookup>,
     tier: Option<Tier>,
-    reason: &str,
+    action: &'static str,
+    reason: AnswerReason,
     reply: &Reply,
-) -> String {
+) -> Event {
     let floor_name = match floor {
         None | Some(FloorLookup::NoName) => "none",
         Some(FloorLookup::NotYet { .. }) => "unknown",
         Some(FloorLookup::Known(resolved)) => resolved.floor.name(),
     };
-    let mut parts = vec![
-        ("lookup", key),
-        ("client", client),
-        ("floor", floor_name),
-        ("tier", tier.map_or("none", Tier::name)),
-        ("reason", reason),
-    ];
-    if let Some(FloorLookup::Known(resolved)) = floor
-        && let Some(id) = resolved.policy_id.as_deref()
-    {
-        parts.push(("policy_id", id));
+    let policy_id = match floor {
+        Some(FloorLookup::Known(resolved)) => resolved.policy_id.clone(),
+        _ => None,
+    };
+    Event::Answered(Answered {
+        peer: key.to_owned(),
+        client,
+        floor: floor_name,
+        tier,
+        action,
+        reason,
+        policy_id,
+        answer: String::from_utf8_lossy(&reply.encode()).into_owned(),
+    })
+}
+
+/// What an answer made without the engine does: a TLS policy is an attempt, TEMP defers,
+/// NOTFOUND leaves Postfix to its own default, PERM refuses the request.
+const fn reply_action(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::Found(_) => "attempt",
+        Reply::Temp(_) => "defer",
+        Reply::NotFound => "postfix-default",
+        Reply::Perm(_) => "refused",
     }
-    let answer = String::from_utf8_lossy(&reply.encode()).into_owned();
-    parts.push(("answer", &answer));
-    log_line(&parts)
 }
 
 /// The outcome of one observed attempt, given to the engine for the destination and tier that
@@ -728,8 +796,8 @@ fn lookup_line(
 /// What one outcome from the log led to.
 #[derive(Default)]
 struct Fed {
-    /// The daemon's log line about it.
-    line: Option<String>,
+    /// The daemon's record of it.
+    event: Option<Event>,
     /// The TLS-RPT datagram of the dance it ended (kept in the ledger already), to send.
     datagram: Option<Datagram>,
 }
@@ -756,16 +824,12 @@ fn feed_outcome(
         Attribution::Exact { destination, tier } => (destination, tier, "process"),
         Attribution::Unambiguous { destination, tier } => (destination, tier, "destination"),
         Attribution::Ambiguous { destination } => {
-            return Ok(Fed::line(log_line(&[
-                ("outcome", &destination),
-                ("queue_id", &observed.queue_id),
-                ("pid", &observed.pid.to_string()),
-                (
-                    "ignored",
-                    "answers of several tiers to unknown processes await outcomes",
-                ),
-                ("postfix", &observed.detail),
-            ])));
+            return Ok(Fed::event(Event::OutcomeIgnored {
+                peer: destination,
+                queue_id: observed.queue_id.clone(),
+                pid: observed.pid,
+                postfix: observed.detail.clone(),
+            }));
         }
         Attribution::Unanswered => return Ok(Fed::default()),
     };
@@ -831,33 +895,28 @@ fn feed_outcome(
             action.name().to_owned()
         }
     };
-    let mut line = log_line(&[
-        ("outcome", &key),
-        ("queue_id", &observed.queue_id),
-        ("pid", &observed.pid.to_string()),
-        ("attributed_by", how),
-        ("tier", tier.name()),
-        (
-            "result",
-            &crate::delivery::describe_outcome(&report.outcome),
-        ),
-        ("next", &next),
-        ("reason", decision.reason.name()),
-        ("postfix", &observed.detail),
-    ]);
-    if let Some(failure) = failure {
-        line.push_str(&format!(" plugin-failure={:?}", failure.to_string()));
-    }
+    let event = Event::Outcome(Box::new(OutcomeTaken {
+        peer: key,
+        queue_id: observed.queue_id.clone(),
+        pid: observed.pid,
+        attributed_by: how,
+        tier,
+        outcome: report.outcome,
+        next,
+        reason: decision.reason,
+        postfix: observed.detail.clone(),
+        plugin_failure: failure.map(|failure| failure.to_string()),
+    }));
     Ok(Fed {
-        line: Some(line),
+        event: Some(event),
         datagram,
     })
 }
 
 impl Fed {
-    fn line(line: String) -> Self {
+    fn event(event: Event) -> Self {
         Self {
-            line: Some(line),
+            event: Some(event),
             datagram: None,
         }
     }

@@ -395,6 +395,21 @@ pub trait FloorSource: Send + Sync {
     fn lookup(&self, target: &Target) -> FloorLookup;
     /// The floor of `target` as it stands, without waiting or resolving.
     fn peek(&self, target: &Target) -> Option<Arc<ResolvedFloor>>;
+    /// How the cache has served so far (nothing, for a source without one).
+    fn counters(&self) -> FloorCounters {
+        FloorCounters::default()
+    }
+}
+
+/// How a floor cache has served, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FloorCounters {
+    /// Resolutions finished (lookups' and refreshes').
+    pub resolutions: u64,
+    /// Lookups that found a usable floor in the cache.
+    pub cache_hits: u64,
+    /// Lookups that had to wait for a resolution (or were answered before it finished).
+    pub cache_misses: u64,
 }
 
 impl FloorSource for FloorService {
@@ -404,6 +419,17 @@ impl FloorSource for FloorService {
 
     fn peek(&self, target: &Target) -> Option<Arc<ResolvedFloor>> {
         Self::peek(self, target)
+    }
+
+    fn counters(&self) -> FloorCounters {
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        FloorCounters {
+            resolutions: load(&self.shared.resolutions),
+            cache_hits: load(&self.shared.cache_hits),
+            cache_misses: load(&self.shared.cache_misses),
+        }
     }
 }
 
@@ -491,6 +517,10 @@ struct Shared {
     settings: FloorSettings,
     /// How many resolutions the workers finished.
     resolutions: std::sync::atomic::AtomicU64,
+    /// Lookups that found a usable floor at once.
+    cache_hits: std::sync::atomic::AtomicU64,
+    /// Lookups that did not.
+    cache_misses: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -538,6 +568,8 @@ impl FloorService {
             work: Condvar::new(),
             settings,
             resolutions: std::sync::atomic::AtomicU64::new(0),
+            cache_hits: std::sync::atomic::AtomicU64::new(0),
+            cache_misses: std::sync::atomic::AtomicU64::new(0),
         });
         let workers = resolvers
             .into_iter()
@@ -559,6 +591,7 @@ impl FloorService {
         let deadline = Deadline::after(settings.budget);
         let usable_for = settings.refresh_after + settings.serve_stale_for;
         let mut state = self.shared.lock();
+        let mut first_look = true;
         loop {
             // One cache lookup on the hot path: mark the entry used, and take its floor (with
             // whether a refresh is due) while it is still usable.
@@ -571,6 +604,14 @@ impl FloorService {
                 let due = entry.next_refresh.left().is_zero() && !entry.resolving;
                 Some((Arc::clone(floor), due))
             });
+            if std::mem::take(&mut first_look) {
+                let counter = if usable.is_some() {
+                    &self.shared.cache_hits
+                } else {
+                    &self.shared.cache_misses
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if let Some((floor, due)) = usable {
                 if due && enqueue(&mut state, settings, &key, target).is_ok() {
                     // Refreshed in the background: this lookup gets the floor there is.

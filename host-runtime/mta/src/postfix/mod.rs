@@ -21,6 +21,7 @@
 pub mod client;
 pub mod connections;
 pub mod daemon;
+pub mod events;
 pub mod floor;
 pub mod follow;
 pub mod log;

@@ -8,10 +8,29 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use super::connections::{self, Job};
+use super::connections::{self, Hooks, Job};
 use super::daemon::{Daemon, DaemonError, LookupLines, prepare};
+use super::events::Event;
 use crate::causes::Causes;
 use crate::clock::{Clock, Stopwatch};
+use crate::metrics::Metrics;
+use tlsfallback_engine::config::PolicyFile;
+use tlsfallback_engine::decider::DecisionEngine;
+
+/// A new policy file and the engine it asks for, or why they cannot serve.
+pub type Reloaded = Result<(PolicyFile, Box<dyn DecisionEngine>), String>;
+
+/// What serving does besides answering lookups and reading the log.
+#[derive(Default)]
+pub struct Operations<'r> {
+    /// Times each lookup and keeps `up` and the fleet's circuit (the events are counted by
+    /// the daemon's log sink, which sees them all).
+    pub metrics: Option<Arc<Metrics>>,
+    /// On SIGHUP, reads the policy file (and plugin) anew; `Err` keeps the old one serving.
+    pub reload: Option<&'r mut dyn FnMut() -> Reloaded>,
+    /// The policy file's name in the log (`built-in` when there is none).
+    pub policy_name: String,
+}
 
 /// Why the service stopped.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +53,9 @@ pub enum ServeError {
     /// The listener's thread is gone.
     #[error("the listener stopped accepting connections")]
     ListenerStopped,
+    /// SIGHUP could not be caught.
+    #[error("catching SIGHUP for reloads: {0}")]
+    Signal(std::io::Error),
 }
 
 impl From<std::io::Error> for ServeError {
@@ -103,8 +125,14 @@ pub fn serve(
     clock: &mut dyn Clock,
     address: &ListenAddress,
     log_file: Option<(&Path, bool)>,
+    operations: Operations<'_>,
     ready: &mut dyn FnMut(&ListenAddress),
 ) -> Result<(), ServeError> {
+    let Operations {
+        metrics,
+        mut reload,
+        policy_name,
+    } = operations;
     let (jobs, inbox) = mpsc::channel::<Job>();
     let lookup_lines = Arc::new(LookupLines::default());
     let prepare: Option<connections::Prepare> = daemon.floors().map(|floors| {
@@ -114,6 +142,15 @@ pub fn serve(
             Arc::new(move |data: &[u8]| prepare(&options, floors.as_ref(), &lines, data));
         prepare
     });
+    let timer: Option<connections::LookupTimer> = metrics.clone().map(|metrics| {
+        let timer: connections::LookupTimer =
+            Arc::new(move |took| metrics.observe_lookup_duration(took.as_secs_f64()));
+        timer
+    });
+    let hooks = Hooks { prepare, timer };
+    if reload.is_some() {
+        catch_sighup(jobs.clone())?;
+    }
     let (max_connections, descriptor_warning) =
         connections::connection_limit(daemon.options.max_connections);
     let idle = daemon.options.idle_timeout;
@@ -124,7 +161,7 @@ pub fn serve(
                 cause,
             })?;
             let bound = ListenAddress::Inet(listener.local_addr()?.to_string());
-            connections::spawn_listener(listener, jobs, prepare.clone(), max_connections, idle)?;
+            connections::spawn_listener(listener, jobs, hooks, max_connections, idle)?;
             bound
         }
         ListenAddress::Unix(path) => {
@@ -138,7 +175,7 @@ pub fn serve(
                 address: address.clone(),
                 cause,
             })?;
-            connections::spawn_listener(listener, jobs, prepare.clone(), max_connections, idle)?;
+            connections::spawn_listener(listener, jobs, hooks, max_connections, idle)?;
             address.clone()
         }
     };
@@ -147,8 +184,11 @@ pub fn serve(
         None => None,
     };
     ready(&bound);
+    if let Some(metrics) = &metrics {
+        metrics.set_up(true);
+    }
     if let Some(warning) = descriptor_warning {
-        (daemon.log)(&format!("warning: {warning}"));
+        daemon.log(&Event::Warning(warning));
     }
     let poll = daemon.options.poll_interval;
     let mut last_poll: Option<Stopwatch> = None;
@@ -163,16 +203,22 @@ pub fn serve(
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(error) => {
-                        (daemon.log)(&format!(
-                            "warning: reading {}: {error:#}; retrying",
-                            follower.path().display()
-                        ));
+                        let event = Event::LogFailed {
+                            path: follower.path().display().to_string(),
+                            cause: error.cause(),
+                            error: format!("{error:#}"),
+                        };
+                        daemon.log(&event);
                         break;
                     }
                 }
             }
         }
         lookup_lines.drain(daemon.log);
+        if let Some(metrics) = &metrics {
+            let circuit = daemon.store().fleet().map(crate::fleet::Fleet::circuit);
+            metrics.set_fleet_circuit(circuit.as_ref());
+        }
         match inbox.recv_timeout(poll) {
             Ok(Job::Lookup {
                 data,
@@ -182,13 +228,47 @@ pub fn serve(
             }) => {
                 let _ = reply.send(daemon.answer_with_floor(&data, client, floor, clock.now()));
             }
-            Ok(Job::Warning(warning)) => (daemon.log)(&format!("warning: {warning}")),
+            Ok(Job::Warning(warning)) => daemon.log(&Event::Warning(warning)),
+            Ok(Job::Reload) => {
+                if let Some(reload) = reload.as_deref_mut() {
+                    let event = match reload() {
+                        Ok((policy, engine)) => {
+                            daemon.replace_policy(policy, engine);
+                            Event::Reloaded {
+                                policy: policy_name.clone(),
+                            }
+                        }
+                        Err(error) => Event::ReloadRefused {
+                            policy: policy_name.clone(),
+                            error,
+                        },
+                    };
+                    daemon.log(&event);
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(ServeError::ListenerStopped);
             }
         }
     }
+}
+
+/// Turns each SIGHUP into a reload job, queued behind the lookups that came before it.
+fn catch_sighup(jobs: mpsc::Sender<Job>) -> Result<(), ServeError> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(ServeError::Signal)?;
+    std::thread::Builder::new()
+        .name("sighup".to_owned())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if jobs.send(Job::Reload).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(ServeError::Signal)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@
 //! postfix-mta-sts-resolver, the daemon `postfix serve --mode policy-table` is compared with, over
 //! the rig. [`tlsrpt_reporter`] runs sys4's tlsrpt-collectd and tlsrpt-reportd, the reporter
 //! Postfix's libtlsrpt reports to. [`redis`] runs redis-server for the fleet's shared histories.
+//! [`prometheus`] runs Prometheus scraping the daemon's metrics.
 
 pub mod dnssec;
 pub mod https;
 pub mod mta_sts_resolver;
+pub mod prometheus;
 pub mod redis;
 pub mod resolv;
 pub mod tlsrpt_reporter;
