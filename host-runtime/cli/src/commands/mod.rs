@@ -10,6 +10,7 @@ pub mod decide;
 pub mod deliver;
 pub mod demo;
 pub mod export_component;
+pub mod generate;
 pub mod peers;
 pub mod playground;
 pub mod plugin;
@@ -52,6 +53,8 @@ pub(crate) enum Command {
     Tlsrpt(tlsrpt::TlsRptCommand),
     /// Serve the browser playground (built by scripts/playground) on 127.0.0.1 and print its URL.
     Playground(playground::PlaygroundCommand),
+    /// Write the man pages, or print a shell's completion script (for packagers).
+    Generate(generate::GenerateCommand),
 }
 
 impl Cli {
@@ -71,6 +74,7 @@ impl Cli {
             Command::Postfix(command) => command.run(),
             Command::Playground(command) => command.run(),
             Command::Tlsrpt(command) => command.run(),
+            Command::Generate(command) => command.run(),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
