@@ -335,3 +335,41 @@ fn reload_under_load_answers_every_lookup_and_switches_with_the_good_files() {
         assert!(line.contains("unknown variant `paranoid`"), "{line}");
     }
 }
+
+#[test]
+fn stalled_and_garbage_clients_of_the_metrics_port_stop_neither_scrapes_nor_lookups() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &dir.path().join("h.sqlite3"),
+        None,
+        &["--metrics", "127.0.0.1:0"],
+    );
+    let metrics = metrics_address(&daemon);
+    // A local client holds connections open, half a request on some, and sends garbage.
+    let mut stalled: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(metrics).unwrap())
+        .collect();
+    for stream in stalled.iter_mut().take(25) {
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+    }
+    let mut garbage = TcpStream::connect(metrics).unwrap();
+    garbage.write_all(b"\x00\xff\r\n\r\n").unwrap();
+
+    assert_eq!(daemon.ask(&lookup_of(PORT)), reply(MODERN));
+    let mut scrape = TcpStream::connect(metrics).unwrap();
+    scrape
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    scrape.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    scrape.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(
+        text.contains("tlsfallback_decisions_total{action=\"attempt\",tier=\"modern-tls\",reason=\"strongest-tier\"} 1"),
+        "{text}"
+    );
+    drop(stalled);
+}
