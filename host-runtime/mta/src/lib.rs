@@ -32,7 +32,6 @@ pub mod delivery;
 pub mod dns;
 pub mod fleet;
 pub mod fuzzing;
-pub mod metrics;
 pub mod mta_sts;
 pub mod postfix;
 pub mod resolve;

@@ -273,14 +273,14 @@ fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
         ))
     };
     let metrics = args.metrics.as_deref().map(|_| {
-        let mut metrics = tlsfallback_mta::metrics::Metrics::new();
+        let mut metrics = tlsfallback_mta::postfix::metrics::Metrics::new();
         if let Some(floors) = &floors {
             metrics.watch_floors(floors.clone());
         }
         std::sync::Arc::new(metrics)
     });
     let metrics_address = match (&args.metrics, &metrics) {
-        (Some(address), Some(metrics)) => Some(tlsfallback_mta::metrics::http::spawn(
+        (Some(address), Some(metrics)) => Some(tlsfallback_mta::postfix::metrics::http::spawn(
             address,
             std::sync::Arc::clone(metrics),
         )?),

@@ -4,7 +4,7 @@
 //! A record has three readers, and one source for all three: its [`Display`](std::fmt::Display)
 //! is the daemon's human line (`lookup=... tier=... reason=...`); [`Event::emit`] hands it to
 //! `tracing` with its fields (the `--log-format json` lines); and the metrics count it
-//! ([`crate::metrics`]). Every field a metric labels with is a name from a fixed set (a tier, a
+//! ([`super::metrics`]). Every field a metric labels with is a name from a fixed set (a tier, a
 //! reason, an outcome kind), never a peer's name: the record keeps those apart by type.
 
 use std::fmt;

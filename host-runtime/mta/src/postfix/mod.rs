@@ -16,7 +16,8 @@
 //!
 //! [`socketmap`] is the wire protocol; [`daemon`] is the service, sans-IO (a lookup and log lines
 //! in, with `now`; replies and history out); [`server`] owns the sockets, threads and clock, and
-//! [`connections`] accepts and frames Postfix's connections for it.
+//! [`connections`] accepts and frames Postfix's connections for it. [`events`] are the typed
+//! records of what the daemon did, which its log writes and [`metrics`] counts.
 
 pub mod client;
 pub mod connections;
@@ -25,6 +26,7 @@ pub mod events;
 pub mod floor;
 pub mod follow;
 pub mod log;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod socketmap;

@@ -11,9 +11,9 @@ use std::sync::{Arc, mpsc};
 use super::connections::{self, Hooks, Job};
 use super::daemon::{Daemon, DaemonError, LookupLines, prepare};
 use super::events::Event;
+use super::metrics::Metrics;
 use crate::causes::Causes;
 use crate::clock::{Clock, Stopwatch};
-use crate::metrics::Metrics;
 use tlsfallback_engine::config::PolicyFile;
 use tlsfallback_engine::decider::DecisionEngine;
 

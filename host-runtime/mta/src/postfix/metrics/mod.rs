@@ -22,9 +22,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use super::events::{AnswerReason, Event};
+use super::floor::FloorSource;
 use crate::fleet::CircuitState;
-use crate::postfix::events::{AnswerReason, Event};
-use crate::postfix::floor::FloorSource;
 
 /// The version the build info reports: the crate's, which is the workspace's.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -268,12 +268,12 @@ impl Metrics {
                 self.lookup_errors
                     .get_or_create(&CauseLabel { cause })
                     .inc();
-                if *cause == crate::postfix::daemon::HISTORY_STORE_CAUSE {
+                if *cause == super::daemon::HISTORY_STORE_CAUSE {
                     self.history_store_errors.inc();
                 }
             }
             Event::LogFailed { cause, .. } => {
-                if *cause == crate::postfix::daemon::HISTORY_STORE_CAUSE {
+                if *cause == super::daemon::HISTORY_STORE_CAUSE {
                     self.history_store_errors.inc();
                 }
             }
