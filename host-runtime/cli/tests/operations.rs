@@ -237,7 +237,9 @@ fn reload_under_load_answers_every_lookup_and_switches_with_the_good_files() {
         std::fs::rename(&next, &policy).unwrap();
     };
     let opportunistic = "[policy]\nprofile = \"opportunistic\"\n";
-    let authenticated = "[policy]\nprofile = \"authenticated-only\"\n";
+    // It also changes a table read at start only: each reload says it waits for a restart.
+    let authenticated =
+        "[policy]\nprofile = \"authenticated-only\"\n[dns]\ndnssec = \"trust-ad\"\n";
     let broken = "[policy]\nprofile = \"paranoid\"\n";
     write_policy(opportunistic);
     let daemon = Daemon::start(
@@ -334,6 +336,14 @@ fn reload_under_load_answers_every_lookup_and_switches_with_the_good_files() {
     for line in &refused {
         assert!(line.contains("unknown variant `paranoid`"), "{line}");
     }
+    assert_eq!(
+        daemon
+            .matching(&["warning:", "the [dns] table changed", "next restart"])
+            .len(),
+        10,
+        "{}",
+        daemon.lines().join("\n")
+    );
 }
 
 #[test]

@@ -221,9 +221,27 @@ impl<'a> Daemon<'a> {
     /// since one thread answers them all in order. A dance under way goes on only if its
     /// destination's policy is unchanged (its continuation is keyed by the policy it was made
     /// under).
-    pub fn replace_policy(&mut self, policy: PolicyFile, engine: Box<dyn DecisionEngine>) {
+    ///
+    /// Returns the tables of the new file that differ from the old one's but are read at start
+    /// only (`[dns]`, `[tlsrpt]`, `[fleet]`: the resolver, the reporter and the fleet were set
+    /// up with them), for the operator to be told that they wait for a restart.
+    pub fn replace_policy(
+        &mut self,
+        policy: PolicyFile,
+        engine: Box<dyn DecisionEngine>,
+    ) -> Vec<&'static str> {
+        let old = &self.policy;
+        let waiting = [
+            ("[dns]", old.dns != policy.dns),
+            ("[tlsrpt]", old.tlsrpt != policy.tlsrpt),
+            ("[fleet]", old.fleet != policy.fleet),
+        ]
+        .into_iter()
+        .filter_map(|(table, changed)| changed.then_some(table))
+        .collect();
         self.policy = policy;
         self.engine = engine;
+        waiting
     }
 
     /// The engine deciding now.

@@ -233,7 +233,12 @@ pub fn serve(
                 if let Some(reload) = reload.as_deref_mut() {
                     let event = match reload() {
                         Ok((policy, engine)) => {
-                            daemon.replace_policy(policy, engine);
+                            for table in daemon.replace_policy(policy, engine) {
+                                daemon.log(&Event::Warning(format!(
+                                    "{policy_name}: the {table} table changed; it is read at \
+                                     start only, and takes effect at the next restart"
+                                )));
+                            }
                             Event::Reloaded {
                                 policy: policy_name.clone(),
                             }
