@@ -2,25 +2,32 @@
 // remembers each peer's history (in a Map by default, or any async store you plug in).
 //
 // The shape is Haraka's: `register()`, and outbound hooks called as `hook_X(next, hmail, ...)`
-// with `next(code, msg)`. Haraka loads plugins with require(), and this package is an ES module
-// with top-level await, so Haraka loads it through the small CommonJS shim next to it
-// (examples/haraka-plugin.cjs): copy that to plugins/tlsfallback.js. Node MTAs other than
-// Haraka can use the hooks directly (the tests do, with a fake hmail).
+// with `next(code, msg)`. Haraka compiles plain plugin files in a vm sandbox where import() is
+// unavailable, and this package is an ES module with top-level await, so Haraka loads it through
+// the CommonJS adapter next to it (examples/haraka-plugin.cjs, the package's
+// `@tlsfallback/policy/haraka`). Node MTAs other than Haraka can use the hooks directly (the
+// tests do, with a fake hmail).
 //
 // The flow for one message (notes live in hmail.todo.notes, which Haraka keeps with the queued
 // message):
 //
-//   hook_get_mx     resolve the MX, then either carry out the attempt already decided for this
-//                   delivery or ask the engine how to start; answer with the MX (OK), a temporary
-//                   failure (DENYSOFT, when the engine defers) or a bounce (DENY).
-//   tls_options()   the TLS-choice hook: the `tls.connect` options for the attempt, or null for
-//                   cleartext (no STARTTLS). Haraka core has no per-MX TLS hook: wrap its
-//                   outbound/tls.js `get_tls_options(mx)` with it (see README.md).
-//   record_tls()    optional: the negotiated version (`socket.getProtocol()`) once TLS is up.
+//   hook_get_mx     pick the MX (static routes first, else DNS), then either carry out the attempt
+//                   already decided for this delivery or ask the engine how to start; answer with
+//                   the MX (OK), a temporary failure (DENYSOFT, when the engine defers) or a
+//                   bounce (DENY).
+//   tls_options()   the `tls.connect` options for the attempt, or null for cleartext.
+//   record_tls()    the negotiated version (`socket.getProtocol()`) once TLS is up.
 //   hook_deferred   the attempt failed: report the outcome (mapped from the Node error), then
 //                   retry after the engine's delay at the tier it chose (DENYSOFT + seconds).
 //   hook_delivered  report success; the engine answers `done` and the new history is stored.
 //   hook_bounce     forget the pending attempt.
+//
+// In real Haraka, hook_get_mx also watches the attempt's socket (watchHarakaAttempts): Haraka
+// core has no per-MX TLS hook and tells hook_deferred only "Tried all MXs", so the plugin applies
+// tls_options() to the STARTTLS upgrade itself, records the first socket error and the
+// negotiated version, and refuses to let Haraka send the envelope in cleartext when the engine
+// chose a TLS tier (a stripped STARTTLS becomes `starttls-not-offered`, never a cleartext
+// delivery).
 
 import { createRequire } from 'node:module';
 import dns from 'node:dns';
@@ -87,6 +94,11 @@ export function outcomeFromError(err, { phase } = {}) {
  *   engine   a PolicyEngine (default: the contract's default policy)
  *   store    { get(peer) → Uint8Array|null, set(peer, history) } (sync or async), default a Map;
  *            a FleetHistoryStore (src/fleet.js) shares histories across nodes through Redis
+ *   routes   { domain: [{exchange, priority, address?, port?}] }: static MX routes, used instead
+ *            of resolveMx for the domains listed. `exchange` names the peer (its history key);
+ *            `address` is where to connect instead of resolving that name, `port` the SMTP port
+ *            (default 25). Haraka's adapter reads them from config/tlsfallback.json (`mx`).
+ *   policy   overrides of the default policy (PolicyEngine's argument)
  *   resolveMx(domain) → [{exchange, priority}] (default: node:dns)
  *   context(hmail, peer) → the delivery context (DANE, MTA-STS, REQUIRETLS...; default none)
  *   clock()  → seconds since the epoch (default: Date.now())
@@ -96,6 +108,7 @@ export function createPlugin(options = {}) {
     name: 'tlsfallback',
     engine: options.engine ?? null,
     store: options.store ?? new MapHistoryStore(),
+    routes: options.routes ?? {},
     resolveMx: options.resolveMx ?? (async (domain) => dns.promises.resolveMx(domain)),
     context: options.context ?? (() => null),
     clock: options.clock ?? (() => Math.floor(Date.now() / 1000)),
@@ -105,8 +118,18 @@ export function createPlugin(options = {}) {
       this.engine ??= new PolicyEngine(options.policy);
     },
 
-    /** The engine's step: decide, store the new history, remember the pending attempt. */
-    async step(hmail, peer, last) {
+    /**
+     * Applies an operator's settings, Haraka's config/tlsfallback.json: `policy` (the
+     * PolicyEngine's overrides of the default policy, camelCase) and `mx` (the routes).
+     */
+    configure({ policy, mx } = {}) {
+      this.engine = new PolicyEngine(policy);
+      this.routes = mx ?? {};
+    },
+
+    /** The engine's step for the MX `mx`: decide, store the new history, remember the attempt. */
+    async step(hmail, mx, last) {
+      const peer = mx.exchange;
       const history = await this.store.get(peer);
       const decision = this.engine.decide({
         context: this.context(hmail, peer), history, last, now: this.clock(),
@@ -115,6 +138,7 @@ export function createPlugin(options = {}) {
       const notes = hmail.todo.notes;
       notes.tlsfallback = {
         peer,
+        mx,
         action: decision.action,
         tier: decision.action === 'attempt' ? decision.tier : null,
         tls: decision.action === 'attempt' ? decision.tls : null,
@@ -124,30 +148,45 @@ export function createPlugin(options = {}) {
         reason: decision.reason,
         report: decision.report,
         negotiated: null,
+        failure: null,
       };
       this.loginfo(`tlsfallback ${peer}: ${decision.action}`
         + `${decision.action === 'attempt' ? ` ${decision.tier}` : ''} (${decision.reason}: ${decision.explanation})`);
       return decision;
     },
 
+    /** The domain's MX hosts, preferred first: its static route, else resolveMx. */
+    async mxFor(domain) {
+      const mxs = this.routes[domain.toLowerCase()] ?? await this.resolveMx(domain);
+      return mxs.slice().sort((a, b) => a.priority - b.priority);
+    },
+
     /** hook_get_mx(next, hmail, domain): pick the MX and the tier for this attempt. */
     async hook_get_mx(next, hmail, domain) {
       try {
         let state = hmail.todo.notes.tlsfallback;
-        let mx;
-        if (state?.action === 'attempt') {
-          // The attempt decided when the last one failed: same peer, the tier the engine chose.
-          mx = { exchange: state.peer, priority: 0 };
-        } else {
-          const mxs = (await this.resolveMx(domain)).slice().sort((a, b) => a.priority - b.priority);
-          if (mxs.length === 0) return next(constants.denysoft, `no MX for ${domain}`);
-          mx = { exchange: mxs[0].exchange, priority: mxs[0].priority };
-          if (state?.action !== 'bounce') await this.step(hmail, mx.exchange, null);
+        if (state?.action !== 'attempt') {
+          const [preferred] = await this.mxFor(domain);
+          if (!preferred) return next(constants.denysoft, `no MX for ${domain}`);
+          const mx = {
+            exchange: preferred.exchange,
+            priority: preferred.priority,
+            address: preferred.address ?? null,
+            port: preferred.port ?? 25,
+          };
+          if (state?.action !== 'bounce') await this.step(hmail, mx, null);
           state = hmail.todo.notes.tlsfallback;
         }
+        // Otherwise: the attempt decided when the last one failed, same MX, the tier the engine chose.
         switch (state.action) {
-          case 'attempt':
-            return next(constants.ok, [{ ...mx, port: 25, tlsfallback: { tier: state.tier, tls: state.tls } }]);
+          case 'attempt': {
+            if (typeof hmail.try_deliver_host_on_socket === 'function') watchHarakaAttempts(this, hmail);
+            const { exchange, priority, address, port } = state.mx;
+            return next(constants.ok, [{
+              exchange: address ?? exchange, priority, port,
+              tlsfallback: { tier: state.tier, tls: state.tls },
+            }]);
+          }
           case 'defer':
             return next(constants.denysoft, `tlsfallback: ${state.reason}`);
           case 'bounce':
@@ -174,13 +213,20 @@ export function createPlugin(options = {}) {
       if (state) state.negotiated = protocol;
     },
 
+    /** Records what ended this attempt (the first one wins), for hook_deferred. */
+    record_failure(hmail, outcome) {
+      const state = hmail.todo.notes.tlsfallback;
+      if (state?.action === 'attempt') state.failure ??= outcome;
+    },
+
     /** hook_deferred(next, hmail, {delay, err}): report the failure, retry as the engine says. */
     async hook_deferred(next, hmail, params) {
       const state = hmail.todo.notes.tlsfallback;
       if (!state || state.action !== 'attempt') return next(constants.cont);
       try {
-        const outcome = params.outcome ?? outcomeFromError(params.err, { phase: state.negotiated ? 'tls' : undefined });
-        const decision = await this.step(hmail, state.peer, { tier: state.tier, outcome });
+        const outcome = params.outcome ?? state.failure
+          ?? outcomeFromError(params.err, { phase: state.negotiated ? 'tls' : undefined });
+        const decision = await this.step(hmail, state.mx, { tier: state.tier, outcome });
         switch (decision.action) {
           case 'attempt': return next(constants.denysoft, String(decision.delaySecs));
           case 'defer': return next(constants.denysoft, String(decision.retryAfterSecs));
@@ -200,7 +246,7 @@ export function createPlugin(options = {}) {
       if (state?.action === 'attempt') {
         try {
           const version = state.tier === 'cleartext' ? null : state.negotiated;
-          await this.step(hmail, state.peer, { tier: state.tier, outcome: { kind: 'success', version } });
+          await this.step(hmail, state.mx, { tier: state.tier, outcome: { kind: 'success', version } });
         } catch (err) {
           this.loginfo(`tlsfallback: ${err.message}`);
         }
@@ -216,6 +262,66 @@ export function createPlugin(options = {}) {
     },
   };
   return plugin;
+}
+
+/** Commands Haraka may send before STARTTLS has made the connection encrypted. */
+const BEFORE_TLS = /^(EHLO|HELO|LHLO|STARTTLS|QUIT)\b/i;
+const WATCHED = Symbol('tlsfallback.watched');
+
+/**
+ * Haraka 3.x (outbound/hmail.js) hands each attempt's socket to
+ * `hmail.try_deliver_host_on_socket(mx, host, port, socket)`, and that is the one place where a
+ * plugin can reach it: this wraps the method on the hmail (once) so that, on every socket of an
+ * attempt the engine decided,
+ *   - the STARTTLS upgrade gets the tier's `tls.connect` options (over tls.ini's; a
+ *     `rejectUnauthorized` that Haraka or tls.ini set stays set),
+ *   - the negotiated version is recorded (record_tls) for the success report,
+ *   - the first socket error is recorded as the attempt's outcome: Haraka itself only passes
+ *     "Tried all MXs" to hook_deferred,
+ *   - and, when the tier is a TLS tier, nothing but EHLO/HELO/LHLO/STARTTLS/QUIT is written before
+ *     the connection is encrypted. Haraka sends the envelope in cleartext to a peer whose EHLO
+ *     offers no STARTTLS; here that write is refused and the socket fails instead, so an
+ *     on-path attacker who strips STARTTLS gets `starttls-not-offered` reported, never the mail.
+ */
+function watchHarakaAttempts(plugin, hmail) {
+  if (hmail[WATCHED]) return;
+  hmail[WATCHED] = true;
+  const tryDeliver = hmail.try_deliver_host_on_socket;
+  hmail.try_deliver_host_on_socket = function tryDeliverWatched(mx, host, port, socket) {
+    tryDeliver.call(this, mx, host, port, socket);
+    // After Haraka's own set-up: it removes every 'error' listener before adding its own, and
+    // ours must run before its handler moves on to the next MX and to hook_deferred.
+    socket.prependListener('error', (err) => {
+      const phase = hmail.todo.notes.tlsfallback?.negotiated ? 'tls' : undefined;
+      plugin.record_failure(hmail, outcomeFromError(err, { phase }));
+    });
+
+    const upgrade = socket.upgrade;
+    socket.upgrade = (haraka, callback) => {
+      const ours = plugin.tls_options(hmail);
+      const options = ours
+        ? { ...haraka, ...ours, rejectUnauthorized: Boolean(haraka.rejectUnauthorized || ours.rejectUnauthorized) }
+        : haraka;
+      socket.once('secure', () => plugin.record_tls(hmail, socket.cleartext.getProtocol()));
+      return upgrade(options, callback);
+    };
+
+    const write = socket.write;
+    socket.write = function writeUnlessCleartext(data, ...rest) {
+      const state = hmail.todo.notes.tlsfallback;
+      const tlsTier = state?.action === 'attempt' && state.tls !== null;
+      if (!tlsTier || socket.isEncrypted() || BEFORE_TLS.test(String(data))) {
+        return write.call(this, data, ...rest);
+      }
+      plugin.record_failure(hmail, { kind: 'starttls-not-offered' });
+      // Fail the socket as a network error would: Haraka's error handler drops the connection,
+      // runs out of MXs and calls hook_deferred, where the outcome above is reported.
+      process.nextTick(() => socket.emit('error', new Error(
+        `tlsfallback: ${state.peer} did not offer STARTTLS, refusing to send in cleartext at ${state.tier}`,
+      )));
+      return true;
+    };
+  };
 }
 
 // Haraka-style module exports: a default plugin with a Map store, or, when TLSFALLBACK_FLEET

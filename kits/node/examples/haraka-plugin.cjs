@@ -1,17 +1,40 @@
-// Haraka loads plugins with require(); @tlsfallback/policy is an ES module with top-level await.
-// Copy this file to your Haraka config's plugins/tlsfallback.js (adjust the import path, e.g.
-// to the installed package's examples/haraka-outbound.js) and add `tlsfallback` to
-// config/plugins. Each hook waits for the module, then delegates to it.
+// The Haraka adapter of the tlsfallback outbound plugin (examples/haraka-outbound.js), exported
+// as `@tlsfallback/policy/haraka`.
+//
+// Haraka compiles a plain plugin file (plugins/NAME.js) in a vm sandbox where import() fails
+// (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), and the plugin is an ES module with top-level await,
+// which require() cannot load. So plugins/tlsfallback.js only requires this CommonJS module,
+// which Node loads normally, and copies its exports:
+//
+//   const tlsfallback = require('@tlsfallback/policy/haraka');
+//   for (const name of Object.keys(tlsfallback)) exports[name] = tlsfallback[name];
+//
+// Haraka then calls the hooks below with `this` bound to its plugin object (logging, config).
+// Each hook waits for the ES module, then delegates to it. Optional config/tlsfallback.json,
+// read at start and again whenever it changes:
+//   { "policy": { "pinDurationSecs": 2592000 },
+//     "mx": { "example.net": [{ "exchange": "mx.example.net", "priority": 10,
+//                               "address": "192.0.2.25", "port": 25 }] } }
+// `policy` overrides the default policy (PolicyEngine's keys); `mx` holds static MX routes, used
+// instead of DNS for the domains listed (see createPlugin's `routes`).
 'use strict';
 
 const ready = import('./haraka-outbound.js').then((m) => m.default);
 
 exports.register = function register() {
-  const plugin = this;
+  const haraka = this;
+  const configure = (p) => {
+    try {
+      p.configure(haraka.config.get('tlsfallback.json', () => configure(p)) ?? {});
+    } catch (err) {
+      haraka.logerror(`tlsfallback: config/tlsfallback.json: ${err.message}`);
+    }
+  };
   ready.then((p) => {
-    p.loginfo = (msg) => plugin.loginfo(msg);
+    p.loginfo = (msg) => haraka.loginfo(msg);
+    configure(p);
     p.register();
-  });
+  }, (err) => haraka.logerror(`tlsfallback: ${err.message}`));
 };
 
 for (const hook of ['hook_get_mx', 'hook_deferred', 'hook_delivered', 'hook_bounce']) {
@@ -22,7 +45,3 @@ for (const hook of ['hook_get_mx', 'hook_deferred', 'hook_delivered', 'hook_boun
     });
   };
 }
-
-/** For a wrapper of Haraka's outbound/tls.js get_tls_options(mx): the engine's TLS options. */
-exports.tls_options = async (hmail) => (await ready).tls_options(hmail);
-exports.record_tls = async (hmail, protocol) => (await ready).record_tls(hmail, protocol);
