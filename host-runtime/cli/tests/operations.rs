@@ -3,7 +3,7 @@
 
 use std::io::{BufReader, BufWriter, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,16 +63,18 @@ fn wait_for_value(prometheus: &Prometheus, expression: &str, wanted: &str) {
     );
 }
 
+/// A daemon in `dir` following an empty log of its own, with `extra` flags; the log's path.
+fn daemon_following_a_log(dir: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
+    let log = dir.join("maillog");
+    std::fs::write(&log, "").unwrap();
+    let daemon = Daemon::start(&dir.join("h.sqlite3"), Some(&log), extra);
+    (daemon, log)
+}
+
 #[test]
 fn a_real_prometheus_scrapes_the_decisions_and_outcomes_the_daemon_made() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("maillog");
-    std::fs::write(&log, "").unwrap();
-    let daemon = Daemon::start(
-        &dir.path().join("h.sqlite3"),
-        Some(&log),
-        &["--metrics", "127.0.0.1:0"],
-    );
+    let (daemon, log) = daemon_following_a_log(dir.path(), &["--metrics", "127.0.0.1:0"]);
     let metrics = metrics_address(&daemon);
     // Three new next hops: three decisions to start at the strongest tier.
     for port in [PORT, PORT + 1, PORT + 2] {
@@ -131,13 +133,7 @@ fn records(daemon: &Daemon) -> Vec<serde_json::Value> {
 #[test]
 fn json_logs_are_one_object_per_line_with_each_decision_and_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("maillog");
-    std::fs::write(&log, "").unwrap();
-    let daemon = Daemon::start(
-        &dir.path().join("h.sqlite3"),
-        Some(&log),
-        &["--log-format", "json"],
-    );
+    let (daemon, log) = daemon_following_a_log(dir.path(), &["--log-format", "json"]);
     assert_eq!(daemon.ask(&lookup_of(PORT)), reply(MODERN));
     // A stranger picks the recipient: quotes, spaces and a fake field in its local part.
     let rcpt = "\"x\\\" event=\\\"decision\"@example.net";

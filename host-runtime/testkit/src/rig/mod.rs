@@ -15,3 +15,17 @@ pub mod prometheus;
 pub mod redis;
 pub mod resolv;
 pub mod tlsrpt_reporter;
+
+/// A TCP port of 127.0.0.1 free right now, for a server the rig starts to bind (the server is
+/// told the number: these programs cannot report the port they chose).
+///
+/// # Errors
+///
+/// When no port can be bound.
+pub fn free_tcp_port() -> std::io::Result<u16> {
+    Ok(
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port(),
+    )
+}

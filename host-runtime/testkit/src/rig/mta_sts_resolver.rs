@@ -20,7 +20,7 @@
 //! dropping it.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -349,12 +349,7 @@ pub(crate) fn start_watchdog(daemon: &Child) -> Result<(Child, ChildStdin), Reso
 
 /// A port of 127.0.0.1 free right now, for the daemon to bind.
 fn free_port() -> Result<u16, ResolverDaemonError> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_error("binding a free port"))?;
-    Ok(listener
-        .local_addr()
-        .map_err(io_error("reading a bound port"))?
-        .port())
+    super::free_tcp_port().map_err(io_error("binding a free port"))
 }
 
 /// Why a netstring could not be read.

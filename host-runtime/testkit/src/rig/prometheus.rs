@@ -3,7 +3,7 @@
 //! when dropped. [`Prometheus::query`] asks its HTTP API, as a dashboard would.
 
 use std::io::{self, Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,12 +15,6 @@ pub struct Prometheus {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
 impl Prometheus {
     /// Starts one scraping `targets` (`HOST:PORT`, path `/metrics`) every second as the job
     /// `tlsfallback`, and waits until it is ready.
@@ -30,7 +24,7 @@ impl Prometheus {
     /// No `prometheus` on the PATH (`scripts/setup` installs it), or it did not become ready.
     pub fn start(targets: &[SocketAddr]) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let port = free_port()?;
+        let port = super::free_tcp_port()?;
         let listed: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\

@@ -5,7 +5,7 @@
 //! to its pid.
 
 use std::io;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -36,12 +36,6 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
 impl RedisServer {
     /// Starts one on a free loopback port and waits until it accepts connections.
     ///
@@ -49,7 +43,7 @@ impl RedisServer {
     ///
     /// No `redis-server` on the PATH (`scripts/setup` installs it), or it did not start.
     pub fn start() -> io::Result<Self> {
-        Self::start_on(free_port()?)
+        Self::start_on(super::free_tcp_port()?)
     }
 
     /// Starts one on `port` (a restart after [`kill`](Self::kill) keeps its address).
@@ -70,7 +64,7 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start), or OpenSSL failing to make the certificate.
     pub fn start_tls(password: &str) -> io::Result<Self> {
-        let port = free_port()?;
+        let port = super::free_tcp_port()?;
         let dir = tempfile::tempdir()?;
         let identity = Identity::self_signed("127.0.0.1").map_err(io::Error::other)?;
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
@@ -267,7 +261,7 @@ impl RedisCluster {
     pub fn start(primaries: usize) -> io::Result<Self> {
         let mut servers = Vec::with_capacity(primaries);
         for _ in 0..primaries {
-            let port = free_port()?;
+            let port = super::free_tcp_port()?;
             let dir = tempfile::tempdir()?;
             let args = [
                 "--port",
