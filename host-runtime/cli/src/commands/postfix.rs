@@ -272,19 +272,21 @@ fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
             tlsfallback_mta::postfix::floor::FloorService::start(settings)?,
         ))
     };
-    let metrics = args.metrics.as_deref().map(|_| {
-        let mut metrics = tlsfallback_mta::postfix::metrics::Metrics::new();
-        if let Some(floors) = &floors {
-            metrics.watch_floors(floors.clone());
+    // The listener starts before the daemon, so the ready line can say where it is.
+    let (metrics, metrics_address) = match &args.metrics {
+        Some(address) => {
+            let mut metrics = tlsfallback_mta::postfix::metrics::Metrics::new();
+            if let Some(floors) = &floors {
+                metrics.watch_floors(floors.clone());
+            }
+            let metrics = std::sync::Arc::new(metrics);
+            let bound = tlsfallback_mta::postfix::metrics::http::spawn(
+                address,
+                std::sync::Arc::clone(&metrics),
+            )?;
+            (Some(metrics), Some(bound))
         }
-        std::sync::Arc::new(metrics)
-    });
-    let metrics_address = match (&args.metrics, &metrics) {
-        (Some(address), Some(metrics)) => Some(tlsfallback_mta::postfix::metrics::http::spawn(
-            address,
-            std::sync::Arc::clone(metrics),
-        )?),
-        _ => None,
+        None => (None, None),
     };
     let counted = metrics.clone();
     let mut log = move |event: &tlsfallback_mta::postfix::events::Event| {
