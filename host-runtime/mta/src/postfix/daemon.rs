@@ -244,12 +244,6 @@ impl<'a> Daemon<'a> {
         waiting
     }
 
-    /// The engine deciding now.
-    #[must_use]
-    pub fn engine(&self) -> &dyn DecisionEngine {
-        self.engine.as_ref()
-    }
-
     /// Writes `event` to the daemon's log.
     pub fn log(&mut self, event: &Event) {
         (self.log)(event);
