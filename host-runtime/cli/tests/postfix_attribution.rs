@@ -145,6 +145,58 @@ fn outcome_line<'l>(lines: &'l [String], queue_id: &str) -> &'l str {
 
 const KEY: &str = "[127.0.0.1]:2525";
 
+/// Forgetting a pinned destination would hand a stripping attacker its next delivery in
+/// cleartext, as to a peer never seen: the sweep forgets a destination whose memory nothing
+/// changed for the retention only once its pin has run out too.
+#[test]
+fn forgetting_unused_destinations_waits_for_their_pin_to_run_out() {
+    const DAY: u64 = 86_400;
+    const LEGACY_KEY: &str = "[127.0.0.1]:2526";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite3");
+    let time = Rc::new(Cell::new(START));
+    let pin_for_a_year = "[policy]\npin_duration_secs = 31536000\n";
+    let sweep =
+        |scene: &mut Scene<'_>| while scene.daemon.housekeeping(scene.time.get()).unwrap() {};
+    let lines = with_daemon(&db, pin_for_a_year, &time, |s| {
+        assert_eq!(s.lookup(KEY, Some(10)), MODERN);
+        s.log(&attempt(10, 2525, "4AA1", "u@x.test", true));
+        assert_eq!(s.lookup(LEGACY_KEY, Some(11)), MODERN);
+        s.log(&attempt(11, 2526, "4AA2", "u@y.test", false));
+        // Half a year and a day later: the legacy peer is forgotten, the pinned one kept.
+        s.time.set(START + 181 * DAY);
+        sweep(s);
+        let store = s.daemon.store();
+        assert_eq!(store.get(LEGACY_KEY).unwrap(), None);
+        assert!(store.get(KEY).unwrap().is_some());
+        assert!(store.facts(KEY).unwrap().pinned_until > s.time.get());
+        // Delivered to again: the pin is renewed for a year.
+        assert_eq!(s.lookup(KEY, Some(12)), MODERN);
+        s.log(&attempt(12, 2525, "4AA3", "u@x.test", true));
+        // Its memory unchanged for more than half a year, but its pin stands: kept.
+        s.time.set(START + 400 * DAY);
+        sweep(s);
+        assert!(s.daemon.store().get(KEY).unwrap().is_some());
+        // The pin has run out too: forgotten, facts and all.
+        s.time.set(START + (181 + 366) * DAY);
+        sweep(s);
+        assert_eq!(s.daemon.store().get(KEY).unwrap(), None);
+        assert_eq!(s.daemon.store().facts(KEY).unwrap().pinned_until, 0);
+    });
+    let forgotten: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("forgotten "))
+        .collect();
+    assert_eq!(
+        forgotten,
+        [
+            "forgotten destinations=1 unused-for-days=180",
+            "forgotten destinations=1 unused-for-days=180"
+        ],
+        "{lines:#?}"
+    );
+}
+
 #[test]
 fn concurrent_deliveries_book_each_failure_for_its_own_tier() {
     // Two messages in flight both get modern TLS; the first fails, the dance goes on at legacy

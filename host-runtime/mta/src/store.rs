@@ -474,6 +474,76 @@ impl HistoryStore {
             .execute([peer])?;
         Ok(history || facts)
     }
+
+    /// Forgets the peers, among the next `limit` rows after `after` (a row id; 0 for the
+    /// first), that nothing touched since `unused_since` and whose recorded pin has run out
+    /// by `now`: their history, facts and fleet mark, in one transaction. A table is swept in
+    /// slices so that no lookup waits behind a walk of a million rows; each slice reads its
+    /// rows by row id, without an index on the time (which every update would have to move).
+    ///
+    /// # Errors
+    ///
+    /// A database error; nothing of the slice is forgotten then.
+    pub fn forget_unused(
+        &mut self,
+        unused_since: u64,
+        now: u64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Swept, StoreError> {
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: Option<i64> = tx
+            .prepare_cached(
+                "SELECT max(rowid) FROM (SELECT rowid FROM peers WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+            )?
+            .query_row(params![after, limit], |row| row.get(0))?;
+        let Some(last) = last else {
+            return Ok(Swept {
+                forgotten: 0,
+                next: None,
+            });
+        };
+        let unused: Vec<String> = tx
+            .prepare_cached(
+                "SELECT p.peer FROM peers p LEFT JOIN peer_facts f ON f.peer = p.peer
+                 WHERE p.rowid > ?1 AND p.rowid <= ?2 AND p.updated_at < ?3
+                   AND coalesce(f.pinned_until, 0) <= ?4",
+            )?
+            .query_map(
+                params![
+                    after,
+                    last,
+                    facts::seconds(unused_since),
+                    facts::seconds(now)
+                ],
+                |row| row.get(0),
+            )?
+            .collect::<Result<_, _>>()?;
+        for peer in &unused {
+            tx.prepare_cached("DELETE FROM peers WHERE peer = ?1")?
+                .execute([peer])?;
+            facts::forget(&tx, peer)?;
+            tx.prepare_cached("DELETE FROM fleet_unpublished WHERE peer = ?1")?
+                .execute([peer])?;
+        }
+        tx.commit()?;
+        Ok(Swept {
+            forgotten: unused.len() as u64,
+            next: Some(last),
+        })
+    }
+}
+
+/// What one slice of [`HistoryStore::forget_unused`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "`next` is where the sweep goes on"]
+pub struct Swept {
+    /// Peers forgotten.
+    pub forgotten: u64,
+    /// The row id to go on after; `None` once the table is swept to its end.
+    pub next: Option<i64>,
 }
 
 /// One write transaction over the database (see [`HistoryStore::batch`]).
@@ -518,7 +588,7 @@ impl Batch<'_> {
         self.tx.prepare_cached("INSERT INTO peers (peer, history, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(peer) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at")
         .and_then(|mut statement| statement.execute(
-            params![peer, history, i64::try_from(now).unwrap_or(i64::MAX)],
+            params![peer, history, facts::seconds(now)],
         ))
         .map_err(StoreError::from)?;
         if self.fleet.is_some() {
@@ -788,5 +858,44 @@ mod tests {
         let refused = store.update("mx", 1, |_| Err::<((), Vec<u8>), _>(Caller::Refused));
         assert_eq!(refused, Err(Caller::Refused));
         assert_eq!(store.get("mx").unwrap(), None);
+    }
+
+    #[test]
+    fn forgetting_unused_peers_goes_slice_by_slice_and_spares_the_pinned_and_the_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(&dir.path().join("peers.sqlite3")).unwrap();
+        // Ten peers last touched at 100..=1000; mx3 and mx7 are pinned until 5000.
+        for k in 1..=10_i64 {
+            store
+                .connection()
+                .execute(
+                    "INSERT INTO peers (peer, history, updated_at) VALUES (?1, x'01', ?2)",
+                    params![format!("mx{k}"), k * 100],
+                )
+                .unwrap();
+        }
+        for pinned in ["mx3", "mx7"] {
+            store
+                .connection()
+                .execute(
+                    "INSERT INTO peer_facts VALUES (?1, 'modern-tls', 1, 1, 5000, 1)",
+                    [pinned],
+                )
+                .unwrap();
+        }
+        let (mut after, mut forgotten, mut slices) = (0, 0, 0);
+        loop {
+            let swept = store.forget_unused(850, 2000, after, 3).unwrap();
+            forgotten += swept.forgotten;
+            slices += 1;
+            match swept.next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        assert_eq!((forgotten, slices), (6, 5));
+        let left: Vec<String> = store.list().unwrap().into_iter().map(|r| r.peer).collect();
+        assert_eq!(left, ["mx10", "mx3", "mx7", "mx9"]);
+        assert_eq!(store.facts("mx3").unwrap().pinned_until, 5000);
     }
 }

@@ -118,6 +118,16 @@ pub(crate) struct PostfixServeArgs {
     /// How often the log is read, in milliseconds.
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub(crate) poll_ms: u64,
+    /// Forget a destination whose memory nothing changed for this many days (with --log, each
+    /// delivery's outcome changes it), once its pin has run out too: its history, facts,
+    /// unfinished dance and TLS-RPT ledger rows. 0 keeps everything forever.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = tlsfallback_mta::postfix::daemon::DEFAULT_FORGET_AFTER_DAYS,
+        value_parser = clap::value_parser!(u64).range(0..=36_500)
+    )]
+    pub(crate) forget_after: u64,
     /// Postfix's syslog_name: only lines tagged SYSLOG_NAME/smtp[PID] and SYSLOG_NAME/relay[PID]
     /// (its SMTP client services) are read as outcomes.
     #[arg(long, default_value = "postfix", value_parser = parse_syslog_name)]
@@ -245,6 +255,8 @@ fn postfix_serve(args: &PostfixServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         mode: args.mode,
         tlsrpt: args.tlsrpt,
+        forget_after: (args.forget_after > 0)
+            .then(|| std::time::Duration::from_secs(args.forget_after * 86_400)),
         ..DaemonOptions::default()
     };
     let reporting = args.tlsrpt_report.settings(&policy_file);

@@ -91,6 +91,36 @@ pub struct DaemonOptions {
     /// Whether answers carry Postfix 3.10's TLSRPT attributes (Postfix 3.9 and older refuse
     /// them as unknown attributes, so they are off unless asked for).
     pub tlsrpt: bool,
+    /// How long a destination is remembered once nothing changes its memory (with the log
+    /// followed, every delivery's outcome does). Past it, and past its pin, its history,
+    /// recorded facts, unfinished dance and TLS-RPT ledger rows are forgotten, so the database
+    /// holds the destinations of that span and no more (docs/scale.md: a year of churning
+    /// destinations). `None` keeps everything forever.
+    pub forget_after: Option<Duration>,
+}
+
+/// The default of [`DaemonOptions::forget_after`], in days. Forgetting a destination costs its
+/// memory: a legacy-only peer pays its dance once more, and a peer seen doing TLS loses the
+/// suspicion that makes a missing STARTTLS only transient evidence. Six months keeps that for
+/// every destination used twice a year, and is six times the default pin (30 days).
+pub const DEFAULT_FORGET_AFTER_DAYS: u64 = 180;
+
+/// How often a sweep for unused destinations starts, in seconds.
+const SWEEP_EVERY_SECS: u64 = 3600;
+
+/// Rows of the history a call of [`Daemon::housekeeping`] looks at (one transaction of a few
+/// milliseconds, between lookups).
+const SWEEP_SLICE: u32 = 5_000;
+
+/// Where the sweep for unused destinations stands.
+#[derive(Debug, Default)]
+pub(super) struct Sweep {
+    /// The row id the sweep under way goes on after (`None`: no sweep under way).
+    after: Option<i64>,
+    /// When the last sweep started.
+    started: Option<u64>,
+    /// Destinations the sweep under way forgot so far.
+    forgotten: u64,
 }
 
 /// What the daemon's answers carry.
@@ -130,6 +160,7 @@ impl Default for DaemonOptions {
             log_source: LogSource::default(),
             mode: AnswerMode::Dance,
             tlsrpt: false,
+            forget_after: Some(Duration::from_secs(DEFAULT_FORGET_AFTER_DAYS * 86_400)),
         }
     }
 }
@@ -149,6 +180,7 @@ pub struct Daemon<'a> {
     /// Set when the daemon reports TLS-RPT from the log: the collectd client, if a socket is
     /// configured (the ledger is in the history database either way).
     pub(super) tlsrpt: Option<Option<TlsRptClient>>,
+    pub(super) sweep: Sweep,
 }
 
 /// What a lookup does, once the floor is known.
@@ -193,6 +225,7 @@ impl<'a> Daemon<'a> {
             log,
             floors: None,
             tlsrpt: None,
+            sweep: Sweep::default(),
         })
     }
 
@@ -469,6 +502,53 @@ impl<'a> Daemon<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Forgets a slice of the destinations unused for [`DaemonOptions::forget_after`]; the
+    /// server calls it between lookups. A sweep of the whole history starts at most once an
+    /// hour and goes on a slice per call (so no lookup waits behind it); its end also drops the
+    /// unfinished dances and TLS-RPT ledger rows older than the retention, and logs how many
+    /// destinations it forgot. Whether a sweep is under way (call again soon).
+    ///
+    /// # Errors
+    ///
+    /// A database error; the slice is kept, and tried again at the next call.
+    pub fn housekeeping(&mut self, now: u64) -> Result<bool, DaemonError> {
+        let Some(keep) = self.options.forget_after else {
+            return Ok(false);
+        };
+        let after = match self.sweep.after {
+            Some(after) => after,
+            None if self
+                .sweep
+                .started
+                .is_some_and(|started| now < started.saturating_add(SWEEP_EVERY_SECS)) =>
+            {
+                return Ok(false);
+            }
+            None => {
+                self.sweep.started = Some(now);
+                0
+            }
+        };
+        let unused_since = now.saturating_sub(keep.as_secs());
+        let swept = self
+            .store
+            .forget_unused(unused_since, now, after, SWEEP_SLICE)?;
+        self.sweep.forgotten += swept.forgotten;
+        self.sweep.after = swept.next;
+        if swept.next.is_some() {
+            return Ok(true);
+        }
+        state::forget_unused(self.store.connection(), unused_since)?;
+        let forgotten = std::mem::take(&mut self.sweep.forgotten);
+        if forgotten > 0 {
+            (self.log)(&Event::Forgotten {
+                destinations: forgotten,
+                unused_for_days: keep.as_secs() / 86_400,
+            });
+        }
+        Ok(false)
     }
 
     /// Logs what went wrong with the fleet (decisions went on from local state).

@@ -161,6 +161,13 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// A sweep forgot the destinations nothing touched for the retention (`--forget-after`).
+    Forgotten {
+        /// How many.
+        destinations: u64,
+        /// The retention, in days.
+        unused_for_days: u64,
+    },
     /// Something the operator should know; the daemon goes on.
     Warning(String),
 }
@@ -179,6 +186,7 @@ impl Event {
             Self::TlsRpt { .. } => "tlsrpt",
             Self::Reloaded { .. } => "reloaded",
             Self::ReloadRefused { .. } => "reload-refused",
+            Self::Forgotten { .. } => "forgotten",
             Self::Warning(_) => "warning",
         }
     }
@@ -241,6 +249,10 @@ impl Event {
             Self::ReloadRefused { policy, error } => {
                 tracing::error!(event, policy, error, "{self}");
             }
+            Self::Forgotten {
+                destinations,
+                unused_for_days,
+            } => tracing::info!(event, destinations, unused_for_days, "{self}"),
             Self::Warning(_) => tracing::warn!(event, "{self}"),
         }
     }
@@ -342,6 +354,13 @@ impl fmt::Display for Event {
                     ("result", "refused; the policy before keeps serving"),
                     ("error", error),
                 ],
+            ),
+            Self::Forgotten {
+                destinations,
+                unused_for_days,
+            } => write!(
+                f,
+                "forgotten destinations={destinations} unused-for-days={unused_for_days}"
             ),
             Self::Warning(text) => write!(f, "warning: {text}"),
         }

@@ -193,10 +193,19 @@ pub fn serve(
     let poll = daemon.options.poll_interval;
     let mut last_poll: Option<Stopwatch> = None;
     loop {
-        if let Some((follower, tracker)) = follower.as_mut()
-            && last_poll.is_none_or(|since| since.elapsed() >= poll)
-        {
+        let poll_due = last_poll.is_none_or(|since| since.elapsed() >= poll);
+        if poll_due {
             last_poll = Some(Stopwatch::start());
+            // A slice of the sweep for unused destinations, at most one per poll interval.
+            if let Err(error) = daemon.housekeeping(clock.now()) {
+                daemon.log(&Event::Warning(format!(
+                    "forgetting unused destinations: {error:#} (tried again at the next poll)"
+                )));
+            }
+        }
+        if let Some((follower, tracker)) = follower.as_mut()
+            && poll_due
+        {
             // Keep reading while a backlog lasts, without starving lookups for long.
             for _ in 0..64 {
                 match daemon.poll_log(follower, tracker, clock.now()) {
@@ -219,7 +228,10 @@ pub fn serve(
             let circuit = daemon.store().fleet().map(crate::fleet::Fleet::circuit);
             metrics.set_fleet_circuit(circuit.as_ref());
         }
-        match inbox.recv_timeout(poll) {
+        // Wait only until the next poll is due: a lookup in between must not put it off by a
+        // whole interval (it did: docs/scale.md, the delay from a status line to the history).
+        let until_poll = last_poll.map_or(poll, |since| poll.saturating_sub(since.elapsed()));
+        match inbox.recv_timeout(until_poll) {
             Ok(Job::Lookup {
                 data,
                 client,

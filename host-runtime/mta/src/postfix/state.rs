@@ -370,6 +370,24 @@ pub fn end_dance(connection: &Connection, destination: &str) -> Result<(), State
     Ok(())
 }
 
+/// Drops what lapsed before `unused_since`: unfinished dances (Postfix gave up on them, or the
+/// destination was never asked for again), their TLS-RPT steps, and TLS-RPT ledger rows.
+///
+/// # Errors
+///
+/// A database error.
+pub fn forget_unused(connection: &Connection, unused_since: u64) -> Result<(), StateError> {
+    let since = to_sql(unused_since);
+    connection
+        .prepare_cached("DELETE FROM postfix_dances WHERE until < ?1")?
+        .execute([since])?;
+    connection
+        .prepare_cached("DELETE FROM postfix_tlsrpt_dances WHERE until < ?1")?
+        .execute([since])?;
+    crate::tlsrpt::ledger::forget_before(connection, unused_since)?;
+    Ok(())
+}
+
 /// The TLS-RPT result types the dance in progress for `destination` named so far (none when
 /// no dance stands at `now`), kept apart from [`Continuation`] so that they outlive nothing:
 /// saved with each step, gone when the dance ends or lapses.

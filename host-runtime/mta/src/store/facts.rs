@@ -24,7 +24,7 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS peer_facts (
 
 /// Seconds since the epoch as SQLite stores them (beyond `i64::MAX`, which no clock reaches,
 /// the largest it can).
-fn seconds(value: u64) -> i64 {
+pub(crate) fn seconds(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 

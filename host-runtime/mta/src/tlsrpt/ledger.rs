@@ -171,6 +171,19 @@ pub fn record_in(connection: &Connection, datagram: &Datagram, now: u64) -> rusq
     Ok(())
 }
 
+/// Drops the results of the days before the one `since` falls in (the daily reports they made
+/// are long sent).
+///
+/// # Errors
+///
+/// A database error.
+pub fn forget_before(connection: &Connection, since: u64) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached("DELETE FROM tlsrpt_results WHERE day < ?1")?
+        .execute([utc_day(since)])?;
+    Ok(())
+}
+
 /// The UTC day (`YYYY-MM-DD`) of `now` (Unix seconds), the day TLS-RPT reports cover.
 #[must_use]
 pub fn utc_day(now: u64) -> String {

@@ -93,6 +93,7 @@ pub struct Metrics {
     tlsrpt_datagrams: Family<ResultLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     outcomes_ignored: Counter,
+    forgotten: Counter,
     lookup_duration: Histogram,
     fleet_circuit: Family<StateLabel, Gauge>,
     up: Gauge,
@@ -178,6 +179,12 @@ impl Metrics {
             "Outcomes read from the log that could not be attributed to one tier",
             outcomes_ignored.clone(),
         );
+        let forgotten = Counter::default();
+        registry.register(
+            "destinations_forgotten",
+            "Destinations forgotten after --forget-after without use",
+            forgotten.clone(),
+        );
         // Deciding takes microseconds; waiting for a floor up to the budget (seconds).
         let lookup_duration = Histogram::new([
             0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -214,6 +221,7 @@ impl Metrics {
             tlsrpt_datagrams,
             reloads,
             outcomes_ignored,
+            forgotten,
             lookup_duration,
             fleet_circuit,
             up,
@@ -300,6 +308,9 @@ impl Metrics {
             }
             Event::OutcomeIgnored { .. } => {
                 self.outcomes_ignored.inc();
+            }
+            Event::Forgotten { destinations, .. } => {
+                self.forgotten.inc_by(*destinations);
             }
             Event::Warning(_) => {}
         }
