@@ -263,7 +263,9 @@ def main() -> None:
     print("# Benchmarks\n")
     print("The latest run of `scripts/bench` (written by it; do not edit by hand). Decide cases, "
           "in order: " + ", ".join(f"`{c}`" for c in CASES) + " (the jco rows have the first "
-          "three). Medians from criterion; throughput is the best of three runs.\n")
+          "three). Medians from criterion; throughput is the best of three runs. How these costs grow "
+          "with the peers stored (10^3 to 10^6, SQLite and Redis), the log's volume and a year of "
+          "time: [scale.md](scale.md) (`scripts/bench-scale`), with its curves.\n")
     print(f"- Date: {datetime.date.today().isoformat()}")
     print(f"- Machine: {cpu.strip()}, {os.cpu_count()} cores, {platform.system()} "
           f"{platform.release()}")

@@ -8,8 +8,15 @@
 //! - `list_ms`: `peers list` (every row read);
 //! - `forget_us`: `peers forget` of one peer, p50 and p99.
 //!
-//! One JSON object per size on stdout, for scripts/bench-scale (which draws docs/scale.md's
-//! curves). With `SCALE_KEEP=DIR`, a copy of the database at each size is left there
+//! Then the same with the fleet on (`store` = `sqlite+redis`): the store attached to a real
+//! redis-server on loopback, so that every decide-and-store also reads the shared copy and
+//! merges its change up (`forget` is the local part); `redis_bytes_per_key` is Redis's
+//! `used_memory` growth divided by its keys (the peers, and the 2,000 new peers each size
+//! measures, forgotten locally but still shared). Also the daemon's setting for comparison
+//! (`store` = `sqlite-normal`): `synchronous = NORMAL`, no fsync per commit, at the largest size.
+//!
+//! One JSON object per size and store on stdout, for scripts/bench-scale (which draws
+//! docs/scale.md's curves). With `SCALE_KEEP=DIR`, a copy of the database at each size is left there
 //! (`peers-N.sqlite3`) for the socketmap runs over the same peers. `cargo bench -p tlsfallback-cli --bench scale` (about 3 minutes on 2 cores);
 //! BENCH_QUICK=1 stops at 10^4 peers.
 
@@ -20,7 +27,9 @@ use serde_json::json;
 use tlsfallback_engine::decider::NativeEngine;
 use tlsfallback_mta::clock::Stopwatch;
 use tlsfallback_mta::deciding;
+use tlsfallback_mta::fleet::{Fleet, FleetSettings};
 use tlsfallback_mta::store::HistoryStore;
+use tlsfallback_testkit::rig::redis::RedisServer;
 
 /// The start of the simulated clock (2027-01-15).
 const T0: u64 = 1_800_000_000;
@@ -28,6 +37,9 @@ const T0: u64 = 1_800_000_000;
 const SAMPLES: usize = 2_000;
 /// Peers made in one write transaction while growing the database.
 const GROWTH_BATCH: u64 = 5_000;
+/// The same with the fleet on: a batch's merge-up runs to one budget (the fleet's), as a
+/// delivery's does, so the batch stays as small as a few deliveries.
+const FLEET_GROWTH_BATCH: u64 = 8;
 
 fn peer(k: u64) -> String {
     format!("mx{k}.d{}.bench.test", k % 9973)
@@ -76,11 +88,24 @@ fn first_delivery(
     Ok(())
 }
 
-/// Grows the store from `from` to `to` peers.
+/// Grows the store from `from` to `to` peers, without an fsync per commit (growing is not what
+/// is measured).
 fn grow(store: &mut HistoryStore, from: u64, to: u64) {
+    let per_batch = if store.fleet().is_some() {
+        FLEET_GROWTH_BATCH
+    } else {
+        GROWTH_BATCH
+    };
+    let synchronous = |store: &HistoryStore, value: &str| {
+        store
+            .connection()
+            .pragma_update(None, "synchronous", value)
+            .expect("setting synchronous");
+    };
+    synchronous(store, "NORMAL");
     let mut k = from;
     while k < to {
-        let end = (k + GROWTH_BATCH).min(to);
+        let end = (k + per_batch).min(to);
         store
             .batch(|batch| {
                 for j in k..end {
@@ -91,6 +116,7 @@ fn grow(store: &mut HistoryStore, from: u64, to: u64) {
             .expect("the benchmark's store grows");
         k = end;
     }
+    synchronous(store, "FULL");
 }
 
 /// p50 and p99 of `samples`, in microseconds.
@@ -168,15 +194,26 @@ fn measure(store: &mut HistoryStore, peers: u64, now: u64) -> serde_json::Value 
     })
 }
 
-fn main() {
-    let quick = std::env::var("BENCH_QUICK").as_deref() == Ok("1");
-    let sizes: &[u64] = if quick {
-        &[1_000, 10_000]
-    } else {
-        &[1_000, 10_000, 100_000, 1_000_000]
-    };
+/// Redis's `used_memory`, in bytes.
+fn redis_memory(redis: &RedisServer) -> u64 {
+    let info = redis.cli(&["INFO", "memory"]).expect("INFO memory");
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("used_memory in INFO")
+}
+
+/// Grows one store through `sizes`, printing a row at each; `keep` leaves copies there.
+fn run(label: &str, sizes: &[u64], redis: Option<&RedisServer>, keep: Option<&std::path::Path>) {
     let dir = tempfile::tempdir().expect("a scratch directory");
     let mut store = HistoryStore::open(&dir.path().join("scale.sqlite3")).expect("the store");
+    if let Some(redis) = redis {
+        redis.cli(&["FLUSHALL"]).expect("an empty Redis");
+        store.attach_fleet(
+            Fleet::connect(FleetSettings::new(redis.url())).expect("a link to Redis"),
+        );
+    }
+    let redis_before = redis.map(redis_memory);
     let mut have = 0;
     for &size in sizes {
         let clock = Stopwatch::start();
@@ -185,9 +222,27 @@ fn main() {
         have = size;
         let mut row = measure(&mut store, size, T0 + 2 * size);
         row["grow_s"] = json!(grow_s);
+        row["store"] = json!(label);
+        if let (Some(redis), Some(before)) = (redis, redis_before) {
+            let grown = redis_memory(redis).saturating_sub(before);
+            let keys: u64 = redis
+                .cli(&["DBSIZE"])
+                .expect("DBSIZE")
+                .trim()
+                .parse()
+                .expect("a key count");
+            row["redis_keys"] = json!(keys);
+            row["redis_bytes_per_key"] = json!(grown as f64 / keys as f64);
+            let unpublished: i64 = store
+                .connection()
+                .query_row("SELECT count(*) FROM fleet_unpublished", [], |r| r.get(0))
+                .expect("the unpublished peers");
+            row["unpublished"] = json!(unpublished);
+            row["fleet_warnings"] = json!(store.take_fleet_warnings().len());
+        }
         println!("{row}");
-        if let Some(keep) = std::env::var_os("SCALE_KEEP") {
-            let copy = std::path::Path::new(&keep).join(format!("peers-{size}.sqlite3"));
+        if let Some(keep) = keep {
+            let copy = keep.join(format!("peers-{size}.sqlite3"));
             let _ = std::fs::remove_file(&copy);
             store
                 .connection()
@@ -195,4 +250,27 @@ fn main() {
                 .expect("a copy of the database");
         }
     }
+    if label == "sqlite" {
+        // The daemon's setting on the largest store: no fsync per commit (see Daemon::new).
+        store
+            .connection()
+            .pragma_update(None, "synchronous", "NORMAL")
+            .expect("synchronous = NORMAL");
+        let mut row = measure(&mut store, have, T0 + 3 * have);
+        row["store"] = json!("sqlite-normal");
+        println!("{row}");
+    }
+}
+
+fn main() {
+    let quick = std::env::var("BENCH_QUICK").as_deref() == Ok("1");
+    let sizes: &[u64] = if quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 10_000, 100_000, 1_000_000]
+    };
+    let keep = std::env::var_os("SCALE_KEEP").map(std::path::PathBuf::from);
+    run("sqlite", sizes, None, keep.as_deref());
+    let redis = RedisServer::start().expect("redis-server starts (scripts/setup installs it)");
+    run("sqlite+redis", sizes, Some(&redis), None);
 }
