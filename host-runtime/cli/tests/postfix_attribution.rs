@@ -197,6 +197,35 @@ fn forgetting_unused_destinations_waits_for_their_pin_to_run_out() {
     );
 }
 
+/// A busy destination: one process delivers to it twice (two lookups) before the daemon reads
+/// the first delivery's status line. Both outcomes are booked (the second was left out); a
+/// third status line of that process, with no lookup of its own, still is not.
+#[test]
+fn a_process_asking_again_before_its_outcome_is_read_has_both_booked_but_no_third() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = Rc::new(Cell::new(START));
+    let lines = with_daemon(&dir.path().join("h.sqlite3"), "", &time, |s| {
+        assert_eq!(s.lookup(KEY, Some(10)), MODERN);
+        assert_eq!(s.lookup(KEY, Some(10)), MODERN);
+        let mut log = attempt(10, 2525, "4AB1", "u@x.test", true);
+        log.extend(attempt(10, 2525, "4AB2", "v@x.test", true));
+        // The same message to a second recipient: its answer again, not a new one.
+        log.extend(attempt(10, 2525, "4AB2", "w@x.test", true));
+        log.extend(attempt(10, 2525, "4AB3", "z@x.test", true));
+        s.log(&log);
+    });
+    for queue_id in ["4AB1", "4AB2"] {
+        assert!(
+            outcome_line(&lines, queue_id).contains("tier=modern-tls"),
+            "{lines:#?}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("queue_id=4AB3")),
+        "a status line without a lookup of its own was booked: {lines:#?}"
+    );
+}
+
 #[test]
 fn concurrent_deliveries_book_each_failure_for_its_own_tier() {
     // Two messages in flight both get modern TLS; the first fails, the dance goes on at legacy

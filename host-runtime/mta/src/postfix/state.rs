@@ -127,9 +127,12 @@ pub type ClientPid = Option<u32>;
 /// Records that `pid` was answered `tier` for `destination` (`None`: the answer was not an
 /// attempt, so an outcome of that process for it is nobody's).
 ///
-/// A known process's new answer replaces its old one: Postfix looks the policy up again for
-/// every delivery ("the TLS policy cache lifetime is one delivery", smtp_state.c). Answers to
-/// unknown processes are counted per tier.
+/// A known process's new answer replaces its old one of another tier: Postfix looks the policy
+/// up again for every delivery ("the TLS policy cache lifetime is one delivery", smtp_state.c).
+/// One of the same tier is counted instead: a process delivering to a busy destination asks
+/// again before the daemon has read its last status line, and both deliveries' outcomes are
+/// that tier's (docs/scale.md: one in 55,000 attempts of the log benchmark was left out before).
+/// Answers to unknown processes are counted per tier.
 ///
 /// # Errors
 ///
@@ -146,8 +149,11 @@ pub fn record_answer(
         .execute([to_sql(now.saturating_sub(ANSWER_TTL_SECS))])?;
     if let Some(pid) = pid.filter(|&p| p > 0) {
         connection
-            .prepare_cached("DELETE FROM postfix_answers WHERE destination = ?1 AND pid = ?2")?
-            .execute(params![destination, pid])?;
+            .prepare_cached(
+                "DELETE FROM postfix_answers WHERE destination = ?1 AND pid = ?2
+                 AND tier IS NOT ?3",
+            )?
+            .execute(params![destination, pid, tier.map(Tier::name)])?;
     }
     let Some(tier) = tier else {
         return Ok(());
@@ -215,20 +221,32 @@ pub fn attribute(
         for key in candidates {
             let row = connection
                 .prepare_cached(
-                    "SELECT tier, used_by FROM postfix_answers
+                    "SELECT tier, used_by, pending FROM postfix_answers
                      WHERE destination = ?1 AND pid = ?2 AND answered_at >= ?3",
                 )?
                 .query_row(params![key, pid, fresh_since], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
                 })
                 .optional()?;
-            if let Some((tier, used_by)) = row
-                && used_by.as_deref().is_none_or(|q| q == queue_id)
-            {
-                connection.prepare_cached("UPDATE postfix_answers SET used_by = ?3 WHERE destination = ?1 AND pid = ?2")?
-        .execute(
-                    params![key, pid, queue_id],
-                )?;
+            let Some((tier, used_by, pending)) = row else {
+                continue;
+            };
+            // Another recipient of the message that used the answer, or a delivery whose
+            // lookup is not used up yet; any other queue ID has no answer of its own.
+            let same_message = used_by.as_deref() == Some(queue_id);
+            if same_message || pending > 0 {
+                if !same_message {
+                    connection
+                        .prepare_cached(
+                            "UPDATE postfix_answers SET used_by = ?3, pending = pending - 1
+                             WHERE destination = ?1 AND pid = ?2",
+                        )?
+                        .execute(params![key, pid, queue_id])?;
+                }
                 return Ok(Attribution::Exact {
                     destination: key.clone(),
                     tier: stored_tier(&tier, key)?,
