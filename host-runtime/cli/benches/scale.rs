@@ -20,6 +20,10 @@
 //! (`peers-N.sqlite3`) for the socketmap runs over the same peers. `cargo bench -p tlsfallback-cli --bench scale` (about 3 minutes on 2 cores);
 //! BENCH_QUICK=1 stops at 10^4 peers.
 
+mod common {
+    pub(crate) mod percentiles;
+}
+
 use std::time::Duration;
 
 use policy_core::{Action, AttemptReport, DeliveryContext, Outcome, Policy, TlsAlert};
@@ -30,6 +34,8 @@ use tlsfallback_mta::deciding;
 use tlsfallback_mta::fleet::{Fleet, FleetSettings};
 use tlsfallback_mta::store::HistoryStore;
 use tlsfallback_testkit::rig::redis::RedisServer;
+
+use common::percentiles::{MICROSECONDS, p50_p99};
 
 /// The start of the simulated clock (2027-01-15).
 const T0: u64 = 1_800_000_000;
@@ -119,16 +125,6 @@ fn grow(store: &mut HistoryStore, from: u64, to: u64) {
     synchronous(store, "FULL");
 }
 
-/// p50 and p99 of `samples`, in microseconds.
-fn percentiles(mut samples: Vec<Duration>) -> serde_json::Value {
-    samples.sort();
-    let at = |p: f64| {
-        let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-        samples[index].as_secs_f64() * 1e6
-    };
-    json!({ "p50": at(0.5), "p99": at(0.99) })
-}
-
 /// A cheap deterministic sequence for picking peers (no randomness crate needed here).
 fn pick(i: usize, peers: u64) -> u64 {
     (i as u64).wrapping_mul(2_654_435_761) % peers
@@ -187,9 +183,9 @@ fn measure(store: &mut HistoryStore, peers: u64, now: u64) -> serde_json::Value 
         "peers": peers,
         "db_bytes": bytes,
         "bytes_per_peer": bytes as f64 / peers as f64,
-        "known_us": percentiles(known),
-        "new_us": percentiles(new),
-        "forget_us": percentiles(forget),
+        "known_us": p50_p99(known, MICROSECONDS),
+        "new_us": p50_p99(new, MICROSECONDS),
+        "forget_us": p50_p99(forget, MICROSECONDS),
         "list_ms": list.as_secs_f64() * 1e3,
     })
 }

@@ -21,6 +21,7 @@
 //! scale_log` (about 4 minutes on 2 cores); BENCH_QUICK=1 reads 200,000 lines.
 
 mod common {
+    pub(crate) mod percentiles;
     pub(crate) mod postfix_log;
 }
 
@@ -39,6 +40,7 @@ use tlsfallback_mta::postfix::log::Tracker;
 use tlsfallback_mta::postfix::{Daemon, DaemonOptions};
 use tlsfallback_mta::store::HistoryStore;
 
+use common::percentiles::{MILLISECONDS, p50_p99};
 use common::postfix_log::{Generator, mix};
 
 /// The start of the simulated clock (2027-01-15).
@@ -73,16 +75,6 @@ fn drain(
         .expect("the log is read")
     {}
     clock.elapsed()
-}
-
-/// p50 and p99 of `samples`, in milliseconds.
-fn percentiles_ms(mut samples: Vec<Duration>) -> serde_json::Value {
-    samples.sort();
-    let at = |p: f64| {
-        let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-        samples[index].as_secs_f64() * 1e3
-    };
-    json!({ "p50": at(0.5), "p99": at(0.99) })
 }
 
 fn main() {
@@ -155,7 +147,7 @@ fn main() {
         "catch_up_s": reading.as_secs_f64(),
         "lines_per_s": lines as f64 / reading.as_secs_f64(),
         "steady_slice_lines": STEADY_SLICE,
-        "steady_ms": percentiles_ms(steady),
+        "steady_ms": p50_p99(steady, MILLISECONDS),
     });
     println!("{row}");
 }

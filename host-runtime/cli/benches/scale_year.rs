@@ -23,6 +23,7 @@
 //! BENCH_QUICK=1 simulates 61 days of 10,000 destinations.
 
 mod common {
+    pub(crate) mod percentiles;
     pub(crate) mod postfix_log;
 }
 
@@ -36,6 +37,7 @@ use tlsfallback_mta::postfix::log::Tracker;
 use tlsfallback_mta::postfix::{Daemon, DaemonOptions};
 use tlsfallback_mta::store::HistoryStore;
 
+use common::percentiles::{MICROSECONDS, p50_p99};
 use common::postfix_log::{Generator, mix};
 
 /// The start of the simulated clock (2027-01-15).
@@ -50,16 +52,6 @@ struct Shape {
     active: u64,
     churn_per_day: u64,
     deliveries_per_day: u64,
-}
-
-/// p50 and p99 of `samples`, in microseconds.
-fn percentiles_us(mut samples: Vec<Duration>) -> serde_json::Value {
-    samples.sort();
-    let at = |p: f64| {
-        let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-        samples[index].as_secs_f64() * 1e6
-    };
-    json!({ "p50": at(0.5), "p99": at(0.99) })
 }
 
 fn rows(daemon: &Daemon<'_>, table: &str) -> i64 {
@@ -118,7 +110,7 @@ fn checkpoint(
         "free_pages": pragma("freelist_count"),
         "page_size": pragma("page_size"),
         "rows": table_rows,
-        "lookup_us": percentiles_us(lookups),
+        "lookup_us": p50_p99(lookups, MICROSECONDS),
     })
 }
 
