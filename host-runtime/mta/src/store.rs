@@ -463,16 +463,7 @@ impl HistoryStore {
     ///
     /// A database error.
     pub fn forget(&self, peer: &str) -> Result<bool, StoreError> {
-        let history = self
-            .connection
-            .prepare_cached("DELETE FROM peers WHERE peer = ?1")?
-            .execute([peer])?
-            > 0;
-        let facts = facts::forget(&self.connection, peer)?;
-        self.connection
-            .prepare_cached("DELETE FROM fleet_unpublished WHERE peer = ?1")?
-            .execute([peer])?;
-        Ok(history || facts)
+        forget_in(&self.connection, peer)
     }
 
     /// Forgets the peers, among the next `limit` rows after `after` (a row id; 0 for the
@@ -522,11 +513,7 @@ impl HistoryStore {
             )?
             .collect::<Result<_, _>>()?;
         for peer in &unused {
-            tx.prepare_cached("DELETE FROM peers WHERE peer = ?1")?
-                .execute([peer])?;
-            facts::forget(&tx, peer)?;
-            tx.prepare_cached("DELETE FROM fleet_unpublished WHERE peer = ?1")?
-                .execute([peer])?;
+            forget_in(&tx, peer)?;
         }
         tx.commit()?;
         Ok(Swept {
@@ -534,6 +521,20 @@ impl HistoryStore {
             next: Some(last),
         })
     }
+}
+
+/// Forgets `peer` through `connection` (inside the caller's transaction, if any): its history,
+/// the facts recorded about it and its fleet mark; whether anything was there.
+fn forget_in(connection: &Connection, peer: &str) -> Result<bool, StoreError> {
+    let history = connection
+        .prepare_cached("DELETE FROM peers WHERE peer = ?1")?
+        .execute([peer])?
+        > 0;
+    let facts = facts::forget(connection, peer)?;
+    connection
+        .prepare_cached("DELETE FROM fleet_unpublished WHERE peer = ?1")?
+        .execute([peer])?;
+    Ok(history || facts)
 }
 
 /// What one slice of [`HistoryStore::forget_unused`] did.
